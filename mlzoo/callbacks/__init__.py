@@ -1,0 +1,1 @@
+"""Lightning callbacks shared by concepts (RNG state in checkpoints, images, RL evaluation, ...)."""

@@ -1,0 +1,1 @@
+"""Plumbing shared by every concept: errors, the optimizer-injecting base module, run folders."""

@@ -1,0 +1,51 @@
+"""ZooModule: the LightningModule base every concept shares for its optimizer and LR schedule.
+
+Optimizers and schedulers are injected by Hydra as partials (``_partial_: true``), so a user swaps
+them from the command line (``optimizer=sgd``, ``scheduler=cosine``) without touching the concept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import lightning as L
+import torch
+
+OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+
+
+class ZooModule(L.LightningModule):
+    """Base class: holds the injected optimizer/scheduler factories and builds them on demand."""
+
+    def __init__(
+        self,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_interval: str = "epoch",
+    ) -> None:
+        super().__init__()
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval},
+        }
+
+    def on_train_epoch_start(self) -> None:
+        # The learning rate each epoch runs at, beside the losses (a logger-free LR monitor).
+        optimizers = self.trainer.optimizers
+        if optimizers:
+            lr = float(optimizers[0].param_groups[0]["lr"])
+            self.log("train/lr", lr, on_step=False, on_epoch=True)

@@ -1,0 +1,99 @@
+"""SupervisedModule: the training loop every supervised concept (MLP, CNN, RNN) shares.
+
+A concept subclasses it and only builds ``self.net``; the loss, metrics and logging live here once:
+
+    classification:  loss = cross_entropy(z, y) = -log softmax(z)_y     metrics: acc, macro F1
+    regression:      loss = mean((f(x) - y)^2)   (on standardized y)    metrics: RMSE, R^2
+
+Regression data modules standardize the target; predictions are mapped back to the original units
+(``y = y_std * target_std + target_mean``) before RMSE and R^2, so the numbers are comparable with
+any other model scored on the raw target.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.regression import MeanSquaredError, R2Score
+
+from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
+
+TASKS = ("classification", "regression")
+
+
+class SupervisedModule(ZooModule):
+    """Shared steps for ``(x, y)`` batches; subclasses set ``self.net`` (x -> logits or values)."""
+
+    net: torch.nn.Module
+
+    def __init__(
+        self,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        task: str = "classification",
+        num_classes: int = 0,
+        target_mean: float = 0.0,
+        target_std: float = 1.0,
+        scheduler_interval: str = "epoch",
+    ) -> None:
+        super().__init__(optimizer, scheduler, scheduler_interval)
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        if task == "classification" and num_classes < 2:
+            raise ValueError(f"classification needs num_classes >= 2, got {num_classes}")
+        self.task = task
+        self.num_classes = num_classes
+        self.target_mean = target_mean
+        self.target_std = target_std
+        if task == "classification":
+            metrics = MetricCollection(
+                {
+                    "acc": MulticlassAccuracy(num_classes, average="micro"),
+                    "f1": MulticlassF1Score(num_classes, average="macro"),
+                }
+            )
+        else:
+            metrics = MetricCollection(
+                {"rmse": MeanSquaredError(squared=False), "r2": R2Score()}
+            )
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    @property
+    def num_outputs(self) -> int:
+        """Width of the network's last layer: one logit per class, or one regression value."""
+        return self.num_classes if self.task == "classification" else 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        x, y = batch
+        out = self(x)
+        if self.task == "classification":
+            loss = F.cross_entropy(out, y)  # -log softmax(z)_y, averaged over the batch
+            preds, target = out.argmax(dim=-1), y
+        else:
+            out = out.squeeze(-1)
+            loss = F.mse_loss(out, y)  # mean (f(x) - y)^2 on the standardized target
+            preds = out.detach() * self.target_std + self.target_mean
+            target = y * self.target_std + self.target_mean
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics.update(preds, target)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")

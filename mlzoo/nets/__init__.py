@@ -1,0 +1,1 @@
+"""Plain nn.Modules shared by concepts (no Lightning, no config reading)."""

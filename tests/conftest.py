@@ -1,0 +1,47 @@
+"""Shared fixtures: compose the real config tree in-process and run it in a temporary folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from mlzoo.train import CONFIG_DIR, train
+
+ROOT = Path(__file__).resolve().parents[1]
+# Quiet, fast runs for tests: no progress bar unless a test asks for one.
+QUIET = ["~callbacks.progress_bar", "trainer.enable_model_summary=false"]
+
+
+def compose_config(overrides: list[str], log_dir: Path) -> DictConfig:
+    """Compose configs/train.yaml as `python train.py <overrides>` would, runs under log_dir."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    run_dir = log_dir / "runs" / str(cfg.name) / f"run{len(list(log_dir.glob('runs/*/*')))}"
+    with open_dict(cfg):
+        cfg.paths.log_dir = str(log_dir)
+        cfg.paths.output_dir = str(run_dir)
+        del cfg["hydra"]
+    return cfg
+
+
+def run_training(overrides: list[str], log_dir: Path) -> dict[str, Any]:
+    """Train in-process; return summary.json as written to the run folder."""
+    summary = train(compose_config([*QUIET, *overrides], log_dir))
+    written = json.loads((Path(summary["run_dir"]) / "summary.json").read_text())
+    assert written == json.loads(json.dumps(summary))
+    return written
+
+
+@pytest.fixture
+def run(tmp_path: Path):
+    """`run([...overrides])` trains in-process under tmp_path/logs and returns the summary."""
+    return lambda overrides, log_dir=tmp_path / "logs": run_training(overrides, log_dir)

@@ -1,0 +1,432 @@
+"""Data modules: seeded splits, epoch-seeded shuffling, and torchvision sets read from fake files.
+
+Fast and offline: the sklearn sets ship with scikit-learn, and the torchvision sets are read from
+small files written by ``tests/fakedata.py`` in the published formats. Any download attempt fails.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.error import URLError
+
+import numpy as np
+import pytest
+import torch
+import torchvision.datasets.cifar
+import torchvision.datasets.mnist
+from fakedata import cifar10_arrays, mnist_arrays, skip_cifar_md5, write_cifar10, write_mnist
+
+from mlzoo.core.errors import ZooError
+from mlzoo.data.base import EpochSampler, Split, TensorDataModule
+from mlzoo.data.sklearn import DiabetesDataModule, DigitsDataModule
+from mlzoo.data.vision import (
+    CIFAR10DataModule,
+    FashionMNISTDataModule,
+    MNISTDataModule,
+    TorchvisionDataModule,
+)
+
+
+@pytest.fixture(autouse=True)
+def no_download(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here is offline: a download attempt is a test failure, not a network call."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"tests must not download anything: {args} {kwargs}")
+
+    for module in (torchvision.datasets.mnist, torchvision.datasets.cifar):
+        monkeypatch.setattr(module, "download_and_extract_archive", refuse)
+
+
+def rows(x: torch.Tensor) -> set[bytes]:
+    """Each example as bytes, to compare splits by content."""
+    flat = x.reshape(len(x), -1).contiguous().numpy()
+    return {r.tobytes() for r in flat}
+
+
+def splits_of(dm: TensorDataModule) -> dict[str, Split]:
+    dm.setup()
+    return dm.splits
+
+
+def assert_same_splits(a: dict[str, Split], b: dict[str, Split]) -> None:
+    for name in ("train", "val", "test"):
+        assert torch.equal(a[name].x, b[name].x), name
+        assert torch.equal(a[name].y, b[name].y), name
+
+
+# --- digits -----------------------------------------------------------------------------------
+def test_digits_split_sizes_and_disjoint() -> None:
+    s = splits_of(DigitsDataModule())
+    sizes = {k: len(v) for k, v in s.items()}
+    assert sum(sizes.values()) == 1797
+    assert sizes["test"] == 270  # ceil(0.15 * 1797)
+    assert sizes["val"] == 230  # ceil(0.15 * 1527)
+    assert sizes["train"] == 1797 - 270 - 230
+    train, val, test = (rows(s[k].x) for k in ("train", "val", "test"))
+    assert len(train) + len(val) + len(test) == 1797  # no example repeated inside a split
+    assert not train & val
+    assert not train & test
+    assert not val & test
+
+
+def test_digits_split_depends_on_split_seed_only() -> None:
+    torch.manual_seed(1)
+    a = splits_of(DigitsDataModule(split_seed=0))
+    torch.manual_seed(12345)
+    b = splits_of(DigitsDataModule(split_seed=0))
+    assert_same_splits(a, b)  # the run's torch seed does not move the split
+
+    c = splits_of(DigitsDataModule(split_seed=1))
+    assert not torch.equal(a["test"].x, c["test"].x)
+    assert rows(a["test"].x) != rows(c["test"].x)
+    assert len(c["test"]) == len(a["test"])
+
+
+def test_digits_split_is_stratified() -> None:
+    s = splits_of(DigitsDataModule())
+    for split in s.values():
+        counts = torch.bincount(split.y, minlength=10).float()
+        share = counts / counts.sum()
+        assert torch.all((share - 0.1).abs() < 0.02)
+
+
+def test_digits_spec_and_values() -> None:
+    dm = DigitsDataModule()
+    assert dm.spec == {
+        "input_shape": [1, 8, 8],
+        "task": "classification",
+        "num_classes": 10,
+        "target_mean": 0.0,
+        "target_std": 1.0,
+    }
+    for split in dm.splits.values():
+        assert split.x.shape[1:] == (1, 8, 8)
+        assert split.x.dtype == torch.float32
+        assert split.y.dtype == torch.long
+        assert split.x.min() >= 0.0 and split.x.max() <= 1.0
+        assert set(split.y.unique().tolist()) == set(range(10))
+    assert dm.splits["train"].x.max() == 1.0  # 16/16: the scale is really [0, 1]
+
+
+# --- diabetes ---------------------------------------------------------------------------------
+def raw_diabetes_splits(**kwargs) -> dict[str, Split]:
+    """The split before standardization (the base class's setup, without the subclass's)."""
+    dm = DiabetesDataModule(**kwargs)
+    TensorDataModule.setup(dm)
+    return dm.splits
+
+
+def test_diabetes_standardized_on_train() -> None:
+    dm = DiabetesDataModule()
+    spec = dm.spec
+    assert spec["task"] == "regression"
+    assert spec["input_shape"] == [10]
+    assert sum(len(s) for s in dm.splits.values()) == 442
+    train = dm.splits["train"]
+    assert train.x.shape[1] == 10
+    assert torch.allclose(train.x.mean(0), torch.zeros(10), atol=1e-5)
+    assert torch.allclose(train.x.std(0), torch.ones(10), atol=1e-4)
+    assert abs(float(train.y.mean())) < 1e-5
+    assert abs(float(train.y.std()) - 1.0) < 1e-4
+
+    raw = raw_diabetes_splits()
+    raw_y = raw["train"].y
+    assert spec["target_mean"] == pytest.approx(float(raw_y.mean()), rel=1e-6)
+    assert spec["target_std"] == pytest.approx(float(raw_y.std()), rel=1e-6)
+    assert 100 < spec["target_mean"] < 200 and 50 < spec["target_std"] < 100  # original units
+
+    # val and test use the training statistics (no peeking at held-out rows)
+    x_mean, x_std = raw["train"].x.mean(0), raw["train"].x.std(0)
+    for name in ("val", "test"):
+        expected = (raw[name].x - x_mean) / x_std
+        assert torch.allclose(dm.splits[name].x, expected, atol=1e-5)
+        y = dm.splits[name].y * spec["target_std"] + spec["target_mean"]
+        assert torch.allclose(y, raw[name].y, atol=1e-3)
+
+
+# --- shuffling --------------------------------------------------------------------------------
+def test_epoch_sampler_order_is_function_of_seed_and_epoch() -> None:
+    a, b = EpochSampler(100, seed=3), EpochSampler(100, seed=3)
+    for epoch in (0, 1, 7):
+        a.set_epoch(epoch)
+        b.set_epoch(epoch)
+        assert list(a) == list(b)
+        assert list(a) == list(a)  # iterating again repeats the epoch
+        assert sorted(a) == list(range(100))
+        assert len(a) == 100
+    a.set_epoch(0)
+    b.set_epoch(1)
+    assert list(a) != list(b)
+    assert list(a) != list(EpochSampler(100, seed=4))
+    assert list(a) != list(range(100))
+
+
+def loader_order(dm: TensorDataModule, torch_seed: int, epoch: int) -> list[bytes]:
+    """The training examples in the order one epoch's batches deliver them."""
+    torch.manual_seed(torch_seed)
+    loader = dm.train_dataloader()
+    assert isinstance(loader.sampler, EpochSampler)
+    loader.sampler.set_epoch(epoch)
+    torch.manual_seed(torch_seed + 999)  # global RNG use after the loader is built must not matter
+    return [r.numpy().tobytes() for x, _ in loader for r in x]
+
+
+def test_train_dataloader_seeded_per_epoch() -> None:
+    dm = DigitsDataModule(batch_size=64)
+    dm.setup()
+    n = len(dm.splits["train"])
+    assert n % 64 not in (0, 1)  # a ragged last batch, kept
+    first = loader_order(dm, torch_seed=7, epoch=2)
+    assert len(first) == n
+    assert set(first) == rows(dm.splits["train"].x)  # every example exactly once
+    assert loader_order(dm, torch_seed=7, epoch=2) == first
+    assert loader_order(dm, torch_seed=7, epoch=3) != first
+    assert loader_order(dm, torch_seed=8, epoch=2) != first
+
+
+def test_eval_loaders_not_shuffled() -> None:
+    dm = DigitsDataModule(batch_size=100)
+    dm.setup()
+    for name, loader in (("val", dm.val_dataloader()), ("test", dm.test_dataloader())):
+        x = torch.cat([x for x, _ in loader])
+        assert torch.equal(x, dm.splits[name].x)
+
+
+def test_last_batch_of_one_dropped() -> None:
+    dm = DigitsDataModule(batch_size=32, train_subset=65)
+    sizes = [len(y) for _, y in dm.train_dataloader()]
+    assert sizes == [32, 32]
+
+
+# --- train_subset -----------------------------------------------------------------------------
+@pytest.mark.parametrize("n", [1, 10, 100])
+def test_train_subset_keeps_n(n: int) -> None:
+    full = splits_of(DigitsDataModule())
+    sub = splits_of(DigitsDataModule(train_subset=n))
+    assert len(sub["train"]) == n
+    assert torch.equal(sub["train"].x, full["train"].x[:n])
+    for name in ("val", "test"):  # held-out sets do not shrink
+        assert torch.equal(sub[name].x, full[name].x)
+
+
+def test_train_subset_larger_than_train_keeps_all() -> None:
+    full = splits_of(DigitsDataModule())
+    sub = splits_of(DigitsDataModule(train_subset=10**6))
+    assert torch.equal(sub["train"].x, full["train"].x)
+
+
+# --- torchvision sets from fake files ---------------------------------------------------------
+MNIST_LIKE = [(MNISTDataModule, "MNIST", 0), (FashionMNISTDataModule, "FashionMNIST", 1)]
+
+
+@pytest.mark.parametrize(("cls", "folder", "seed"), MNIST_LIKE)
+def test_mnist_like_reads_idx_files(tmp_path: Path, cls: type, folder: str, seed: int) -> None:
+    write_mnist(tmp_path, folder=folder, n_train=120, n_test=40, seed=seed)
+    dm = cls(root=str(tmp_path), batch_size=16)
+    s = splits_of(dm)
+    assert {k: len(v) for k, v in s.items()} == {"train": 110, "val": 10, "test": 40}
+    for split in s.values():
+        assert split.x.dtype == torch.uint8
+        assert split.x.shape[1:] == (1, 28, 28)
+        assert split.y.dtype == torch.long
+
+    test_x, test_y = mnist_arrays(40, seed, train=False)
+    assert torch.equal(s["test"].x[:, 0], torch.from_numpy(test_x))
+    assert s["test"].y.tolist() == test_y.tolist()  # official test split, in file order
+
+    train_x, train_y = mnist_arrays(120, seed, train=True)
+    pool_y = torch.cat([s["train"].y, s["val"].y])
+    assert torch.bincount(pool_y, minlength=10).tolist() == np.bincount(train_y).tolist()
+    assert rows(torch.cat([s["train"].x, s["val"].x])[:, 0]) == rows(torch.from_numpy(train_x))
+    # each image still carries its own label
+    by_image = {r.tobytes(): int(y) for r, y in zip(train_x, train_y, strict=True)}
+    for x, y in zip(s["train"].x[:, 0].numpy(), s["train"].y.tolist(), strict=True):
+        assert by_image[x.tobytes()] == y
+
+    assert dm.spec["input_shape"] == [1, 28, 28]
+    assert dm.spec["num_classes"] == 10
+    assert dm.spec["task"] == "classification"
+
+
+@pytest.mark.parametrize(("cls", "folder", "seed"), MNIST_LIKE)
+def test_mnist_like_transform(tmp_path: Path, cls: type, folder: str, seed: int) -> None:
+    write_mnist(tmp_path, folder=folder, seed=seed)
+    dm = cls(root=str(tmp_path), batch_size=16)
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.dtype == torch.uint8
+    tx, ty = dm.on_after_batch_transfer((x, y), 0)
+    assert tx.dtype == torch.float32 and tx.shape == x.shape
+    assert torch.equal(ty, y)
+    expected = (x.float() / 255.0 - dm.mean[0]) / dm.std[0]
+    assert torch.allclose(tx, expected, atol=1e-6)
+    assert tx.min() < 0 < tx.max()
+
+    raw = cls(root=str(tmp_path), normalize=False).transform(x)
+    assert raw.dtype == torch.float32
+    assert raw.min() >= 0.0 and raw.max() <= 1.0
+    assert torch.allclose(raw * 255.0, x.float(), atol=1e-4)
+
+
+def cifar_chw(arrays: tuple[np.ndarray, list[int]]) -> torch.Tensor:
+    return torch.from_numpy(arrays[0]).reshape(-1, 3, 32, 32)
+
+
+def test_cifar10_reads_pickled_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    skip_cifar_md5(monkeypatch)
+    write_cifar10(tmp_path, n_per_batch=20, n_test=40)
+    written = cifar10_arrays(n_per_batch=20, n_test=40)
+    # default val_fraction (1/12) holds out 9 of 100 fake images, fewer than the 10 classes a
+    # stratified split needs; a larger share keeps this test small
+    dm = CIFAR10DataModule(root=str(tmp_path), batch_size=16, val_fraction=0.2)
+    s = splits_of(dm)
+    assert {k: len(v) for k, v in s.items()} == {"train": 80, "val": 20, "test": 40}
+    for split in s.values():
+        assert split.x.dtype == torch.uint8
+        assert split.x.shape[1:] == (3, 32, 32)
+
+    # images come back in channel-first order, identical to the CHW-flattened rows written
+    assert torch.equal(s["test"].x, cifar_chw(written["test_batch"]))
+    assert s["test"].y.tolist() == written["test_batch"][1]
+    train_names = [f"data_batch_{i}" for i in range(1, 6)]
+    train_x = torch.cat([cifar_chw(written[n]) for n in train_names])
+    train_y = [y for n in train_names for y in written[n][1]]
+    label_of = {r: y for r, y in zip((r.numpy().tobytes() for r in train_x), train_y, strict=True)}
+    for name in ("train", "val"):
+        for x, y in zip(s[name].x, s[name].y.tolist(), strict=True):
+            assert label_of[x.numpy().tobytes()] == y
+    assert rows(torch.cat([s["train"].x, s["val"].x])) == rows(train_x)
+
+    assert dm.spec["input_shape"] == [3, 32, 32]
+    assert dm.spec["num_classes"] == 10
+
+    x = s["test"].x[:8]
+    tx = dm.transform(x)
+    mean = torch.tensor(dm.mean).view(1, 3, 1, 1)
+    std = torch.tensor(dm.std).view(1, 3, 1, 1)
+    assert tx.dtype == torch.float32 and tx.shape == (8, 3, 32, 32)
+    assert torch.allclose(tx, (x.float() / 255.0 - mean) / std, atol=1e-6)
+
+
+def test_cifar10_default_val_fraction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    skip_cifar_md5(monkeypatch)
+    write_cifar10(tmp_path, n_per_batch=24)  # 120 training images: 10 held out, one per class
+    s = splits_of(CIFAR10DataModule(root=str(tmp_path)))
+    assert len(s["val"]) == 10
+    assert sorted(s["val"].y.tolist()) == list(range(10))
+
+
+# --- missing files ----------------------------------------------------------------------------
+MISSING = [
+    (MNISTDataModule, "MNIST/raw"),
+    (FashionMNISTDataModule, "FashionMNIST/raw"),
+    (CIFAR10DataModule, "cifar-10-batches-py"),
+]
+
+
+def assert_missing_error(dm: TorchvisionDataModule, root: Path, folder: str) -> None:
+    with pytest.raises(ZooError) as info:
+        dm.setup()
+    msg = str(info.value)
+    assert folder in msg
+    assert str(root.resolve() / folder) in msg
+    assert "data.download=true" in msg
+    assert "\n" not in msg and "\r" not in msg
+
+
+@pytest.mark.parametrize(("cls", "folder"), MISSING)
+def test_missing_files_raise_zoo_error(tmp_path: Path, cls: type, folder: str) -> None:
+    dm = cls(root=str(tmp_path), download=False)
+    dm.prepare_data()  # download=False: nothing is fetched (the autouse fixture would fail)
+    assert_missing_error(dm, tmp_path, folder)
+
+
+def test_missing_cifar_with_md5_check_lifted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    skip_cifar_md5(monkeypatch)  # files must still exist
+    assert_missing_error(CIFAR10DataModule(root=str(tmp_path)), tmp_path, "cifar-10-batches-py")
+
+
+def test_fashion_mnist_does_not_read_mnist_folder(tmp_path: Path) -> None:
+    write_mnist(tmp_path, folder="MNIST")
+    assert_missing_error(FashionMNISTDataModule(root=str(tmp_path)), tmp_path, "FashionMNIST/raw")
+    assert len(splits_of(MNISTDataModule(root=str(tmp_path)))["test"]) == 40
+
+
+def test_cifar_real_md5_check_rejects_fake_files(tmp_path: Path) -> None:
+    write_cifar10(tmp_path)  # without skip_cifar_md5: torchvision refuses the fake files
+    assert_missing_error(CIFAR10DataModule(root=str(tmp_path)), tmp_path, "cifar-10-batches-py")
+
+
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every torchvision download fail as it does without a network."""
+
+    def fail(url, *args, **kwargs):
+        raise URLError(f"[Errno -3] Temporary failure in name resolution ({url})")
+
+    for module in (torchvision.datasets.mnist, torchvision.datasets.cifar):
+        monkeypatch.setattr(module, "download_and_extract_archive", fail)
+
+
+DOWNLOAD_FAILS = "download=True with no network: see the bug report in the test's docstring"
+
+
+@pytest.mark.xfail(reason=DOWNLOAD_FAILS, strict=True)
+@pytest.mark.parametrize(("cls", "folder"), MISSING)
+def test_failed_download_in_setup_is_one_line_zoo_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cls: type, folder: str
+) -> None:
+    """BUG (mlzoo/data/vision.py, TorchvisionDataModule._read): with download=True and no network,
+    MNIST's RuntimeError lists every mirror on its own line and is wrapped as is, so the ZooError
+    spans several lines and still advises "add data.download=true"; CIFAR10 raises URLError
+    (an OSError), which ``except RuntimeError`` does not catch, so it escapes with a traceback."""
+    offline(monkeypatch)
+    dm = cls(root=str(tmp_path), download=True)
+    with pytest.raises(ZooError) as info:
+        dm.setup()
+    msg = str(info.value)
+    assert folder in msg
+    assert "\n" not in msg
+    assert "add data.download=true" not in msg  # it already is: say the download failed instead
+
+
+@pytest.mark.xfail(reason=DOWNLOAD_FAILS, strict=True)
+@pytest.mark.parametrize(("cls", "folder"), MISSING)
+def test_failed_download_in_prepare_data_is_zoo_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cls: type, folder: str
+) -> None:
+    """BUG (mlzoo/data/vision.py, TorchvisionDataModule.prepare_data): Lightning calls
+    prepare_data() before setup(), and prepare_data() calls the torchvision class unguarded, so a
+    failed download surfaces as a raw RuntimeError/URLError traceback instead of a ZooError."""
+    offline(monkeypatch)
+    dm = cls(root=str(tmp_path), download=True)
+    with pytest.raises(ZooError) as info:
+        dm.prepare_data()
+    assert folder in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+# --- bad arguments ----------------------------------------------------------------------------
+BAD = [
+    {"batch_size": 0},
+    {"batch_size": -3},
+    {"val_fraction": 1.5},
+    {"val_fraction": 0.0},
+    {"val_fraction": 1.0},
+    {"train_subset": 0},
+    {"train_subset": -1},
+]
+
+
+@pytest.mark.parametrize("kwargs", BAD, ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()))
+@pytest.mark.parametrize("cls", [DigitsDataModule, DiabetesDataModule, MNISTDataModule])
+def test_bad_argument_raises_value_error(cls: type, kwargs: dict) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        cls(**kwargs)
+
+
+@pytest.mark.parametrize("frac", [0.0, 1.5, -0.1])
+def test_bad_test_fraction_raises_value_error(frac: float) -> None:
+    with pytest.raises(ValueError, match="test_fraction"):
+        DigitsDataModule(test_fraction=frac)

@@ -1,0 +1,140 @@
+"""End-to-end runs through mlzoo.train: smoke runs, summary.json, seeding, resume, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_training
+from fakedata import skip_cifar_md5, write_cifar10, write_mnist
+from mlzoo.train import CONFIG_DIR
+
+MODELS = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
+OFFLINE_DATA = ["digits", "diabetes"]
+TORCHVISION_DATA = ["mnist", "fashion_mnist", "cifar10"]
+SUMMARY_KEYS = {"model", "data", "seed", "metrics", "best_checkpoint", "duration_s", "run_dir"}
+
+
+def fake_torchvision(name: str, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if name == "cifar10":
+        write_cifar10(root)
+        skip_cifar_md5(monkeypatch)
+    else:
+        write_mnist(root, folder="FashionMNIST" if name == "fashion_mnist" else "MNIST")
+
+
+@pytest.mark.parametrize("data", OFFLINE_DATA + TORCHVISION_DATA)
+@pytest.mark.parametrize("model", MODELS)
+def test_few_steps_of_every_model_and_data(
+    model: str, data: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run
+) -> None:
+    overrides = [f"model={model}", f"data={data}", "trainer=debug"]
+    if data in TORCHVISION_DATA:
+        fake_torchvision(data, tmp_path / "data", monkeypatch)
+        overrides.append(f"data.root={tmp_path / 'data'}")
+    summary = run(overrides)
+    assert SUMMARY_KEYS <= summary.keys()
+    assert summary["model"] == model and summary["data"] == data
+    assert summary["global_step"] == 6
+    assert summary["metrics"] and all(math.isfinite(v) for v in summary["metrics"].values())
+    assert any(k.startswith("test/") for k in summary["metrics"])
+    run_dir = Path(summary["run_dir"])
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert Path(summary["best_checkpoint"]).is_file()
+    assert (run_dir / "config.yaml").is_file()
+    assert list(run_dir.glob("events.out.tfevents.*")), "no TensorBoard events in the run folder"
+
+
+def test_checkpoints_load_with_weights_only(run) -> None:
+    summary = run(["trainer=debug"])
+    for path in (summary["best_checkpoint"], summary["last_checkpoint"]):
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        assert "state_dict" in ckpt and ckpt["global_step"] > 0
+
+
+def test_tensorboard_gets_scalars_and_hparams(run) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    summary = run(["trainer=debug"])
+    events = EventAccumulator(summary["run_dir"])
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss_step", "val/loss", "val/acc", "test/acc", "train/lr"} <= scalars
+    plugins = events.PluginTagToContent("hparams")
+    assert "_hparams_/experiment" in plugins and "_hparams_/session_start_info" in plugins
+    experiment = plugins["_hparams_/experiment"].decode("utf-8", "ignore")
+    assert "val/loss" in experiment and "model/net/hidden_sizes" in experiment
+
+
+def test_csv_logger_and_no_logger(run) -> None:
+    summary = run(["trainer=debug", "logger=csv"])
+    assert list(Path(summary["run_dir"]).glob("csv/*/metrics.csv"))
+    summary = run(["trainer=debug", "logger=none"])
+    assert summary["metrics"]["test/acc"] >= 0.0
+    assert not list(Path(summary["run_dir"]).glob("events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_same_seed_same_metrics_other_seed_other_metrics(run) -> None:
+    short = ["trainer.max_epochs=3", "logger=none"]
+    first = run([*short, "seed=0"])["metrics"]
+    again = run([*short, "seed=0"])["metrics"]
+    other = run([*short, "seed=1"])["metrics"]
+    assert first == again  # bit-identical on CPU
+    assert first["test/loss"] != other["test/loss"]
+
+
+def test_seed_zero_really_seeds(run) -> None:
+    # `if cfg.seed:` would skip seed=0: then two runs would differ.
+    a = run(["trainer=debug", "logger=none", "seed=0"])["metrics"]
+    b = run(["trainer=debug", "logger=none", "seed=0"])["metrics"]
+    assert a == b
+
+
+@pytest.mark.slow
+def test_resume_from_last_checkpoint_matches_uninterrupted_run(tmp_path: Path) -> None:
+    common = ["trainer.max_epochs=4", "scheduler=step", "model.scheduler.step_size=1", "seed=3"]
+    straight = run_training(common, tmp_path / "a")
+    # The "interrupted" run: the same config stopped after 2 epochs, then resumed with ckpt_path=last.
+    run_training([*common, "+trainer.max_steps=" + str(straight["global_step"] // 2)], tmp_path / "b")
+    resumed = run_training([*common, "ckpt_path=last"], tmp_path / "b")
+    assert resumed["resumed_from"].endswith("last.ckpt")
+    assert resumed["global_step"] == straight["global_step"]
+    assert len(list((tmp_path / "b" / "runs").glob("*/*"))) == 1, "resume made a second run folder"
+    for key, value in straight["metrics"].items():
+        assert resumed["metrics"][key] == pytest.approx(value, abs=1e-6), key
+    a = torch.load(straight["last_checkpoint"], weights_only=True)["state_dict"]
+    b = torch.load(resumed["last_checkpoint"], weights_only=True)["state_dict"]
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=0, msg=name)
+
+
+@pytest.mark.slow
+def test_mlp_learns_digits(run) -> None:
+    """The default run (README's first command): test accuracy >= 0.97 on held-out digits."""
+    summary = run([])
+    assert summary["model"] == "mlp" and summary["data"] == "digits"
+    assert summary["metrics"]["test/acc"] >= 0.97, summary["metrics"]
+    summary = run(["seed=0"])
+    assert summary["metrics"]["test/acc"] >= 0.95, summary["metrics"]
+
+
+@pytest.mark.slow
+def test_mlp_regression_matches_least_squares_on_diabetes(run) -> None:
+    from sklearn.linear_model import LinearRegression
+    from sklearn.metrics import r2_score
+
+    from mlzoo.data.sklearn import DiabetesDataModule
+
+    dm = DiabetesDataModule()
+    dm.setup()
+    train, test = dm.splits["train"], dm.splits["test"]
+    ols = LinearRegression().fit(train.x.numpy(), train.y.numpy())
+    ols_r2 = r2_score(test.y.numpy(), ols.predict(test.x.numpy()))
+    r2 = [run(["data=diabetes", f"seed={s}", "logger=none"])["metrics"]["test/r2"] for s in (0, 1, 2)]
+    print(json.dumps({"ols_r2": ols_r2, "mlp_r2": r2}))
+    assert min(r2) >= ols_r2, (r2, ols_r2)
