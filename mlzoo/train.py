@@ -73,7 +73,11 @@ def _quiet_known_noise() -> None:
     class _DropTips(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
             msg = record.getMessage()
-            return not ("Tip:" in msg or "litlogger" in msg.lower() or msg.startswith(("TPU available", "HPU available")))
+            return not (
+                "Tip:" in msg
+                or "litlogger" in msg.lower()
+                or msg.startswith(("TPU available", "HPU available"))
+            )
 
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_DropTips())
@@ -228,7 +232,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         _discard(fresh_dir)
         raise ZooError(_one_line(err)) from None
 
-    config_file = run_dir / ("config.yaml" if ckpt_path is None else f"config.resume-{int(start)}.yaml")
+    config_file = run_dir / (
+        "config.yaml" if ckpt_path is None else f"config.resume-{int(start)}.yaml"
+    )
     config_file.write_text(OmegaConf.to_yaml(cfg, resolve=True))
     _log_hparams(loggers, cfg)
 
@@ -273,7 +279,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         _print_summary(summary)
     if trainer.interrupted:
-        raise ZooError(f"run interrupted at step {trainer.global_step}; resume with ckpt_path={last}")
+        raise ZooError(
+            f"run interrupted at step {trainer.global_step}; resume with ckpt_path={last}"
+        )
     return summary
 
 
@@ -294,7 +302,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     table.add_column("value", justify="right")
     for key, value in sorted(summary["metrics"].items()):
         table.add_row(key, f"{value:.4f}" if math.isfinite(value) else str(value))
-    console = Console()
+    console = Console(soft_wrap=True)  # paths stay whole, for copy and paste
     console.print(table)
     console.print(f"run dir:         {summary['run_dir']}")
     console.print(f"best checkpoint: {summary['best_checkpoint']}")

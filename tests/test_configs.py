@@ -10,11 +10,21 @@ import hydra
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import ROOT, compose_config
 from mlzoo.train import CONFIG_DIR
 
+from conftest import ROOT, compose_config
+
 CONFIGS = Path(CONFIG_DIR)
-SELECTABLE = ["data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks", "experiment"]
+SELECTABLE = [
+    "data",
+    "model",
+    "optimizer",
+    "scheduler",
+    "trainer",
+    "logger",
+    "callbacks",
+    "experiment",
+]
 
 
 def options(group: str) -> list[str]:

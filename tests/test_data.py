@@ -14,7 +14,6 @@ import pytest
 import torch
 import torchvision.datasets.cifar
 import torchvision.datasets.mnist
-from fakedata import cifar10_arrays, mnist_arrays, skip_cifar_md5, write_cifar10, write_mnist
 
 from mlzoo.core.errors import ZooError
 from mlzoo.data.base import EpochSampler, Split, TensorDataModule
@@ -25,6 +24,8 @@ from mlzoo.data.vision import (
     MNISTDataModule,
     TorchvisionDataModule,
 )
+
+from fakedata import cifar10_arrays, mnist_arrays, skip_cifar_md5, write_cifar10, write_mnist
 
 
 @pytest.fixture(autouse=True)
@@ -369,18 +370,12 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(module, "download_and_extract_archive", fail)
 
 
-DOWNLOAD_FAILS = "download=True with no network: see the bug report in the test's docstring"
-
-
-@pytest.mark.xfail(reason=DOWNLOAD_FAILS, strict=True)
 @pytest.mark.parametrize(("cls", "folder"), MISSING)
 def test_failed_download_in_setup_is_one_line_zoo_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cls: type, folder: str
 ) -> None:
-    """BUG (mlzoo/data/vision.py, TorchvisionDataModule._read): with download=True and no network,
-    MNIST's RuntimeError lists every mirror on its own line and is wrapped as is, so the ZooError
-    spans several lines and still advises "add data.download=true"; CIFAR10 raises URLError
-    (an OSError), which ``except RuntimeError`` does not catch, so it escapes with a traceback."""
+    """download=True with no network: one line (MNIST's error lists every mirror on its own line;
+    CIFAR10 raises URLError, an OSError), not the advice to add data.download=true."""
     offline(monkeypatch)
     dm = cls(root=str(tmp_path), download=True)
     with pytest.raises(ZooError) as info:
@@ -391,14 +386,11 @@ def test_failed_download_in_setup_is_one_line_zoo_error(
     assert "add data.download=true" not in msg  # it already is: say the download failed instead
 
 
-@pytest.mark.xfail(reason=DOWNLOAD_FAILS, strict=True)
 @pytest.mark.parametrize(("cls", "folder"), MISSING)
 def test_failed_download_in_prepare_data_is_zoo_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cls: type, folder: str
 ) -> None:
-    """BUG (mlzoo/data/vision.py, TorchvisionDataModule.prepare_data): Lightning calls
-    prepare_data() before setup(), and prepare_data() calls the torchvision class unguarded, so a
-    failed download surfaces as a raw RuntimeError/URLError traceback instead of a ZooError."""
+    """Lightning calls prepare_data() before setup(): a failed download there is a ZooError too."""
     offline(monkeypatch)
     dm = cls(root=str(tmp_path), download=True)
     with pytest.raises(ZooError) as info:

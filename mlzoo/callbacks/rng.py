@@ -27,7 +27,13 @@ class RNGStateCallback(L.Callback):
         np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
         states: dict[str, Any] = {
             "python": [version, list(state), gauss],
-            "numpy": [np_kind, torch.from_numpy(np_keys.astype(np.int64)), np_pos, np_has_gauss, np_gauss],
+            "numpy": [
+                np_kind,
+                torch.from_numpy(np_keys.astype(np.int64)),
+                np_pos,
+                np_has_gauss,
+                np_gauss,
+            ],
             "torch": torch.get_rng_state(),
         }
         if torch.cuda.is_available():
@@ -43,7 +49,9 @@ class RNGStateCallback(L.Callback):
         version, state, gauss = states["python"]
         random.setstate((version, tuple(state), gauss))
         np_kind, np_keys, np_pos, np_has_gauss, np_gauss = states["numpy"]
-        np.random.set_state((np_kind, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss))
+        np.random.set_state(
+            (np_kind, np_keys.numpy().astype(np.uint32), np_pos, np_has_gauss, np_gauss)
+        )
         torch.set_rng_state(states["torch"])
         if "cuda" in states and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(states["cuda"])

@@ -56,9 +56,7 @@ class SupervisedModule(ZooModule):
                 }
             )
         else:
-            metrics = MetricCollection(
-                {"rmse": MeanSquaredError(squared=False), "r2": R2Score()}
-            )
+            metrics = MetricCollection({"rmse": MeanSquaredError(squared=False), "r2": R2Score()})
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")

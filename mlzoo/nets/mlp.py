@@ -7,6 +7,7 @@ Each hidden layer computes ``h = dropout(act(norm(W h_prev + b)))``; the last la
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 from torch import Tensor, nn
@@ -60,7 +61,7 @@ class MLP(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         layers: list[nn.Module] = [nn.Flatten()]
-        for width_in, width_out in zip(sizes[:-1], sizes[1:]):
+        for width_in, width_out in itertools.pairwise(sizes):
             layers += [
                 nn.Linear(width_in, width_out),
                 make_norm(norm, width_out),
@@ -71,7 +72,11 @@ class MLP(nn.Module):
         self.layers = nn.Sequential(*layers)
         # "Wide & deep" (Cheng et al. 2016): f(x) = W_skip x + MLP(x). On nearly linear data
         # (diabetes) the linear path carries the signal and the MLP only adds the curvature.
-        self.skip = nn.Sequential(nn.Flatten(), nn.Linear(sizes[0], int(out_features))) if linear_skip else None
+        self.skip = (
+            nn.Sequential(nn.Flatten(), nn.Linear(sizes[0], int(out_features)))
+            if linear_skip
+            else None
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.layers(x)

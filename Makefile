@@ -1,0 +1,33 @@
+# The README's two commands: `make train` and `make test`. Each first sets up .venv (once:
+# a virtual environment with mlzoo installed in editable mode, test tools included).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+ARGS   ?=
+
+.PHONY: setup train test quick lint clean-logs
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "mlzoo needs Python 3.10 or newer")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --progress-bar off -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Train the default concept (the MLP on digits, offline); more: make train ARGS="data=diabetes"
+train: $(STAMP)
+	$(BIN)/python train.py $(ARGS)
+
+# The whole suite: lint, format check, and every test (learning bars included).
+test: $(STAMP) lint
+	$(BIN)/python -m pytest $(ARGS)
+
+# The inner loop: everything but the slow tests.
+quick: $(STAMP) lint
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .

@@ -1,0 +1,100 @@
+"""The command line as a user meets it: train.py and mlzoo-train in a subprocess."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+
+def cli(*args: str, cwd: Path, exe: list[str] | None = None) -> subprocess.CompletedProcess:
+    command = exe or [sys.executable, str(ROOT / "train.py")]
+    return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def summaries(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.rglob("summary.json"))]
+
+
+def fingerprint(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_debug_run_end_to_end(tmp_path: Path) -> None:
+    out = cli("trainer=debug", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    [summary] = summaries(tmp_path / "logs")
+    run_dir = Path(summary["run_dir"])
+    assert run_dir.parent == (tmp_path / "logs" / "runs" / "mlp-digits").resolve()
+    assert summary["global_step"] == 6 and "test/acc" in summary["metrics"]
+    assert "tensorboard --logdir logs" in out.stdout
+    assert str(run_dir) in out.stdout.replace("\n", "")
+    # Lightning's tips and duplicated log lines are silenced.
+    assert "Tip:" not in out.stdout + out.stderr
+    assert out.stdout.count("`Trainer.fit` stopped") <= 1
+
+
+@pytest.mark.slow
+def test_console_script_from_another_directory(tmp_path: Path) -> None:
+    exe = shutil.which("mlzoo-train", path=str(Path(sys.executable).parent))
+    assert exe, "the console script mlzoo-train is not installed next to this python"
+    out = cli("trainer=debug", "logger=none", cwd=tmp_path, exe=[exe])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(summaries(tmp_path / "logs")) == 1
+
+
+@pytest.mark.slow
+def test_resume_last_continues_in_the_same_folder(tmp_path: Path) -> None:
+    assert cli("trainer=debug", cwd=tmp_path).returncode == 0
+    [first] = summaries(tmp_path / "logs")
+    out = cli("trainer=debug", "ckpt_path=last", "trainer.max_steps=12", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    [resumed] = summaries(tmp_path / "logs")  # still one run folder
+    assert resumed["run_dir"] == first["run_dir"]
+    assert resumed["resumed_from"].endswith("last.ckpt")
+    assert resumed["global_step"] == 12
+    assert len(list((tmp_path / "logs" / "runs" / "mlp-digits").iterdir())) == 1
+
+
+@pytest.mark.slow
+def test_multirun_gives_each_run_its_own_folder(tmp_path: Path) -> None:
+    out = cli("-m", "trainer=debug", "logger=none", "seed=1,2", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    found = summaries(tmp_path / "logs" / "multiruns")
+    assert sorted(s["seed"] for s in found) == [1, 2]
+    assert len({Path(s["run_dir"]).parent for s in found}) == 1  # one sweep folder
+    assert len({s["run_dir"] for s in found}) == 2
+
+
+@pytest.mark.slow
+def test_bad_checkpoint_and_bad_input_leave_earlier_runs_untouched(tmp_path: Path) -> None:
+    assert cli("trainer=debug", "logger=none", cwd=tmp_path).returncode == 0
+    logs = tmp_path / "logs"
+    before = fingerprint(logs)
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes(b"not a checkpoint at all")
+    [summary] = summaries(logs)
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(Path(summary["last_checkpoint"]).read_bytes()[:1000])
+    for args, message in [
+        ((f"ckpt_path={corrupt}",), "cannot load"),
+        ((f"ckpt_path={truncated}",), "cannot load"),
+        (("data.batch_size=-5",), "batch_size"),
+        (("model=nope",), "Could not find 'model/nope'"),
+    ]:
+        out = cli("trainer=debug", *args, cwd=tmp_path)
+        assert out.returncode != 0 and message in out.stderr, (args, out.stderr[-1000:])
+        assert "Traceback" not in out.stderr
+    assert fingerprint(logs) == before
+    assert corrupt.read_bytes() == b"not a checkpoint at all"
