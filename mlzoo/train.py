@@ -76,10 +76,15 @@ def _quiet_known_noise() -> None:
             return not (
                 "Tip:" in msg
                 or "litlogger" in msg.lower()
+                or "`weights_only` was not set" in msg  # saving a full checkpoint: intended
                 or msg.startswith(("TPU available", "HPU available"))
             )
 
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    for name in (
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.fabric.utilities.rank_zero",
+        "lightning.pytorch.trainer.connectors.checkpoint_connector",
+    ):
         logging.getLogger(name).addFilter(_DropTips())
 
 
