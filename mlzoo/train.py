@@ -188,7 +188,8 @@ def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _log_hparams(loggers: list[Any], cfg: DictConfig) -> None:
-    """HPARAMS tab: every hyperparameter, with the monitored metric and its test counterpart."""
+    """HPARAMS tab: every hyperparameter, with the monitored metric and its test counterpart;
+    Text tab: the resolved config."""
     from lightning.pytorch.loggers import TensorBoardLogger
     from torch.utils.tensorboard.summary import hparams
 
@@ -201,6 +202,9 @@ def _log_hparams(loggers: list[Any], cfg: DictConfig) -> None:
             writer = lg.experiment._get_file_writer()
             for summary in hparams(_flat_hparams(cfg), metrics):
                 writer.add_summary(summary)
+            # The resolved config in the Text tab (indented: Markdown shows it as code).
+            config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+            lg.experiment.add_text("config", "    " + config_yaml.replace("\n", "\n    "))
         elif hasattr(lg, "log_hyperparams"):
             lg.log_hyperparams(_flat_hparams(cfg))
 
@@ -237,11 +241,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         _discard(fresh_dir)
         raise ZooError(_one_line(err)) from None
 
-    config_file = run_dir / (
-        "config.yaml" if ckpt_path is None else f"config.resume-{int(start)}.yaml"
-    )
-    config_file.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    _log_hparams(loggers, cfg)
+    if trainer.is_global_zero:  # under DDP, every rank runs this function: rank zero writes
+        name = "config.yaml" if ckpt_path is None else f"config.resume-{int(start)}.yaml"
+        (run_dir / name).write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        _log_hparams(loggers, cfg)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
 
@@ -280,8 +283,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "resumed_from": ckpt_path,
         "status": status,
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if trainer.is_global_zero:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         _print_summary(summary)
     if trainer.interrupted:
         raise ZooError(

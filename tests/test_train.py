@@ -70,6 +70,8 @@ def test_tensorboard_gets_scalars_and_hparams(run) -> None:
     assert "_hparams_/experiment" in plugins and "_hparams_/session_start_info" in plugins
     experiment = plugins["_hparams_/experiment"].decode("utf-8", "ignore")
     assert "val/loss" in experiment and "model/net/hidden_sizes" in experiment
+    config_text = events.PluginTagToContent("text")
+    assert any("config" in tag for tag in config_text), config_text.keys()
 
 
 def test_csv_logger_and_no_logger(run) -> None:

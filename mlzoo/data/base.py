@@ -1,0 +1,178 @@
+"""TensorDataModule: a small data set held in memory as tensors, split once with a fixed seed.
+
+Every data module in the zoo derives from it. A subclass implements ``load()`` and returns either
+one pool of examples (split here into train/val/test) or the official train and test sets (train is
+split into train/val here). The split depends only on ``split_seed``, never on the run's ``seed``,
+so runs with different seeds are compared on the same held-out examples.
+
+Shuffling uses ``EpochSampler``: the order of epoch ``e`` is a function of (run seed, e) alone, so a
+run resumed from a checkpoint sees exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning as L
+import torch
+from sklearn.model_selection import train_test_split
+from torch import Tensor
+from torch.utils.data import DataLoader, Sampler, TensorDataset
+
+
+@dataclass
+class Split:
+    """Inputs and targets of one split (inputs may be uint8 images: see ``transform``)."""
+
+    x: Tensor
+    y: Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class Loaded:
+    """What ``load()`` returns: a pool to split three ways, or official train and test sets."""
+
+    train: Split
+    test: Split | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class EpochSampler(Sampler[int]):
+    """A random permutation per epoch, seeded by (seed, epoch); Lightning calls ``set_epoch``."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed((self.seed * 100_003 + self.epoch) % 2**63)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class TensorDataModule(L.LightningDataModule):
+    """Base class: seeded splits, in-memory tensors, and a ``spec`` that models size themselves by.
+
+    Args:
+        batch_size: examples per optimizer step (train) and per evaluation batch.
+        val_fraction: share of the training pool held out for validation (checkpoint selection).
+        test_fraction: share of the pool held out for testing, when the set has no official test split.
+        split_seed: seed of the train/val/test split (fixed by default: keep it across runs).
+        train_subset: keep only the first N training examples (few-label and overfitting studies).
+        num_workers: DataLoader workers; 0 is fastest for in-memory tensors.
+    """
+
+    task = "classification"
+    input_shape: tuple[int, ...] = ()
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        split_seed: int = 0,
+        train_subset: int | None = None,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0.0 < frac < 1.0:
+                raise ValueError(f"{name} must be in (0, 1), got {frac}")
+        if train_subset is not None and train_subset < 1:
+            raise ValueError(f"train_subset must be >= 1 or null, got {train_subset}")
+        self.batch_size = batch_size
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.split_seed = split_seed
+        self.train_subset = train_subset
+        self.num_workers = num_workers
+        self.splits: dict[str, Split] = {}
+        self.info: dict[str, Any] = {}
+
+    # --- what a subclass provides -------------------------------------------------------------
+    def load(self) -> Loaded:
+        raise NotImplementedError
+
+    def transform(self, x: Tensor) -> Tensor:
+        """Per-batch input transform, applied on the training device (e.g. uint8 -> float)."""
+        return x
+
+    # --- splitting ----------------------------------------------------------------------------
+    def _split(self, pool: Split, fraction: float) -> tuple[Split, Split]:
+        idx = torch.arange(len(pool))
+        stratify = pool.y.numpy() if self.task == "classification" else None
+        try:  # class proportions kept in every split
+            keep, held = train_test_split(
+                idx.numpy(), test_size=fraction, random_state=self.split_seed, stratify=stratify
+            )
+        except ValueError:  # too few examples per class to stratify (tiny sets): plain random
+            keep, held = train_test_split(idx.numpy(), test_size=fraction, random_state=self.split_seed)
+        keep, held = torch.as_tensor(keep), torch.as_tensor(held)
+        return Split(pool.x[keep], pool.y[keep]), Split(pool.x[held], pool.y[held])
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        loaded = self.load()
+        self.info = dict(loaded.info)
+        if loaded.test is None:
+            pool, test = self._split(loaded.train, self.test_fraction)
+        else:
+            pool, test = loaded.train, loaded.test
+        train, val = self._split(pool, self.val_fraction)
+        if self.train_subset is not None:
+            train = Split(train.x[: self.train_subset], train.y[: self.train_subset])
+        self.splits = {"train": train, "val": val, "test": test}
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """What a model needs to size itself: input shape, task, classes, target scale."""
+        self.setup()
+        return {
+            "input_shape": list(self.input_shape),
+            "task": self.task,
+            "num_classes": int(self.info.get("num_classes", 0)),
+            "target_mean": float(self.info.get("target_mean", 0.0)),
+            "target_std": float(self.info.get("target_std", 1.0)),
+        }
+
+    # --- loaders ------------------------------------------------------------------------------
+    def _loader(self, stage: str) -> DataLoader:
+        self.setup()
+        split = self.splits[stage]
+        dataset = TensorDataset(split.x, split.y)
+        train = stage == "train"
+        sampler = EpochSampler(len(split), seed=torch.initial_seed()) if train else None
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            # a last training batch of one example breaks batch norm: drop it (and only it)
+            drop_last=train and len(split) % self.batch_size == 1,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        x, y = batch
+        return self.transform(x), y

@@ -1,0 +1,117 @@
+"""torchvision image sets: MNIST, Fashion-MNIST and CIFAR-10, read from ``data.root``.
+
+torchvision reads the files in their published formats (IDX for MNIST and Fashion-MNIST, pickled
+batches for CIFAR-10). Nothing is downloaded unless ``data.download=true``; when the files are
+missing, the run stops with one line that names the folder expected and the flag that fetches them.
+
+Images are kept in memory as uint8 (60,000 MNIST digits take 47 MB) and turned into normalized
+float tensors per batch on the training device (``transform``), which is also where GPU-side
+augmentation belongs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torchvision import datasets
+
+from mlzoo.core.errors import ZooError
+from mlzoo.data.base import Loaded, Split, TensorDataModule
+
+
+class TorchvisionDataModule(TensorDataModule):
+    """Official train set (split into train/val here) and official test set, as uint8 tensors."""
+
+    dataset_cls: type = datasets.MNIST
+    folder = "MNIST/raw"  # where torchvision looks, relative to root
+    num_classes = 10
+    mean: tuple[float, ...] = (0.1307,)
+    std: tuple[float, ...] = (0.3081,)
+
+    def __init__(
+        self,
+        root: str = "data",
+        download: bool = False,
+        normalize: bool = True,
+        batch_size: int = 128,
+        val_fraction: float = 5000 / 60000,
+        split_seed: int = 0,
+        train_subset: int | None = None,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__(
+            batch_size=batch_size,
+            val_fraction=val_fraction,
+            split_seed=split_seed,
+            train_subset=train_subset,
+            num_workers=num_workers,
+        )
+        self.root = root
+        self.download = download
+        self.normalize = normalize
+
+    def prepare_data(self) -> None:
+        if self.download:  # fetch once, on one process; setup() then only reads
+            for train in (True, False):
+                self._dataset(train)
+
+    def _dataset(self, train: bool) -> datasets.VisionDataset:
+        """torchvision's reader; a missing file or a failed download becomes one clear line."""
+        name, expected = self.dataset_cls.__name__, Path(self.root).resolve() / self.folder
+        try:
+            return self.dataset_cls(self.root, train=train, download=self.download)
+        except (RuntimeError, OSError) as err:
+            if self.download:
+                reason = " ".join(str(err).split())[:300]
+                raise ZooError(
+                    f"{name}: download failed ({reason}); check the network, or put the files in {expected}"
+                ) from None
+            raise ZooError(
+                f"{name} files not found in {expected}: add data.download=true to download them, "
+                "or set data.root to the folder that holds them"
+            ) from None
+
+    def _read(self, train: bool) -> Split:
+        ds = self._dataset(train)
+        x = torch.as_tensor(ds.data)
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)  # (N, C, H, W)
+        return Split(x.contiguous(), torch.as_tensor(ds.targets, dtype=torch.long))
+
+    def load(self) -> Loaded:
+        return Loaded(self._read(True), self._read(False), info={"num_classes": self.num_classes})
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        self.input_shape = tuple(self.splits["train"].x.shape[1:])
+
+    def transform(self, x: Tensor) -> Tensor:
+        x = x.float() / 255.0
+        if self.normalize:
+            mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+            std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+            x = (x - mean) / std
+        return x
+
+
+class MNISTDataModule(TorchvisionDataModule):
+    """MNIST handwritten digits, 28x28 grey, 60,000 train / 10,000 test."""
+
+
+class FashionMNISTDataModule(TorchvisionDataModule):
+    """Fashion-MNIST clothing images, 28x28 grey, 10 classes, 60,000 / 10,000."""
+
+    dataset_cls = datasets.FashionMNIST
+    folder = "FashionMNIST/raw"
+    mean = (0.2860,)
+    std = (0.3530,)
+
+
+class CIFAR10DataModule(TorchvisionDataModule):
+    """CIFAR-10 natural images, 32x32 colour, 10 classes, 50,000 / 10,000."""
+
+    dataset_cls = datasets.CIFAR10
+    folder = "cifar-10-batches-py"
+    mean = (0.4914, 0.4822, 0.4465)
+    std = (0.2470, 0.2435, 0.2616)
