@@ -144,8 +144,10 @@ def _resolve_resume(cfg: DictConfig, fresh_dir: Path) -> tuple[str | None, Path]
 
 
 def _discard(run_dir: Path) -> None:
-    """Remove a run folder this invocation created, unless it already holds a checkpoint."""
-    if run_dir.is_dir() and not any(run_dir.rglob("*.ckpt")):
+    """Remove the run folder this invocation just created, when it holds only what Hydra put there
+    (.hydra/, train.log). A folder with anything else in it (a user's ``hydra.run.dir=.``, an
+    earlier run) is left alone."""
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

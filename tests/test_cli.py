@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import ROOT
 
@@ -98,3 +99,40 @@ def test_bad_checkpoint_and_bad_input_leave_earlier_runs_untouched(tmp_path: Pat
         assert "Traceback" not in out.stderr
     assert fingerprint(logs) == before
     assert corrupt.read_bytes() == b"not a checkpoint at all"
+
+
+def test_failed_run_in_a_user_folder_deletes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    out = cli("hydra.run.dir=.", "data.batch_size=0", cwd=tmp_path)
+    assert out.returncode == 1 and "batch_size" in out.stderr
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), "trainer.max_epochs=1000", "logger=none"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not list(tmp_path.glob("logs/runs/*/*/checkpoints/last.ckpt")):
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.5)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=120)
+    assert proc.returncode != 0
+    [interrupted] = tmp_path.glob("logs/runs/*/*/checkpoints/interrupted.ckpt")
+    step = torch.load(interrupted, weights_only=True)["global_step"]
+    assert step > 0
+    max_epochs = step // 21 + 2  # 21 batches per epoch on digits
+    out = cli(f"ckpt_path={interrupted}", f"trainer.max_epochs={max_epochs}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    [summary] = summaries(tmp_path / "logs")
+    assert summary["resumed_from"] == str(interrupted) and summary["global_step"] > step

@@ -117,7 +117,9 @@ class TensorDataModule(L.LightningDataModule):
                 idx.numpy(), test_size=fraction, random_state=self.split_seed, stratify=stratify
             )
         except ValueError:  # too few examples per class to stratify (tiny sets): plain random
-            keep, held = train_test_split(idx.numpy(), test_size=fraction, random_state=self.split_seed)
+            keep, held = train_test_split(
+                idx.numpy(), test_size=fraction, random_state=self.split_seed
+            )
         keep, held = torch.as_tensor(keep), torch.as_tensor(held)
         return Split(pool.x[keep], pool.y[keep]), Split(pool.x[held], pool.y[held])
 
