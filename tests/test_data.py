@@ -98,6 +98,7 @@ def test_digits_spec_and_values() -> None:
         "input_shape": [1, 8, 8],
         "task": "classification",
         "num_classes": 10,
+        "num_targets": 1,
         "target_mean": 0.0,
         "target_std": 1.0,
     }

@@ -7,7 +7,10 @@ A concept subclasses it and only builds ``self.net``; the loss, metrics and logg
 
 Regression data modules standardize the target; predictions are mapped back to the original units
 (``y = y_std * target_std + target_mean``) before RMSE and R^2, so the numbers are comparable with
-any other model scored on the raw target.
+any other model scored on the raw target. A regression target may hold several values per example
+(``num_targets``, e.g. the next k steps of a series); R^2 then pools them all.
+
+At test time a classifier also draws its confusion matrix into TensorBoard (Images tab).
 """
 
 from __future__ import annotations
@@ -16,10 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+)
 from torchmetrics.regression import MeanSquaredError, R2Score
 
 from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
+from mlzoo.core.tensorboard import log_figure
 
 TASKS = ("classification", "regression")
 
@@ -35,6 +43,7 @@ class SupervisedModule(ZooModule):
         scheduler: SchedulerFactory | None = None,
         task: str = "classification",
         num_classes: int = 0,
+        num_targets: int = 1,
         target_mean: float = 0.0,
         target_std: float = 1.0,
         scheduler_interval: str = "epoch",
@@ -44,8 +53,11 @@ class SupervisedModule(ZooModule):
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         if task == "classification" and num_classes < 2:
             raise ValueError(f"classification needs num_classes >= 2, got {num_classes}")
+        if num_targets < 1:
+            raise ValueError(f"num_targets must be >= 1, got {num_targets}")
         self.task = task
         self.num_classes = num_classes
+        self.num_targets = num_targets
         self.target_mean = target_mean
         self.target_std = target_std
         if task == "classification":
@@ -55,6 +67,7 @@ class SupervisedModule(ZooModule):
                     "f1": MulticlassF1Score(num_classes, average="macro"),
                 }
             )
+            self.test_confusion = MulticlassConfusionMatrix(num_classes)
         else:
             metrics = MetricCollection({"rmse": MeanSquaredError(squared=False), "r2": R2Score()})
         self.train_metrics = metrics.clone(prefix="train/")
@@ -63,8 +76,8 @@ class SupervisedModule(ZooModule):
 
     @property
     def num_outputs(self) -> int:
-        """Width of the network's last layer: one logit per class, or one regression value."""
-        return self.num_classes if self.task == "classification" else 1
+        """Width of the network's last layer: one logit per class, or one value per target."""
+        return self.num_classes if self.task == "classification" else self.num_targets
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -75,11 +88,13 @@ class SupervisedModule(ZooModule):
         if self.task == "classification":
             loss = F.cross_entropy(out, y)  # -log softmax(z)_y, averaged over the batch
             preds, target = out.argmax(dim=-1), y
+            if stage == "test":
+                self.test_confusion.update(preds, target)
         else:
-            out = out.squeeze(-1)
+            out = out.reshape(y.shape)
             loss = F.mse_loss(out, y)  # mean (f(x) - y)^2 on the standardized target
-            preds = out.detach() * self.target_std + self.target_mean
-            target = y * self.target_std + self.target_mean
+            preds = (out.detach() * self.target_std + self.target_mean).flatten()
+            target = (y * self.target_std + self.target_mean).flatten()
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(preds, target)
         on_step = stage == "train"
@@ -95,3 +110,11 @@ class SupervisedModule(ZooModule):
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        if self.task != "classification":
+            return
+        fig, _ = self.test_confusion.plot()
+        fig.axes[0].set_title("test confusion matrix (rows: true class, columns: predicted)")
+        log_figure(self, "test/confusion_matrix", fig)
+        self.test_confusion.reset()

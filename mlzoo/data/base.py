@@ -139,12 +139,14 @@ class TensorDataModule(L.LightningDataModule):
 
     @property
     def spec(self) -> dict[str, Any]:
-        """What a model needs to size itself: input shape, task, classes, target scale."""
+        """What a model needs to size itself: input shape, task, classes or number of regression
+        targets, and the target's scale (regression metrics are reported in original units)."""
         self.setup()
         return {
             "input_shape": list(self.input_shape),
             "task": self.task,
             "num_classes": int(self.info.get("num_classes", 0)),
+            "num_targets": int(self.info.get("num_targets", 1)),
             "target_mean": float(self.info.get("target_mean", 0.0)),
             "target_std": float(self.info.get("target_std", 1.0)),
         }

@@ -43,10 +43,13 @@ class MLPModule(SupervisedModule):
         input_shape: Sequence[int] = (64,),
         task: str = "classification",
         num_classes: int = 10,
+        num_targets: int = 1,
         target_mean: float = 0.0,
         target_std: float = 1.0,
     ) -> None:
-        super().__init__(optimizer, scheduler, task, num_classes, target_mean, target_std)
+        super().__init__(
+            optimizer, scheduler, task, num_classes, num_targets, target_mean, target_std
+        )
         # net, optimizer and scheduler are injected partials: keep them out of the checkpoint's
         # hyperparameters so that it stays loadable with torch.load(weights_only=True).
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)

@@ -1,0 +1,19 @@
+"""Small helpers to put figures and images into TensorBoard from any LightningModule."""
+
+from __future__ import annotations
+
+import lightning as L
+from matplotlib.figure import Figure
+
+
+def log_figure(module: L.LightningModule, tag: str, fig: Figure) -> None:
+    """Draw a matplotlib figure into every TensorBoard logger of the module's trainer."""
+    import matplotlib.pyplot as plt
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    try:
+        for logger in module.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_figure(tag, fig, global_step=module.global_step, close=False)
+    finally:
+        plt.close(fig)
