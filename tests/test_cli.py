@@ -119,14 +119,23 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # A test runner started in the background inherits an ignored SIGINT; give the run
+        # the default disposition, as in a terminal, so that Python turns it into Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    deadline = time.time() + 120
-    while not list(tmp_path.glob("logs/runs/*/*/checkpoints/last.ckpt")):
-        assert proc.poll() is None and time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.5)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=120)
+    try:
+        deadline = time.time() + 300
+        while not list(tmp_path.glob("logs/runs/*/*/checkpoints/last.ckpt")):
+            assert proc.poll() is None, proc.stderr.read()[-2000:]
+            assert time.time() < deadline, "no checkpoint appeared in 300 s"
+            time.sleep(0.5)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:  # never leave a 1000-epoch run behind
+            proc.kill()
+            proc.wait()
     assert proc.returncode != 0
     [interrupted] = tmp_path.glob("logs/runs/*/*/checkpoints/interrupted.ckpt")
     step = torch.load(interrupted, weights_only=True)["global_step"]

@@ -227,7 +227,7 @@ def test_mnist_like_reads_idx_files(tmp_path: Path, cls: type, folder: str, seed
     write_mnist(tmp_path, folder=folder, n_train=120, n_test=40, seed=seed)
     dm = cls(root=str(tmp_path), batch_size=16)
     s = splits_of(dm)
-    assert {k: len(v) for k, v in s.items()} == {"train": 110, "val": 10, "test": 40}
+    assert {k: len(v) for k, v in s.items()} == {"train": 108, "val": 12, "test": 40}
     for split in s.values():
         assert split.x.dtype == torch.uint8
         assert split.x.shape[1:] == (1, 28, 28)
@@ -278,8 +278,7 @@ def test_cifar10_reads_pickled_batches(tmp_path: Path, monkeypatch: pytest.Monke
     skip_cifar_md5(monkeypatch)
     write_cifar10(tmp_path, n_per_batch=20, n_test=40)
     written = cifar10_arrays(n_per_batch=20, n_test=40)
-    # default val_fraction (1/12) holds out 9 of 100 fake images, fewer than the 10 classes a
-    # stratified split needs; a larger share keeps this test small
+    # a larger share than the default 0.1 keeps every class in this small validation split
     dm = CIFAR10DataModule(root=str(tmp_path), batch_size=16, val_fraction=0.2)
     s = splits_of(dm)
     assert {k: len(v) for k, v in s.items()} == {"train": 80, "val": 20, "test": 40}
@@ -312,7 +311,7 @@ def test_cifar10_reads_pickled_batches(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_cifar10_default_val_fraction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     skip_cifar_md5(monkeypatch)
-    write_cifar10(tmp_path, n_per_batch=24)  # 120 training images: 10 held out, one per class
+    write_cifar10(tmp_path, n_per_batch=20)  # 100 training images: 10 held out, one per class
     s = splits_of(CIFAR10DataModule(root=str(tmp_path)))
     assert len(s["val"]) == 10
     assert sorted(s["val"].y.tolist()) == list(range(10))

@@ -32,6 +32,7 @@ def fake_torchvision(name: str, root: Path, monkeypatch: pytest.MonkeyPatch) -> 
 # The data sets each model runs on; a model not listed here is smoke-tested on its default data.
 DATA_FOR_MODEL = {
     "mlp": OFFLINE_DATA + TORCHVISION_DATA,
+    "cnn": ["digits", *TORCHVISION_DATA],
 }
 COMBOS = [(m, d) for m in MODELS for d in DATA_FOR_MODEL.get(m, [None])]
 

@@ -11,7 +11,7 @@ run resumed from a checkpoint sees exactly the batches an uninterrupted run woul
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ import lightning as L
 import torch
 from sklearn.model_selection import train_test_split
 from torch import Tensor
-from torch.utils.data import DataLoader, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 
 @dataclass
@@ -40,6 +40,19 @@ class Loaded:
     train: Split
     test: Split | None = None
     info: dict[str, Any] = field(default_factory=dict)
+
+
+class AugmentedDataset(Dataset):
+    """A split whose inputs pass through a random augmentation each time they are drawn."""
+
+    def __init__(self, split: Split, augment: Callable[[Tensor], Tensor]) -> None:
+        self.split, self.augment = split, augment
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        return self.augment(self.split.x[i]), self.split.y[i]
 
 
 class EpochSampler(Sampler[int]):
@@ -108,6 +121,10 @@ class TensorDataModule(L.LightningDataModule):
         """Per-batch input transform, applied on the training device (e.g. uint8 -> float)."""
         return x
 
+    def train_augmentation(self) -> Callable[[Tensor], Tensor] | None:
+        """Per-example random augmentation of training inputs (None: no augmentation)."""
+        return None
+
     # --- splitting ----------------------------------------------------------------------------
     def _split(self, pool: Split, fraction: float) -> tuple[Split, Split]:
         idx = torch.arange(len(pool))
@@ -155,8 +172,9 @@ class TensorDataModule(L.LightningDataModule):
     def _loader(self, stage: str) -> DataLoader:
         self.setup()
         split = self.splits[stage]
-        dataset = TensorDataset(split.x, split.y)
         train = stage == "train"
+        augment = self.train_augmentation() if train else None
+        dataset = AugmentedDataset(split, augment) if augment else TensorDataset(split.x, split.y)
         sampler = EpochSampler(len(split), seed=torch.initial_seed()) if train else None
         return DataLoader(
             dataset,

@@ -5,17 +5,19 @@ batches for CIFAR-10). Nothing is downloaded unless ``data.download=true``; when
 missing, the run stops with one line that names the folder expected and the flag that fetches them.
 
 Images are kept in memory as uint8 (60,000 MNIST digits take 47 MB) and turned into normalized
-float tensors per batch on the training device (``transform``), which is also where GPU-side
-augmentation belongs.
+float tensors per batch on the training device (``transform``). ``data.augment=true`` passes each
+training image through torchvision's random transforms (crops; flips too for CIFAR-10).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import Tensor
 from torchvision import datasets
+from torchvision.transforms import v2
 
 from mlzoo.core.errors import ZooError
 from mlzoo.data.base import Loaded, Split, TensorDataModule
@@ -35,8 +37,9 @@ class TorchvisionDataModule(TensorDataModule):
         root: str = "data",
         download: bool = False,
         normalize: bool = True,
+        augment: bool = False,
         batch_size: int = 128,
-        val_fraction: float = 5000 / 60000,
+        val_fraction: float = 0.1,
         split_seed: int = 0,
         train_subset: int | None = None,
         num_workers: int = 0,
@@ -51,6 +54,7 @@ class TorchvisionDataModule(TensorDataModule):
         self.root = root
         self.download = download
         self.normalize = normalize
+        self.augment = augment
 
     def prepare_data(self) -> None:
         if self.download:  # fetch once, on one process; setup() then only reads
@@ -86,6 +90,13 @@ class TorchvisionDataModule(TensorDataModule):
         super().setup(stage)
         self.input_shape = tuple(self.splits["train"].x.shape[1:])
 
+    def augmentations(self) -> list[v2.Transform]:
+        """The random transforms ``data.augment=true`` applies to training images."""
+        return [v2.RandomCrop(self.input_shape[1:], padding=2)]  # shifts of up to 2 pixels
+
+    def train_augmentation(self) -> Callable[[Tensor], Tensor] | None:
+        return v2.Compose(self.augmentations()) if self.augment else None
+
     def transform(self, x: Tensor) -> Tensor:
         x = x.float() / 255.0
         if self.normalize:
@@ -115,3 +126,7 @@ class CIFAR10DataModule(TorchvisionDataModule):
     folder = "cifar-10-batches-py"
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2470, 0.2435, 0.2616)
+
+    def augmentations(self) -> list[v2.Transform]:
+        # the usual CIFAR recipe: pad 4, random 32x32 crop, random horizontal flip
+        return [v2.RandomCrop(self.input_shape[1:], padding=4), v2.RandomHorizontalFlip()]
