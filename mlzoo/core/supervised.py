@@ -98,7 +98,15 @@ class SupervisedModule(ZooModule):
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(preds, target)
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True)
+        # val/test losses are averaged over all DDP ranks (a no-op on one device)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=not on_step,
+        )
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
         return loss
 
