@@ -229,6 +229,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             with open_dict(cfg):
                 cfg.paths.output_dir = str(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.get("torch_threads") is not None:
+            import torch
+
+            torch.set_num_threads(int(cfg.torch_threads))
         if cfg.get("seed") is not None:  # `if cfg.seed:` would skip seed=0
             L.seed_everything(int(cfg.seed), workers=True, verbose=False)
         datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")

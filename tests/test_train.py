@@ -33,6 +33,7 @@ def fake_torchvision(name: str, root: Path, monkeypatch: pytest.MonkeyPatch) -> 
 DATA_FOR_MODEL = {
     "mlp": OFFLINE_DATA + TORCHVISION_DATA,
     "cnn": ["digits", *TORCHVISION_DATA],
+    "rnn": ["digits", "series", "adding", "mnist"],
 }
 COMBOS = [(m, d) for m in MODELS for d in DATA_FOR_MODEL.get(m, [None])]
 
