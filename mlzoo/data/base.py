@@ -86,6 +86,9 @@ class TensorDataModule(L.LightningDataModule):
 
     task = "classification"
     input_shape: tuple[int, ...] = ()
+    # Standardize with the training split's statistics (val and test use the same ones):
+    standardize_features = False  # each input feature to mean 0, std 1
+    standardize_target = False  # a regression target (models report metrics in original units)
 
     def __init__(
         self,
@@ -153,6 +156,19 @@ class TensorDataModule(L.LightningDataModule):
         if self.train_subset is not None:
             train = Split(train.x[: self.train_subset], train.y[: self.train_subset])
         self.splits = {"train": train, "val": val, "test": test}
+        self._standardize()
+
+    def _standardize(self) -> None:
+        train = self.splits["train"]
+        if self.standardize_features:
+            mean, std = train.x.mean(0), train.x.std(0)
+            for name, split in self.splits.items():
+                self.splits[name] = Split((split.x - mean) / std, split.y)
+        if self.standardize_target:
+            mean, std = train.y.mean(), train.y.std()
+            for name, split in self.splits.items():
+                self.splits[name] = Split(split.x, (split.y - mean) / std)
+            self.info.update(target_mean=float(mean), target_std=float(std))
 
     @property
     def spec(self) -> dict[str, Any]:

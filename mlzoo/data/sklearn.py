@@ -34,17 +34,8 @@ class DiabetesDataModule(TensorDataModule):
 
     task = "regression"
     input_shape = (10,)
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
-        super().setup(stage)
-        train = self.splits["train"]
-        x_mean, x_std = train.x.mean(0), train.x.std(0)
-        y_mean, y_std = train.y.mean(), train.y.std()
-        for name, split in self.splits.items():
-            self.splits[name] = Split((split.x - x_mean) / x_std, (split.y - y_mean) / y_std)
-        self.info.update(target_mean=float(y_mean), target_std=float(y_std))
+    standardize_features = True
+    standardize_target = True
 
     def load(self) -> Loaded:
         x, y = load_diabetes(return_X_y=True)
