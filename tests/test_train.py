@@ -34,6 +34,7 @@ DATA_FOR_MODEL = {
     "mlp": OFFLINE_DATA + TORCHVISION_DATA,
     "cnn": ["digits", *TORCHVISION_DATA],
     "rnn": ["digits", "series", "adding", "mnist"],
+    "autoencoder": ["digits", "mnist", "cifar10"],
 }
 COMBOS = [(m, d) for m in MODELS for d in DATA_FOR_MODEL.get(m, [None])]
 
