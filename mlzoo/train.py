@@ -66,6 +66,7 @@ def _quiet_known_noise() -> None:
         ".*is smaller than the logging interval.*",
         ".*`weights_only` was not set.*",
         ".*Trying to infer the `batch_size`.*",
+        ".*Total length of .* across ranks is zero.*",  # said better by "no training step ran"
     ):
         warnings.filterwarnings("ignore", message=pattern)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -116,9 +117,9 @@ def _check_checkpoint(path: Path) -> None:
 def _resolve_resume(cfg: DictConfig, fresh_dir: Path) -> tuple[str | None, Path]:
     """Turn ``ckpt_path`` into a file and the run folder to continue in.
 
-    A checkpoint in ``<run>/checkpoints/`` resumes *in* ``<run>``, so TensorBoard curves continue in
-    the same run and no second folder appears; any other file starts a new run from its weights and
-    training state.
+    A checkpoint in ``<run>/checkpoints/`` of a zoo run under ``paths.log_dir`` resumes *in* ``<run>``,
+    so TensorBoard curves continue in the same run and no second folder appears; any other file
+    starts a new run folder from its weights and training state.
     """
     ckpt = cfg.get("ckpt_path")
     if ckpt is None:
@@ -139,16 +140,54 @@ def _resolve_resume(cfg: DictConfig, fresh_dir: Path) -> tuple[str | None, Path]
     else:
         path = Path(str(ckpt)).expanduser()
     _check_checkpoint(path)
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else fresh_dir
-    return str(path), run_dir
+    run_dir = path.parent.parent
+    log_dir = Path(cfg.paths.log_dir).resolve()
+    is_zoo_run = (
+        path.parent.name == "checkpoints"
+        and (run_dir / "config.yaml").is_file()
+        and log_dir in run_dir.resolve().parents
+    )
+    return str(path), run_dir if is_zoo_run else fresh_dir
 
 
-def _discard(run_dir: Path) -> None:
-    """Remove the run folder this invocation just created, when it holds only what Hydra put there
-    (.hydra/, train.log). A folder with anything else in it (a user's ``hydra.run.dir=.``, an
-    earlier run) is left alone."""
-    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
-        shutil.rmtree(run_dir, ignore_errors=True)
+def _check_fits(ckpt_path: str, model: Any) -> None:
+    """Refuse, before anything is written, a checkpoint whose weights or optimizer do not match the
+    model and optimizer this command line builds (resume with the run's own settings)."""
+    import torch
+
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    theirs, ours = ckpt["state_dict"], model.state_dict()
+    for key in sorted(set(theirs) | set(ours)):
+        if key not in theirs or key not in ours or theirs[key].shape != ours[key].shape:
+            shapes = [tuple(d[key].shape) if key in d else "missing" for d in (theirs, ours)]
+            raise ZooError(
+                f"ckpt_path: {ckpt_path} does not fit this model: {key} is {shapes[0]} in the "
+                f"checkpoint and {shapes[1]} here; resume with the run's own settings "
+                "(its config.yaml)"
+            )
+    saved = ckpt.get("optimizer_states") or []
+    if saved:
+        configured = model.configure_optimizers()
+        optimizer = configured["optimizer"] if isinstance(configured, dict) else configured
+        keys = set(saved[0]["param_groups"][0]) - {"params", "initial_lr"}
+        mine = set(optimizer.param_groups[0]) - {"params", "initial_lr"}
+        if keys != mine:
+            raise ZooError(
+                f"ckpt_path: {ckpt_path} was written with another optimizer (its settings "
+                f"{sorted(keys)}, this one's {sorted(mine)}); resume with the run's own optimizer"
+            )
+
+
+def _discard(run_dir: Path, keep: set[str] | frozenset[str] = frozenset()) -> None:
+    """Undo a run folder this invocation created: remove every entry in it but ``keep`` (what was
+    there before, e.g. a user's files under ``hydra.run.dir=.``), and the folder if then empty."""
+    if not run_dir.is_dir():
+        return
+    for entry in run_dir.iterdir():
+        if entry.name not in keep:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    if not any(run_dir.iterdir()):
+        run_dir.rmdir()
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,11 +260,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     start = time.time()
     _quiet_known_noise()
     fresh_dir = Path(cfg.paths.output_dir)
+    # What the folder held before this run (Hydra only adds .hydra/ and train.log to a new one).
+    keep = {p.name for p in fresh_dir.glob("*")} - {".hydra", "train.log"}
     try:
         ckpt_path, run_dir = _resolve_resume(cfg, fresh_dir)
         if run_dir != fresh_dir:
             log.info(f"Resuming {ckpt_path} in {run_dir}")
-            _discard(fresh_dir)
+            _discard(fresh_dir, keep)
             with open_dict(cfg):
                 cfg.paths.output_dir = str(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -240,11 +281,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         callbacks = _instantiate_all(cfg.get("callbacks"))
         loggers = _instantiate_all(cfg.get("logger"))
         trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        if ckpt_path is not None:
+            _check_fits(ckpt_path, model)
     except InstantiationException as err:
-        _discard(fresh_dir)
+        _discard(fresh_dir, keep)
         raise ZooError(_one_line(err)) from None
-    except (ZooError, ValueError, TypeError) as err:
-        _discard(fresh_dir)
+    except (ZooError, ValueError, TypeError, RuntimeError, KeyError) as err:
+        _discard(fresh_dir, keep)
         raise ZooError(_one_line(err)) from None
 
     if trainer.is_global_zero:  # under DDP, every rank runs this function: rank zero writes
@@ -252,7 +295,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         (run_dir / name).write_text(OmegaConf.to_yaml(cfg, resolve=True))
         _log_hparams(loggers, cfg)
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SystemExit:  # Lightning ends a Ctrl-C with sys.exit(1): write the summary first
+        if not trainer.interrupted:
+            raise
+    except Exception as err:
+        if trainer.global_step > 0 or ckpt_path is not None:
+            raise  # a crash in the middle of training: the traceback is what a user needs
+        # A mistake that only shows once fit starts (a bad learning rate, an empty split, ...).
+        _discard(fresh_dir, keep)
+        raise ZooError(_one_line(err)) from None
+    if trainer.global_step == 0 and ckpt_path is None and not trainer.interrupted:
+        _discard(fresh_dir, keep)
+        raise ZooError(
+            "no training step ran (is the training split smaller than one batch, or "
+            "trainer.max_epochs / max_steps 0?); nothing was learned"
+        )
 
     ckpt_cb = trainer.checkpoint_callback
     best = getattr(ckpt_cb, "best_model_path", "") or ""
@@ -293,8 +352,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         _print_summary(summary)
     if trainer.interrupted:
+        saved = [getattr(cb, "saved", None) for cb in trainer.callbacks]
+        resume_from = next((p for p in saved if p is not None), last)
         raise ZooError(
-            f"run interrupted at step {trainer.global_step}; resume with ckpt_path={last}"
+            f"run interrupted at step {trainer.global_step}; resume with ckpt_path={resume_from}"
         )
     return summary
 

@@ -92,6 +92,8 @@ def test_bad_checkpoint_and_bad_input_leave_earlier_runs_untouched(tmp_path: Pat
         ((f"ckpt_path={corrupt}",), "cannot load"),
         ((f"ckpt_path={truncated}",), "cannot load"),
         (("data.batch_size=-5",), "batch_size"),
+        (("ckpt_path=last", "model.net.hidden_sizes=[32]"), "does not fit this model"),
+        (("ckpt_path=last", "optimizer=sgd"), "another optimizer"),
         (("model=nope",), "Could not find 'model/nope'"),
     ]:
         out = cli("trainer=debug", *args, cwd=tmp_path)
@@ -137,7 +139,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode != 0
-    [interrupted] = tmp_path.glob("logs/runs/*/*/checkpoints/interrupted.ckpt")
+    [interrupted] = tmp_path.glob("logs/runs/*/*/checkpoints/interrupted-step*.ckpt")
     step = torch.load(interrupted, weights_only=True)["global_step"]
     assert step > 0
     max_epochs = step // 21 + 2  # 21 batches per epoch on digits

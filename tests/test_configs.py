@@ -111,6 +111,9 @@ def test_bad_overrides_exit_nonzero_with_hydras_message(
         ("data.batch_size=0", "batch_size"),
         ("ckpt_path=/no/such/file.ckpt", "no checkpoint file"),
         ("ckpt_path=last", "no last.ckpt"),
+        ("model.optimizer.lr=-1", "learning rate"),  # raised by torch once fit starts
+        ("data.train_subset=1", "no training step ran"),
+        ("torch_threads=0", "threads"),
     ],
 )
 def test_bad_values_exit_nonzero_with_one_line_and_no_run_dir(
@@ -131,8 +134,23 @@ def test_tuned_configs_apply_to_their_model_and_data(tuned: str, tmp_path: Path)
     assert model in options("model") and data in options("data"), tuned
     cfg = compose_config([f"model={model}", f"data={data}"], tmp_path)
     OmegaConf.resolve(cfg)
-    tuned_cfg = OmegaConf.load(CONFIGS / "tuned" / f"{tuned}.yaml")
-    for key in ("trainer.max_epochs", "model.net.hidden_sizes"):
-        expected = OmegaConf.select(tuned_cfg, key)
-        if expected is not None:
-            assert OmegaConf.select(cfg, key) == expected
+    tuned_cfg = OmegaConf.to_container(OmegaConf.load(CONFIGS / "tuned" / f"{tuned}.yaml"))
+
+    def leaves(node: dict, prefix: str = "") -> list[tuple[str, object]]:
+        out = []
+        for k, v in node.items():
+            key = f"{prefix}.{k}" if prefix else k
+            out += leaves(v, key) if isinstance(v, dict) else [(key, v)]
+        return out
+
+    assert leaves(tuned_cfg), f"{tuned}.yaml sets nothing"
+    for key, expected in leaves(tuned_cfg):  # every value of the tuned file lands in the config
+        assert (
+            OmegaConf.to_container(cfg, resolve=True) and OmegaConf.select(cfg, key) == expected
+        ), key
+
+
+@pytest.mark.parametrize("option", options("cnn_net"))
+def test_cnn_net_options_compose_with_the_cnn(option: str, tmp_path: Path) -> None:
+    cfg = compose_config(["model=cnn", f"cnn_net={option}"], tmp_path)
+    assert hydra.utils.get_method(cfg.model.net._target_)

@@ -1,7 +1,10 @@
-"""Save a checkpoint when fit stops on an exception (Ctrl-C included), to resume from later.
+"""Save a checkpoint when a run is stopped with Ctrl-C, to resume from later.
 
 Lightning's OnExceptionCheckpoint does the same but also turns every later ``fit(ckpt_path=None)``
-into ``ckpt_path="last"`` (a silent resume if the folder holds a last.ckpt); this one only saves.
+into ``ckpt_path="last"`` (a silent resume if the folder holds a last.ckpt), and it saves on any
+exception, even one raised while a resume is still loading (overwriting a good file with an
+untrained model). This one saves only on KeyboardInterrupt, only after at least one training step,
+and never over an existing file: ``<dirpath>/interrupted-step<N>.ckpt``.
 """
 
 from __future__ import annotations
@@ -13,16 +16,20 @@ import torch
 
 
 class InterruptCheckpoint(L.Callback):
-    """On an exception during fit, write ``<dirpath>/<filename>.ckpt`` (if the weights are finite)."""
+    """On Ctrl-C during fit, write ``<dirpath>/<filename>-step<N>.ckpt`` (finite weights only)."""
 
     def __init__(self, dirpath: str, filename: str = "interrupted") -> None:
-        self.path = Path(dirpath) / f"{filename}.ckpt"
+        self.dirpath, self.filename = Path(dirpath), filename
+        self.saved: Path | None = None
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        if not trainer.training:
+        if not isinstance(exception, KeyboardInterrupt) or trainer.global_step == 0:
             return
         if not all(torch.isfinite(p).all() for p in pl_module.parameters()):
             return  # a checkpoint of NaN weights is no use to resume from
-        trainer.save_checkpoint(self.path)
+        path = self.dirpath / f"{self.filename}-step{trainer.global_step}.ckpt"
+        if not path.exists():
+            trainer.save_checkpoint(path)
+        self.saved = path

@@ -19,7 +19,7 @@ Batch norm (``model.net.batch_norm``) standardizes each channel over the batch,
 dropout (``model.net.dropout``) zeroes head units at random while training.
 
 ``model.net`` is the network: ``mlzoo.nets.cnn.ConvNet`` (default) or a torchvision ResNet-18
-adapted to small images (``model/net@model.net=resnet18``, trained from scratch). The loss,
+adapted to small images (``cnn_net=resnet18``, trained from scratch). The loss,
 metrics and confusion matrix are shared with the MLP and RNN (``mlzoo.core.supervised``).
 """
 
