@@ -1,9 +1,10 @@
 """SupervisedModule: the training loop every supervised concept (MLP, CNN, RNN) shares.
 
-A concept subclasses it and only builds ``self.net``; the loss, metrics and logging live here once:
+A concept subclasses it, builds ``self.net`` and writes its ``loss``; the metrics and logging live
+here once:
 
-    classification:  loss = cross_entropy(z, y) = -log softmax(z)_y     metrics: acc, macro F1
-    regression:      loss = mean((f(x) - y)^2)   (on standardized y)    metrics: RMSE, R^2
+    classification:  metrics: acc, macro F1 (torchmetrics), test confusion matrix
+    regression:      metrics: RMSE, R^2 (torchmetrics)
 
 Regression data modules standardize the target; predictions are mapped back to the original units
 (``y = y_std * target_std + target_mean``) before RMSE and R^2, so the numbers are comparable with
@@ -16,7 +17,6 @@ At test time a classifier also draws its confusion matrix into TensorBoard (Imag
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
@@ -82,17 +82,21 @@ class SupervisedModule(ZooModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
+    def loss(self, out: Tensor, y: Tensor) -> Tensor:
+        """The training objective; each concept writes its own, beside its equation."""
+        raise NotImplementedError
+
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch
         out = self(x)
         if self.task == "classification":
-            loss = F.cross_entropy(out, y)  # -log softmax(z)_y, averaged over the batch
+            loss = self.loss(out, y)
             preds, target = out.argmax(dim=-1), y
             if stage == "test":
                 self.test_confusion.update(preds, target)
         else:
             out = out.reshape(y.shape)
-            loss = F.mse_loss(out, y)  # mean (f(x) - y)^2 on the standardized target
+            loss = self.loss(out, y)
             preds = (out.detach() * self.target_std + self.target_mean).flatten()
             target = (y * self.target_std + self.target_mean).flatten()
         metrics = getattr(self, f"{stage}_metrics")

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from mlzoo.core.module import OptimizerFactory, SchedulerFactory
 from mlzoo.core.supervised import SupervisedModule
@@ -42,13 +43,15 @@ class CNNModule(SupervisedModule):
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         input_shape: Sequence[int] = (1, 8, 8),
-        task: str = "classification",
         num_classes: int = 10,
     ) -> None:
-        super().__init__(optimizer, scheduler, task, num_classes)
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         if len(input_shape) != 3:
             raise ValueError(f"a CNN needs images (C, H, W), got input shape {list(input_shape)}")
+        super().__init__(optimizer, scheduler, "classification", num_classes)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         channels, height, width = (int(d) for d in input_shape)
         # f: (C, H, W) image -> num_classes logits
         self.net = net(in_channels=channels, out_features=num_classes, image_size=(height, width))
+
+    def loss(self, out: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(out, y)  # L = -log softmax(f(x))_y, averaged over the batch

@@ -26,7 +26,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from mlzoo.core.module import OptimizerFactory, SchedulerFactory
 from mlzoo.core.supervised import SupervisedModule
@@ -56,3 +57,8 @@ class MLPModule(SupervisedModule):
         in_features = math.prod(int(d) for d in input_shape)
         # f: R^{in_features} -> R^{num_outputs}, hidden widths and activation from the config.
         self.net = net(in_features=in_features, out_features=self.num_outputs)
+
+    def loss(self, out: Tensor, y: Tensor) -> Tensor:
+        if self.task == "classification":
+            return F.cross_entropy(out, y)  # L = -log softmax(f(x))_y, averaged over the batch
+        return F.mse_loss(out, y)  # L = mean (f(x) - y)^2, on the standardized target

@@ -49,7 +49,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from mlzoo.core.module import OptimizerFactory, SchedulerFactory
 from mlzoo.core.supervised import SupervisedModule
@@ -91,3 +92,8 @@ class RNNModule(SupervisedModule):
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         # h_t = cell(x_t, h_{t-1}) over the T steps, then f(x) = W_out h_T + b_out.
         self.net = net(input_size=features_per_step(input_shape), out_features=self.num_outputs)
+
+    def loss(self, out: Tensor, y: Tensor) -> Tensor:
+        if self.task == "classification":
+            return F.cross_entropy(out, y)  # L = -log softmax(f(x))_y, averaged over the batch
+        return F.mse_loss(out, y)  # L = mean (f(x) - y)^2, on the standardized target
