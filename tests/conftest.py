@@ -28,6 +28,7 @@ def compose_config(overrides: list[str], log_dir: Path) -> DictConfig:
     run_dir = log_dir / "runs" / str(cfg.name) / f"run{len(list(log_dir.glob('runs/*/*')))}"
     with open_dict(cfg):
         cfg.paths.log_dir = str(log_dir)
+        cfg.paths.data_dir = str(log_dir.parent / "data")  # e.g. the FID classifier cache
         cfg.paths.output_dir = str(run_dir)
         del cfg["hydra"]
     return cfg

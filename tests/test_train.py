@@ -35,7 +35,11 @@ DATA_FOR_MODEL = {
     "cnn": ["digits", *TORCHVISION_DATA],
     "rnn": ["digits", "series", "adding", "mnist"],
     "autoencoder": ["digits", "mnist", "cifar10"],
+    "vae": ["digits", "mnist", "cifar10"],
+    "dcgan": ["digits", "mnist", "cifar10"],
+    "ddpm": ["digits", "mnist", "cifar10"],
 }
+GENERATIVE = {"vae", "dcgan", "ddpm"}
 COMBOS = [(m, d) for m in MODELS for d in DATA_FOR_MODEL.get(m, [None])]
 
 
@@ -44,6 +48,11 @@ def test_few_steps_of_every_model_and_data(
     model: str, data: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run
 ) -> None:
     overrides = [f"model={model}", "trainer=debug"] + ([f"data={data}"] if data else [])
+    if model in GENERATIVE:  # test/fid_cls over a few samples: this checks the path, not quality
+        overrides.append("callbacks.sample_quality.num_samples=16")
+        overrides.append("++trainer.check_val_every_n_epoch=1")  # the DDPM validates every 25
+    if model == "ddpm":  # few sampling steps: 50 U-Net passes per grid are slow at 32x32
+        overrides += ["model.sample_steps=3", "model.num_images=8"]
     if data in TORCHVISION_DATA:
         fake_torchvision(data, tmp_path / "data", monkeypatch)
         overrides.append(f"data.root={tmp_path / 'data'}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import lightning as L
 from matplotlib.figure import Figure
+from torch import Tensor
 
 
 def log_figure(module: L.LightningModule, tag: str, fig: Figure) -> None:
@@ -17,3 +18,14 @@ def log_figure(module: L.LightningModule, tag: str, fig: Figure) -> None:
                 logger.experiment.add_figure(tag, fig, global_step=module.global_step, close=False)
     finally:
         plt.close(fig)
+
+
+def log_image(module: L.LightningModule, tag: str, image: Tensor) -> None:
+    """Put a (C, H, W) image with values in [0, 1] (e.g. a ``make_grid``) into TensorBoard."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    for logger in module.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_image(
+                tag, image.detach().clamp(0, 1).cpu(), global_step=module.global_step
+            )

@@ -29,6 +29,7 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
+from mlzoo.core.tensorboard import log_image
 from mlzoo.nets.autoencoder import conv_autoencoder, mlp_autoencoder
 
 ARCHS = {"mlp": mlp_autoencoder, "conv": conv_autoencoder}
@@ -90,7 +91,7 @@ class AutoencoderModule(ZooModule):
         if batch_idx == 0:  # inputs (top row) above their reconstructions (bottom row)
             x = batch[0][: self.num_images]
             grid = make_grid(torch.cat([x, self(x)]), nrow=len(x), pad_value=1.0)
-            self._add_image("val/reconstructions", grid)
+            log_image(self, "val/reconstructions", grid)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
@@ -113,7 +114,3 @@ class AutoencoderModule(ZooModule):
         from lightning.pytorch.loggers import TensorBoardLogger
 
         return [lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
-
-    def _add_image(self, tag: str, image: Tensor) -> None:
-        for logger in self._tensorboard_loggers():
-            logger.experiment.add_image(tag, image.clamp(0, 1), global_step=self.global_step)

@@ -1,0 +1,42 @@
+"""Load a zoo checkpoint back into its model, with the data module it was trained on.
+
+Every run folder holds the resolved ``config.yaml`` beside ``checkpoints/``, so a checkpoint alone
+is enough: scripts (sample.py, evaluate.py) and transfer learning rebuild the exact model from it.
+Checkpoints load with ``torch.load(weights_only=True)``: no arbitrary code runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mlzoo.core.errors import ZooError
+
+
+def load_checkpoint(path: str | Path) -> tuple[Any, Any, DictConfig]:
+    """(model in eval mode on the CPU, its data module, the run's config) for a zoo checkpoint."""
+    from mlzoo.train import _check_checkpoint, _instantiate_model
+
+    path = Path(path)
+    _check_checkpoint(path)
+    run_dir = path.resolve().parent.parent
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise ZooError(
+            f"{path}: no config.yaml in its run folder {run_dir}; only checkpoints in "
+            "<run>/checkpoints/ of a zoo run can be loaded"
+        )
+    cfg = OmegaConf.load(cfg_path)
+    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    model = _instantiate_model(cfg.model, datamodule)
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise ZooError(f"{path} does not fit the model in {cfg_path}: {first[:300]}") from None
+    return model.eval(), datamodule, cfg
