@@ -90,8 +90,14 @@ def test_dcgan_refuses_sizes_it_cannot_build() -> None:
 
 
 def test_dcgan_updates_both_networks_with_manual_optimization_and_clipping(run) -> None:
-    summary = run(["model=dcgan", "trainer=debug", "model.gradient_clip_val=0.5",
-                   "callbacks.sample_quality.num_samples=16"])  # fmt: skip
+    summary = run(
+        [
+            "model=dcgan",
+            "trainer=debug",
+            "model.gradient_clip_val=0.5",
+            "callbacks.sample_quality.num_samples=16",
+        ]
+    )
     ckpt = torch.load(Path(summary["run_dir"]) / "checkpoints" / "last.ckpt", weights_only=True)
     assert summary["global_step"] == 6  # 3 batches x (one D step + one G step)
     assert len(ckpt["optimizer_states"]) == 2 and all(
@@ -231,6 +237,17 @@ def test_evaluate_samples_reports_the_sample_count_and_real_scores(digits, tmp_p
     assert out["fid_cls"] < 10 and out["confident"] > 0.85
 
 
+def test_inception_fid_works_or_says_what_is_missing() -> None:
+    from mlzoo.core.errors import ZooError
+    from mlzoo.metrics.sample_quality import inception_fid
+
+    x = torch.rand(8, 1, 8, 8)
+    try:
+        assert math.isfinite(inception_fid(x, x.flip(0)))  # torch-fidelity and weights present
+    except ZooError as err:
+        assert "torch-fidelity" in str(err) and "TORCH_HOME" not in str(err).split(":")[0]
+
+
 # --- scripts/sample.py --------------------------------------------------------------------------
 def sample_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -248,8 +265,9 @@ def test_sample_script_writes_grid_tensors_and_metrics(model: str, run, tmp_path
     ckpt = Path(summary["run_dir"]) / "checkpoints" / "last.ckpt"
     extra = ["--steps", "5"] if model == "ddpm" else []
     out = tmp_path / "samples"
-    done = sample_cli(str(ckpt), "--num", "40", "--evaluate", "--out", str(out), *extra,
-                      cwd=tmp_path)  # fmt: skip
+    done = sample_cli(
+        str(ckpt), "--num", "40", "--evaluate", "--out", str(out), *extra, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert (out / "grid.png").stat().st_size > 100
     samples = torch.load(out / "samples.pt", weights_only=True)["samples"]
@@ -332,3 +350,31 @@ def test_ddpm_samples_are_confident_digits_and_ddim_50_keeps_up_with_ddpm_1000(
     assert ddpm["confident"] >= 0.8, report
     assert ddim["fid_cls"] <= 1.5 * ddpm["fid_cls"], report
     assert summary["metrics"]["test/confident"] >= 0.75, report  # DDIM-50, the test-time sampler
+
+
+@pytest.mark.slow
+def test_conditional_ddpm_follows_its_labels_and_guidance_sharpens_them(run, tmp_path) -> None:
+    """Class-conditional DDPM (labels dropped 10% of the time): samples asked for class y are
+    classified as y, and more often with classifier-free guidance w = 3 than with w = 1."""
+    from mlzoo.core.checkpoint import load_checkpoint
+    from mlzoo.metrics.sample_quality import accuracy
+
+    summary = run(
+        [
+            "model=ddpm",
+            "model.conditional=true",
+            "trainer.max_epochs=100",
+            "logger=none",
+            "callbacks.sample_quality.num_samples=100",
+        ]
+    )
+    model, dm, _ = load_checkpoint(summary["last_checkpoint"])
+    classifier = load_classifier(dm, tmp_path)
+    labels = torch.arange(300) % 10
+    acc = {}
+    for w in (1.0, 3.0):
+        gen = torch.Generator().manual_seed(0)
+        acc[w] = accuracy(
+            classifier, model.sample(300, generator=gen, labels=labels, guidance=w), labels
+        )
+    assert acc[3.0] >= 0.8 and acc[3.0] > acc[1.0], acc

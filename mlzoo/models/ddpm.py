@@ -105,7 +105,7 @@ class DDPMModule(ZooModule):
         p_uncond: float = 0.1,
         guidance: float = 2.0,
         sample_steps: int | None = 50,
-        eta: float = 0.0,
+        eta: float = 0.5,
         clip_denoised: bool = True,
         num_images: int = 64,
     ) -> None:
@@ -226,6 +226,10 @@ class DDPMModule(ZooModule):
             eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
         return x0, eps
 
+    def ddim_timesteps(self, steps: int) -> list[int]:
+        """S evenly spaced timesteps from T-1 down to 0."""
+        return torch.linspace(self.T - 1, 0, min(steps, self.T)).round().long().tolist()
+
     @torch.no_grad()
     def sample(
         self,
@@ -267,7 +271,7 @@ class DDPMModule(ZooModule):
         else:  # DDIM on S evenly spaced timesteps T-1 = tau_S > ... > tau_1 = 0
             if steps < 1:
                 raise ValueError(f"sample steps must be >= 1 or null (ancestral), got {steps}")
-            taus = torch.linspace(self.T - 1, 0, min(steps, self.T)).round().long().tolist()
+            taus = self.ddim_timesteps(steps)
             for i, t in enumerate(taus):
                 x0, eps = self._x0(x, self._eps(x, t, labels, guidance), t)
                 ab = self.alpha_bar[t]
