@@ -38,6 +38,8 @@ DATA_FOR_MODEL = {
     "vae": ["digits", "mnist", "cifar10"],
     "dcgan": ["digits", "mnist", "cifar10"],
     "ddpm": ["digits", "mnist", "cifar10"],
+    "simclr": ["digits", "mnist", "cifar10"],
+    "transfer": ["digits"],
 }
 GENERATIVE = {"vae", "dcgan", "ddpm"}
 COMBOS = [(m, d) for m in MODELS for d in DATA_FOR_MODEL.get(m, [None])]
@@ -51,6 +53,8 @@ def test_few_steps_of_every_model_and_data(
     if model in GENERATIVE:  # test/fid_cls over a few samples: this checks the path, not quality
         overrides.append("callbacks.sample_quality.num_samples=16")
         overrides.append("++trainer.check_val_every_n_epoch=1")  # the DDPM validates every 25
+    if model == "transfer":  # its default backbone: the newest SimCLR run under the log folder
+        run(["model=simclr", "trainer=debug"])
     if model == "ddpm":  # few sampling steps: 50 U-Net passes per grid are slow at 32x32
         overrides += ["model.sample_steps=3", "model.num_images=8"]
     if data in TORCHVISION_DATA:

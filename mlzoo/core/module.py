@@ -34,9 +34,17 @@ class ZooModule(L.LightningModule):
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
 
+    def param_groups(self) -> list[dict[str, Any]]:
+        """What the optimizer trains: one group of every trainable parameter. A concept may split
+        them; a group's ``lr_scale`` multiplies the optimizer's learning rate for that group."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
     def configure_optimizers(self) -> Any:
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params)
+        groups = self.param_groups()
+        scales = [group.pop("lr_scale", 1.0) for group in groups]
+        optimizer = self.optimizer_factory(groups)
+        for group, scale in zip(optimizer.param_groups, scales, strict=True):
+            group["lr"] *= scale
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)

@@ -29,3 +29,21 @@ def log_image(module: L.LightningModule, tag: str, image: Tensor) -> None:
             logger.experiment.add_image(
                 tag, image.detach().clamp(0, 1).cpu(), global_step=module.global_step
             )
+
+
+def log_embedding(
+    module: L.LightningModule, tag: str, features: Tensor, labels: Tensor, images: Tensor
+) -> None:
+    """Vectors with their labels (and image thumbnails) for TensorBoard's Projector tab. Keep
+    ``tag`` free of "/" (TensorBoard URL-encodes it and the projector then finds nothing)."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    for logger in module.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_embedding(
+                features.detach().cpu(),
+                metadata=labels.tolist(),
+                label_img=images.detach().cpu() if images.dim() == 4 else None,
+                global_step=module.global_step,
+                tag=tag,
+            )

@@ -81,6 +81,8 @@ class TensorDataModule(L.LightningDataModule):
         test_fraction: share of the pool held out for testing, when the set has no official test split.
         split_seed: seed of the train/val/test split (fixed by default: keep it across runs).
         train_subset: keep only the first N training examples (few-label and overfitting studies).
+        labels_per_class: keep only the first k training examples of each class (few-label
+            transfer; classification only). Validation and test sets stay whole.
         num_workers: DataLoader workers; 0 is fastest for in-memory tensors.
     """
 
@@ -98,6 +100,7 @@ class TensorDataModule(L.LightningDataModule):
         split_seed: int = 0,
         train_subset: int | None = None,
         num_workers: int = 0,
+        labels_per_class: int | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -107,6 +110,9 @@ class TensorDataModule(L.LightningDataModule):
                 raise ValueError(f"{name} must be in (0, 1), got {frac}")
         if train_subset is not None and train_subset < 1:
             raise ValueError(f"train_subset must be >= 1 or null, got {train_subset}")
+        if labels_per_class is not None and labels_per_class < 1:
+            raise ValueError(f"labels_per_class must be >= 1 or null, got {labels_per_class}")
+        self.labels_per_class = labels_per_class
         self.batch_size = batch_size
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
@@ -155,6 +161,20 @@ class TensorDataModule(L.LightningDataModule):
         train, val = self._split(pool, self.val_fraction)
         if self.train_subset is not None:
             train = Split(train.x[: self.train_subset], train.y[: self.train_subset])
+        if self.labels_per_class is not None:
+            if self.task != "classification":
+                raise ValueError("labels_per_class needs a classification data set")
+            keep = (
+                torch.cat(
+                    [
+                        (train.y == c).nonzero().flatten()[: self.labels_per_class]
+                        for c in train.y.unique()
+                    ]
+                )
+                .sort()
+                .values
+            )
+            train = Split(train.x[keep], train.y[keep])
         self.splits = {"train": train, "val": val, "test": test}
         self._standardize()
 

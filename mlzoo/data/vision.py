@@ -43,6 +43,7 @@ class TorchvisionDataModule(TensorDataModule):
         split_seed: int = 0,
         train_subset: int | None = None,
         num_workers: int = 0,
+        labels_per_class: int | None = None,
     ) -> None:
         super().__init__(
             batch_size=batch_size,
@@ -50,6 +51,7 @@ class TorchvisionDataModule(TensorDataModule):
             split_seed=split_seed,
             train_subset=train_subset,
             num_workers=num_workers,
+            labels_per_class=labels_per_class,
         )
         self.root = root
         self.download = download

@@ -29,7 +29,7 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
-from mlzoo.core.tensorboard import log_image
+from mlzoo.core.tensorboard import log_embedding, log_image
 from mlzoo.nets.autoencoder import conv_autoencoder, mlp_autoencoder
 
 ARCHS = {"mlp": mlp_autoencoder, "conv": conv_autoencoder}
@@ -101,16 +101,4 @@ class AutoencoderModule(ZooModule):
     def on_test_epoch_end(self) -> None:
         z, y, x = (torch.cat(parts) for parts in zip(*self._test_codes, strict=True))
         self._test_codes.clear()
-        for logger in self._tensorboard_loggers():  # the Projector tab: codes, labels, thumbnails
-            logger.experiment.add_embedding(
-                z,
-                metadata=y.tolist(),
-                label_img=x if x.dim() == 4 else None,
-                global_step=self.global_step,
-                tag="test_codes",
-            )
-
-    def _tensorboard_loggers(self) -> list:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        return [lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
+        log_embedding(self, "test_codes", z, y, x)  # the Projector tab: codes, labels, thumbnails

@@ -1,0 +1,190 @@
+"""LoRA (ours vs peft, merge/unmerge), transfer modes, SimCLR's loss, few-label data."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from mlzoo.data.sklearn import DigitsDataModule
+from mlzoo.models.simclr import SimCLRModule
+from mlzoo.nets.lora import LoRALayer, add_lora, merge_lora, unmerge_lora
+
+
+def small_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(6, 4, 3, stride=2, padding=1),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 16),
+        nn.ReLU(),
+        nn.Linear(16, 10),
+    )
+
+
+def randomize_lora(model: nn.Module) -> None:
+    for layer in model.modules():
+        if isinstance(layer, LoRALayer):
+            nn.init.normal_(layer.lora_B.weight, std=0.1)  # B starts at 0: give it a value
+
+
+def test_lora_starts_as_the_base_model_and_trains_only_its_factors() -> None:
+    base = small_net()
+    model = copy.deepcopy(base)
+    names = add_lora(model, [".*"], r=2, alpha=4.0)
+    assert names == ["0", "2", "4", "6"]
+    x = torch.randn(5, 1, 8, 8)
+    torch.testing.assert_close(model(x), base(x))  # B = 0
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_lora_merge_and_unmerge_give_the_same_outputs() -> None:
+    model = small_net()
+    add_lora(model, [".*"], r=3, alpha=6.0)
+    randomize_lora(model)
+    x = torch.randn(7, 1, 8, 8)
+    unmerged = model(x)
+    weights = [p.clone() for p in model.parameters()]
+    merge_lora(model)
+    torch.testing.assert_close(model(x), unmerged, atol=1e-5, rtol=0)
+    unmerge_lora(model)
+    torch.testing.assert_close(model(x), unmerged, atol=1e-5, rtol=0)
+    for p, w in zip(model.parameters(), weights, strict=True):
+        torch.testing.assert_close(p, w, atol=1e-6, rtol=0)
+
+
+def test_lora_matches_peft_on_the_same_weights() -> None:
+    peft = pytest.importorskip("peft")
+    ours, theirs = small_net(), small_net()
+    add_lora(ours, [".*"], r=2, alpha=5.0)
+    randomize_lora(ours)
+    config = peft.LoraConfig(r=2, lora_alpha=5.0, target_modules=["0", "2", "4", "6"])
+    theirs = peft.get_peft_model(theirs, config)
+    state = {}
+    for name, layer in ours.named_modules():
+        if isinstance(layer, LoRALayer):
+            for ab in ("lora_A", "lora_B"):
+                key = f"base_model.model.{name}.{ab}.default.weight"
+                state[key] = getattr(layer, ab).weight.detach().clone()
+    missing = set(state) - set(theirs.state_dict())
+    assert not missing, missing
+    theirs.load_state_dict(state, strict=False)
+    x = torch.randn(6, 1, 8, 8)
+    torch.testing.assert_close(ours(x), theirs(x), atol=1e-5, rtol=0)
+
+
+def test_lora_refuses_targets_that_match_nothing() -> None:
+    with pytest.raises(ValueError, match="match no"):
+        add_lora(small_net(), ["encoder.*"])
+
+
+def test_nt_xent_matches_a_direct_computation() -> None:
+    model = SimCLRModule(torch.optim.Adam, augmentation=lambda img: img, temperature=0.5)
+    torch.manual_seed(0)
+    z1, z2 = torch.randn(4, 3), torch.randn(4, 3)
+    z = torch.nn.functional.normalize(torch.cat([z1, z2]), dim=1)
+    losses = []
+    for i in range(8):
+        j = (i + 4) % 8
+        sims = torch.stack([z[i] @ z[k] / 0.5 for k in range(8) if k != i])
+        losses.append(-(z[i] @ z[j] / 0.5) + torch.logsumexp(sims, 0))
+    torch.testing.assert_close(model.nt_xent(z1, z2), torch.stack(losses).mean())
+    # views that agree with their partner score lower than views paired with the wrong image
+    views = torch.eye(4)
+    assert float(model.nt_xent(views, views)) < float(model.nt_xent(views, views.roll(1, 0)))
+
+
+def test_labels_per_class_keeps_k_of_each_class() -> None:
+    dm = DigitsDataModule(labels_per_class=3)
+    dm.setup()
+    assert dm.splits["train"].y.bincount().tolist() == [3] * 10
+    assert len(dm.splits["test"]) == 270  # held-out sets stay whole
+
+
+def test_frozen_backbone_keeps_batch_norm_statistics(run, tmp_path: Path) -> None:
+    from mlzoo.models.transfer import TransferModule
+
+    pre = run(["model=simclr", "trainer=debug"], tmp_path / "logs")
+    ckpt = pre["last_checkpoint"]
+    for mode in ("linear", "lora"):
+        model = TransferModule(torch.optim.Adam, {"checkpoint": ckpt}, mode=mode)
+        stats = [b.clone() for n, b in model.backbone.named_buffers() if "running_mean" in n]
+        model.train()
+        model(torch.rand(16, 1, 8, 8))
+        after = [b for n, b in model.backbone.named_buffers() if "running_mean" in n]
+        assert stats and all(torch.equal(a, b) for a, b in zip(stats, after, strict=True)), mode
+    lora = TransferModule(torch.optim.Adam, {"checkpoint": ckpt}, mode="lora")
+    full = TransferModule(torch.optim.Adam, {"checkpoint": ckpt}, mode="full")
+    assert lora.trainable_fraction <= 0.10 and math.isclose(full.trainable_fraction, 1.0)
+    groups = full.configure_optimizers().param_groups
+    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-4])  # backbone at 0.1 x
+
+
+def test_transfer_errors_are_one_clear_line(tmp_path: Path, monkeypatch) -> None:
+    from mlzoo.core.errors import ZooError
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty weights cache
+    from mlzoo.models.transfer import TransferModule
+
+    with pytest.raises(ZooError, match="train one first"):
+        TransferModule(
+            torch.optim.Adam, {"checkpoint": "newest:simclr-digits", "log_dir": str(tmp_path)}
+        )
+    with pytest.raises(ZooError, match="TORCH_HOME"):
+        TransferModule(torch.optim.Adam, {"torchvision": "resnet18", "weights": "DEFAULT"})
+    model = TransferModule(
+        torch.optim.Adam, {"torchvision": "resnet18", "weights": None, "resize": 32}, mode="lora"
+    )
+    assert model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+
+
+@pytest.mark.slow
+def test_simclr_pretraining_pays_off_with_few_labels(run, tmp_path: Path) -> None:
+    """SimCLR on the digits' training images (labels unused), then:
+    - a linear probe on its features with 10 labels per class beats the same probe on raw pixels
+      and on a randomly initialised encoder; with all labels it reaches >= 0.97;
+    - on the transfer task (10 labels per class), full fine-tuning beats training the same network
+      from scratch, and LoRA (<= 10% of the parameters trainable) comes within 2 points of full
+      fine-tuning and beats the linear probe."""
+    from mlzoo.core.checkpoint import load_checkpoint
+    from mlzoo.metrics.probe import features, linear_probe_accuracy
+
+    log_dir = tmp_path / "logs"
+    pre = run(["model=simclr", "logger=none"], log_dir)
+    simclr, dm, _ = load_checkpoint(pre["best_checkpoint"])
+    few = DigitsDataModule(labels_per_class=10)
+    few.setup()
+    test = dm.splits["test"]
+    torch.manual_seed(0)
+    random_encoder = SimCLRModule(torch.optim.Adam, augmentation=lambda img: img).encoder
+
+    def probe(encoder: nn.Module | None, train) -> float:
+        f = (lambda x: x) if encoder is None else (lambda x: features(encoder, x))
+        return linear_probe_accuracy((f(train.x), train.y), (f(test.x), test.y))
+
+    probes = {
+        "simclr": probe(simclr.encoder, few.splits["train"]),
+        "pixels": probe(None, few.splits["train"]),
+        "random": probe(random_encoder, few.splits["train"]),
+        "simclr_all_labels": probe(simclr.encoder, dm.splits["train"]),
+    }
+    assert probes["simclr"] > max(probes["pixels"], probes["random"]), probes
+    assert probes["simclr_all_labels"] >= 0.97, probes
+
+    acc = {}  # mean test accuracy over 3 seeds: one test digit is 0.4 points
+    for mode in ("scratch", "linear", "full", "lora"):
+        runs = [
+            run(["model=transfer", f"model.mode={mode}", f"seed={seed}", "logger=none"], log_dir)
+            for seed in (0, 1, 2)
+        ]
+        acc[mode] = sum(r["metrics"]["test/acc"] for r in runs) / len(runs)
+    report = {"probes": probes, "transfer": acc}
+    assert acc["full"] > acc["scratch"], report
+    assert acc["lora"] >= acc["full"] - 0.02 and acc["lora"] > acc["linear"], report
