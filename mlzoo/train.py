@@ -331,7 +331,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     best_score = getattr(ckpt_cb, "best_model_score", None)
     summary = {
         "model": choices.get("model", cfg.model._target_.rsplit(".", 1)[-1]),
-        "data": choices.get("data", cfg.data._target_.rsplit(".", 1)[-1]),
+        "data": choices.get("data") or choices.get("env") or cfg.data._target_.rsplit(".", 1)[-1],
         "seed": cfg.get("seed"),
         "metrics": metrics,
         "monitor": {

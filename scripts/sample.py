@@ -3,7 +3,7 @@
     python scripts/sample.py logs/runs/ddpm-digits/<run>/checkpoints/last.ckpt
     python scripts/sample.py <ckpt> --num 1000 --evaluate          # + classifier FID, confident share
     python scripts/sample.py <ckpt> --steps 1000 --eta 1           # DDPM: 1000-step ancestral
-    python scripts/sample.py <ckpt> --steps 50 --eta 0             # DDPM: 50-step DDIM (default)
+    python scripts/sample.py <ckpt> --steps 50 --eta 0             # DDPM: deterministic 50-step DDIM
     python scripts/sample.py <ckpt> --labels 3 --guidance 4        # conditional DDPM: only 3s
 
 Writes, into a new folder (never over an earlier one; default <run>/samples/<ckpt>-<time>/):

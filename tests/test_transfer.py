@@ -12,7 +12,7 @@ from torch import nn
 
 from mlzoo.data.sklearn import DigitsDataModule
 from mlzoo.models.simclr import SimCLRModule
-from mlzoo.nets.lora import LoRALayer, add_lora, merge_lora, unmerge_lora
+from mlzoo.nets.lora import LoRALayer, add_lora, lora_layers, merge_lora, unmerge_lora
 
 
 def small_net() -> nn.Module:
@@ -120,8 +120,16 @@ def test_frozen_backbone_keeps_batch_norm_statistics(run, tmp_path: Path) -> Non
         model(torch.rand(16, 1, 8, 8))
         after = [b for n, b in model.backbone.named_buffers() if "running_mean" in n]
         assert stats and all(torch.equal(a, b) for a, b in zip(stats, after, strict=True)), mode
-    lora = TransferModule(torch.optim.Adam, {"checkpoint": ckpt}, mode="lora")
     full = TransferModule(torch.optim.Adam, {"checkpoint": ckpt}, mode="full")
+    bn_stats = [b.clone() for n, b in full.backbone.named_buffers() if "running_mean" in n]
+    full.train()
+    full(torch.rand(16, 1, 8, 8)).sum().backward()
+    after = [b for n, b in full.backbone.named_buffers() if "running_mean" in n]
+    assert all(torch.equal(a, b) for a, b in zip(bn_stats, after, strict=True))  # kept
+    assert any(p.grad is not None for p in full.backbone.parameters())  # but trained
+    lora = TransferModule(torch.optim.Adam, {"checkpoint": ckpt}, mode="lora", lora_dropout=0.5)
+    lora.train()
+    assert all(layer.dropout.training for layer in lora_layers(lora.backbone))
     assert lora.trainable_fraction <= 0.10 and math.isclose(full.trainable_fraction, 1.0)
     groups = full.configure_optimizers().param_groups
     assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-4])  # backbone at 0.1 x
@@ -188,3 +196,17 @@ def test_simclr_pretraining_pays_off_with_few_labels(run, tmp_path: Path) -> Non
     report = {"probes": probes, "transfer": acc}
     assert acc["full"] > acc["scratch"], report
     assert acc["lora"] >= acc["full"] - 0.02 and acc["lora"] > acc["linear"], report
+
+
+def test_simclr_logs_its_online_probe_and_projector_features(run) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    summary = run(["model=simclr", "trainer=debug"])
+    run_dir = Path(summary["run_dir"])
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert {"train/loss_step", "val/loss", "val/probe_acc", "test/probe_acc"} <= set(
+        events.Tags()["scalars"]
+    )
+    assert (run_dir / "projector_config.pbtxt").is_file()
+    assert summary["monitor"]["metric"] == "val/probe_acc"

@@ -2,7 +2,10 @@
 
 Every run folder holds the resolved ``config.yaml`` beside ``checkpoints/``, so a checkpoint alone
 is enough: scripts (sample.py, evaluate.py) and transfer learning rebuild the exact model from it.
-Checkpoints load with ``torch.load(weights_only=True)``: no arbitrary code runs.
+Checkpoints load with ``torch.load(weights_only=True)`` (no pickled code runs); the model is
+rebuilt by instantiating the ``_target_`` classes named in the run's config.yaml, so load only
+run folders you trust. Constructor arguments recorded in the checkpoint (``hyper_parameters``)
+take precedence over the config's, e.g. the backbone file a transfer run actually used.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mlzoo.core.errors import ZooError
 
@@ -32,8 +35,14 @@ def load_checkpoint(path: str | Path) -> tuple[Any, Any, DictConfig]:
         )
     cfg = OmegaConf.load(cfg_path)
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    recorded = ckpt.get("hyper_parameters", {})
+    with open_dict(cfg):
+        for key, value in recorded.items():
+            if key in cfg.model:
+                cfg.model[key] = value
     model = _instantiate_model(cfg.model, datamodule)
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    state = ckpt["state_dict"]
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

@@ -47,3 +47,16 @@ def log_embedding(
                 global_step=module.global_step,
                 tag=tag,
             )
+
+
+def log_scalars(module: L.LightningModule, values: dict[str, float], step: int) -> None:
+    """Scalars at an explicit x value (RL: environment steps) in every TensorBoard logger. Only
+    rank zero writes; Lightning's own ``self.log`` would put them at the optimizer step."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    if module.trainer is None or not module.trainer.is_global_zero:
+        return
+    for logger in module.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            for tag, value in values.items():
+                logger.experiment.add_scalar(tag, value, global_step=step)

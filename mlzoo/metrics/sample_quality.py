@@ -164,7 +164,10 @@ class SampleScorer:
         self.datamodule, self.confidence = datamodule, confidence
         self.classifier = load_classifier(datamodule, cache_dir)
         self.fid = FrechetInceptionDistance(
-            feature=_Features(self.classifier), normalize=True, reset_real_features=False
+            feature=_Features(self.classifier),
+            normalize=True,
+            reset_real_features=False,
+            sync_on_compute=False,  # every DDP rank scores the same samples: nothing to gather
         )
         with torch.no_grad():
             for b in _batches(_real_split(datamodule, "train")[0]):

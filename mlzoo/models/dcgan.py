@@ -61,6 +61,17 @@ class DCGANModule(ZooModule):
         self.discriminator = Discriminator(input_shape, width)
         self.register_buffer("fixed_z", torch.randn(num_images, latent_dim), persistent=False)
 
+    def setup(self, stage: str) -> None:
+        from lightning.pytorch.strategies import DDPStrategy
+
+        strategy = self.trainer.strategy
+        if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get(
+            "find_unused_parameters"
+        ):  # the D step leaves G without gradients, which plain DDP rejects
+            raise ValueError(
+                "DCGAN under DDP needs trainer.strategy=ddp_find_unused_parameters_true"
+            )
+
     def configure_optimizers(self):
         opt_d = self.optimizer_factory(self.discriminator.parameters())
         opt_g = self.optimizer_factory(self.generator.parameters())

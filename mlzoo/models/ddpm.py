@@ -64,7 +64,8 @@ def beta_schedule(kind: str, timesteps: int) -> Tensor:
     """The noise variances beta_1..beta_T (float64)."""
     if kind == "linear":  # Ho et al.: 1e-4 .. 0.02 for T = 1000, rescaled for other T
         scale = 1000 / timesteps
-        return torch.linspace(scale * 1e-4, scale * 0.02, timesteps, dtype=torch.float64)
+        betas = torch.linspace(scale * 1e-4, scale * 0.02, timesteps, dtype=torch.float64)
+        return betas.clamp(max=0.999)  # T < 50 would otherwise give beta >= 1
     if kind == "cosine":  # Nichol & Dhariwal: alpha_bar(t) = cos^2(pi/2 * (t/T + s) / (1 + s))
         s = 0.008
         steps = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
@@ -75,13 +76,15 @@ def beta_schedule(kind: str, timesteps: int) -> Tensor:
 
 def ema_average(decay: float):
     """AveragedModel's averaging function: avg <- d * avg + (1 - d) * new, with d warmed up as
-    min(decay, (1 + n) / (10 + n)) so that short runs are not stuck near the initial weights."""
+    min(decay, (1 + n) / (10 + n)) so that short runs are not stuck near the initial weights.
+    All parameters in one fused lerp (one host sync per step, not one per tensor)."""
 
-    def avg_fn(averaged: Tensor, current: Tensor, num_averaged: Tensor) -> Tensor:
-        d = min(decay, (1 + float(num_averaged)) / (10 + float(num_averaged)))
-        return d * averaged + (1 - d) * current
+    def multi_avg_fn(averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor) -> None:
+        n = float(num_averaged)
+        d = min(decay, (1 + n) / (10 + n))
+        torch._foreach_lerp_(averaged, current, 1 - d)  # avg + (1 - d) * (new - avg)
 
-    return avg_fn
+    return multi_avg_fn
 
 
 class DDPMModule(ZooModule):
@@ -136,7 +139,7 @@ class DDPMModule(ZooModule):
             dropout,
             num_classes if conditional else 0,
         )
-        self.ema = AveragedModel(self.unet, avg_fn=ema_average(ema_decay))
+        self.ema = AveragedModel(self.unet, multi_avg_fn=ema_average(ema_decay))
         self.ema.requires_grad_(False)  # updated by averaging, never by the optimizer
 
         betas = beta_schedule(schedule, timesteps)
@@ -187,7 +190,10 @@ class DDPMModule(ZooModule):
         if (
             batch_idx == 0 and not self.trainer.sanity_checking
         ):  # sampling costs sample_steps passes
-            images, x0 = self.sample(self.num_images, noise=self.fixed_noise, return_x0=True)
+            gen = torch.Generator(device=self.device).manual_seed(0)  # the same DDIM noise too
+            images, x0 = self.sample(
+                self.num_images, generator=gen, noise=self.fixed_noise, return_x0=True
+            )
             log_image(self, "val/samples", make_grid(images, nrow=8, pad_value=1.0))
             # rows: 8 chains; columns: their x0_hat from the first step (left) to the last
             cols = torch.linspace(0, len(x0) - 1, 8).round().long()
@@ -253,6 +259,8 @@ class DDPMModule(ZooModule):
             labels = self._default_labels(n)
         if labels is not None and not self.conditional:
             raise ValueError("labels given, but this DDPM was trained unconditionally")
+        if labels is not None and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise ValueError(f"labels must be in 0..{self.num_classes - 1}")
         if noise is not None:
             x = noise.to(self.device)
         else:  # x_T ~ N(0, I)

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from mlzoo.core.errors import ZooError
 from mlzoo.core.module import OptimizerFactory, SchedulerFactory
 from mlzoo.core.supervised import SupervisedModule
-from mlzoo.nets.lora import add_lora, merge_lora, unmerge_lora
+from mlzoo.nets.lora import add_lora, lora_layers, merge_lora, unmerge_lora
 
 MODES = ("linear", "full", "lora", "scratch")
 
@@ -159,11 +159,12 @@ class TransferModule(SupervisedModule):
             raise ZooError("backbone: set model.backbone.checkpoint or model.backbone.torchvision")
         from mlzoo.core.checkpoint import load_checkpoint
 
-        path = (
-            newest_checkpoint(spec, cfg.get("log_dir", "logs"))
-            if str(spec).startswith("newest:")
-            else Path(spec)
-        )
+        if str(spec).startswith("newest:"):
+            path = newest_checkpoint(spec, cfg.get("log_dir", "logs"))
+            # record the file used: reloading this run must not pick up a newer SimCLR run
+            self.hparams["backbone"] = {**cfg, "checkpoint": str(path.resolve())}
+        else:
+            path = Path(spec)
         source, _, _ = load_checkpoint(path)
         net = zoo_backbone(source)
         if not pretrained:  # the same architecture, freshly initialised
@@ -176,6 +177,8 @@ class TransferModule(SupervisedModule):
         super().train(mode)
         if self.mode in ("linear", "lora"):  # frozen: no batch-norm statistics, no dropout
             self.backbone.eval()
+            for layer in lora_layers(self.backbone):  # ... but LoRA's own dropout does train
+                layer.dropout.train(mode)
         elif self.mode == "full" and self.freeze_bn_stats:  # BN weights train, statistics stay
             for m in self.backbone.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):

@@ -91,6 +91,11 @@ class VAEModule(ZooModule):
         z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
         return self.decode(z)
 
+    @staticmethod
+    def kl(mu: Tensor, logvar: Tensor) -> Tensor:
+        """KL(N(mu, sigma^2) || N(0, I)) = 1/2 sum(mu^2 + sigma^2 - 1 - log sigma^2), per example."""
+        return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
+
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x = self.prepare(batch[0])
         mu, logvar = self.encode(x)
@@ -98,12 +103,13 @@ class VAEModule(ZooModule):
         logits = self.decoder(z)
         # -log p(x | z): Bernoulli negative log-likelihood summed over pixels, per image
         recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
-        # KL(N(mu, sigma^2) || N(0, I)) = 1/2 sum(mu^2 + sigma^2 - 1 - log sigma^2)
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
+        kl = self.kl(mu, logvar)  # KL(q(z | x) || N(0, I)) in closed form, per image
         loss = (recon + self.beta * kl).mean()  # L = reconstruction + beta * KL
         on_step = stage == "train"
         sync = not on_step
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True)
+        self.log(
+            f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=sync
+        )
         self.log(f"{stage}/recon", recon.mean(), on_step=False, on_epoch=True, sync_dist=sync)
         self.log(f"{stage}/kl", kl.mean(), on_step=False, on_epoch=True, sync_dist=sync)
         self.log(f"{stage}/elbo", -(recon + kl).mean(), on_epoch=True, sync_dist=sync)
@@ -120,7 +126,8 @@ class VAEModule(ZooModule):
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
-        self.log("test/nll_iw", self.importance_weighted_nll(self.prepare(batch[0])).mean())
+        nll = self.importance_weighted_nll(self.prepare(batch[0])).mean()
+        self.log("test/nll_iw", nll, sync_dist=True)
 
     @torch.no_grad()
     def interpolate(self, x: Tensor, pairs: int = 8, steps: int = 8) -> Tensor:

@@ -51,7 +51,12 @@ class LoRALayer(nn.Module):
             raise TypeError(f"LoRA wraps nn.Linear or nn.Conv2d, not {type(base).__name__}")
         nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))  # A random
         nn.init.zeros_(self.lora_B.weight)  # B = 0: the wrapped layer starts unchanged
-        self.merged = False
+        # saved with the weights, so a merged state dict is never merged a second time
+        self.register_buffer("merged_flag", torch.tensor(False))
+
+    @property
+    def merged(self) -> bool:
+        return bool(self.merged_flag)
 
     def delta_weight(self) -> Tensor:
         """(alpha / r) * B A, shaped like the base weight."""
@@ -71,13 +76,13 @@ class LoRALayer(nn.Module):
     def merge(self) -> None:
         if not self.merged:
             self.base.weight += self.delta_weight()
-            self.merged = True
+            self.merged_flag.fill_(True)
 
     @torch.no_grad()
     def unmerge(self) -> None:
         if self.merged:
             self.base.weight -= self.delta_weight()
-            self.merged = False
+            self.merged_flag.fill_(False)
 
 
 def add_lora(

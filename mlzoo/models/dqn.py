@@ -1,0 +1,264 @@
+"""DQN: learn the value of every action from replayed experience, and act greedily on it.
+
+Mnih et al. (2015), "Human-level control through deep reinforcement learning"; Double DQN: van
+Hasselt, Guez & Silver (2016); dueling networks: Wang et al. (2016).
+
+Q(s, a) is the expected discounted return of taking action a in state s and acting well after.
+It satisfies the Bellman equation Q(s, a) = E[r + gamma * max_a' Q(s', a')]. DQN fits a network
+Q_theta to it by regression on transitions (s, a, r, s', done) drawn from a replay buffer of past
+experience, against a *target network* Q_target (a lagging copy of Q_theta):
+
+    y = r + gamma * (1 - terminated) * max_a' Q_target(s', a')          TD target
+    L = Huber(Q_theta(s, a) - y)                                        (smooth L1: robust to outliers)
+
+Double DQN picks the next action with the online network and scores it with the target network,
+y = r + gamma * (1 - terminated) * Q_target(s', argmax_a' Q_theta(s', a')), which removes the max
+operator's overestimation. A dueling network splits Q into a state value and action advantages,
+Q(s, a) = V(s) + A(s, a) - mean_a A(s, a). The target network follows Q_theta by a hard copy every
+``target_update_interval`` environment steps (tau = 1) or by Polyak averaging (tau < 1):
+theta_target <- tau * theta + (1 - tau) * theta_target. With updates in bursts after each batch of
+environment steps (below), a short interval means: sync once before every burst.
+
+Acting is epsilon-greedy: a random action with probability epsilon, else argmax_a Q_theta(s, a);
+epsilon falls linearly from 1 to ``epsilon_final`` over the first ``exploration_fraction`` of the
+run's environment steps. Truncated episodes (time limits) still bootstrap: only true termination
+zeroes the future.
+
+In Lightning: one training_step = ``train_frequency`` environment steps, then ``gradient_steps``
+updates (manual optimization), so the loop's overhead is paid once per many steps. TensorBoard's
+x-axis is environment steps; a deterministic (greedy) evaluation every epoch (``eval/return``)
+picks the best checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
+from mlzoo.core.tensorboard import log_scalars
+from mlzoo.nets.mlp import MLP
+from mlzoo.rl.buffer import ReplayBuffer
+
+
+class QNetwork(nn.Module):
+    """s -> Q(s, .): an MLP, or a dueling MLP with V(s) and A(s, .) heads."""
+
+    def __init__(self, obs_dim: int, num_actions: int, hidden: Sequence[int], dueling: bool):
+        super().__init__()
+        self.dueling = dueling
+        if dueling:
+            self.body = MLP(obs_dim, hidden[-1], list(hidden[:-1]), activation="relu")
+            self.value, self.advantage = (
+                nn.Linear(hidden[-1], 1),
+                nn.Linear(hidden[-1], num_actions),
+            )
+        else:
+            self.q = MLP(obs_dim, num_actions, list(hidden), activation="relu")
+
+    def forward(self, obs: Tensor) -> Tensor:
+        if not self.dueling:
+            return self.q(obs)
+        h = F.relu(self.body(obs))
+        a = self.advantage(h)
+        return self.value(h) + a - a.mean(dim=1, keepdim=True)  # Q = V + A - mean_a A
+
+
+class DQNModule(ZooModule):
+    """DQN for discrete actions on vector observations."""
+
+    def __init__(
+        self,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        observation_shape: Sequence[int] = (4,),
+        num_actions: int = 2,
+        hidden_sizes: Sequence[int] = (256, 256),
+        dueling: bool = False,
+        double_dqn: bool = False,
+        gamma: float = 0.99,
+        buffer_size: int = 100_000,
+        batch_size: int = 64,
+        learning_starts: int = 1_000,
+        train_frequency: int = 256,
+        gradient_steps: int = 128,
+        target_update_interval: int = 10,
+        tau: float = 1.0,
+        epsilon_final: float = 0.04,
+        exploration_fraction: float = 0.16,
+        total_env_steps: int | None = None,
+        max_grad_norm: float | None = 10.0,
+    ) -> None:
+        super().__init__(optimizer, scheduler)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        if len(observation_shape) != 1:
+            raise ValueError(f"DQN here takes vector observations, got {list(observation_shape)}")
+        if num_actions < 2 or not 0 < tau <= 1 or not 0 <= gamma <= 1:
+            raise ValueError(
+                f"need num_actions >= 2, 0 < tau <= 1, 0 <= gamma <= 1: {num_actions}, {tau}, {gamma}"
+            )
+        self.automatic_optimization = False
+        self.q = QNetwork(int(observation_shape[0]), num_actions, hidden_sizes, dueling)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self.buffer = ReplayBuffer(buffer_size, observation_shape)
+        self.env_steps, self.updates, self._synced = 0, 0, 0  # saved in checkpoints
+        self._obs: np.ndarray | None = None
+
+    @property
+    def envs(self):
+        return self.trainer.datamodule.envs
+
+    def on_fit_start(self) -> None:
+        if self.hparams.total_env_steps is None:  # the run's budget, for the epsilon schedule
+            dm = self.trainer.datamodule
+            iters = self.trainer.max_epochs * dm.iterations_per_epoch
+            self.hparams.total_env_steps = iters * self._steps_per_iteration()
+
+    def _steps_per_iteration(self) -> int:
+        n = self.envs.num_envs
+        return max(1, self.hparams.train_frequency // n) * n
+
+    def epsilon(self) -> float:
+        """Linear decay from 1 to epsilon_final over exploration_fraction * total_env_steps."""
+        hp = self.hparams
+        total = hp.total_env_steps or 1
+        frac = min(1.0, self.env_steps / max(1.0, hp.exploration_fraction * total))
+        return 1.0 + frac * (hp.epsilon_final - 1.0)
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, epsilon: float = 0.0) -> Tensor:
+        """Epsilon-greedy actions for a batch of observations (epsilon 0: greedy)."""
+        greedy = self.q(obs.to(self.device)).argmax(dim=1).cpu()
+        random = torch.randint(0, self.hparams.num_actions, greedy.shape)
+        explore = torch.rand(greedy.shape) < epsilon
+        return torch.where(explore, random, greedy)
+
+    def _collect(self) -> None:
+        """train_frequency steps of every environment into the replay buffer."""
+        if self._obs is None:  # first iteration, or after a resume: start fresh episodes
+            self._obs = self.trainer.datamodule.reset_obs
+        start = time.perf_counter()
+        for _ in range(max(1, self.hparams.train_frequency // self.envs.num_envs)):
+            obs = torch.as_tensor(self._obs, dtype=torch.float32)
+            action = self.act(obs, self.epsilon())
+            next_obs, reward, terminated, truncated, info = self.envs.step(action.numpy())
+            real_next = next_obs.copy()  # SAME_STEP autoreset: the true s' of finished episodes
+            for i in np.flatnonzero(terminated | truncated):
+                real_next[i] = info["final_obs"][i]
+            self.buffer.add(
+                obs,
+                action,
+                torch.as_tensor(reward, dtype=torch.float32),
+                torch.as_tensor(real_next, dtype=torch.float32),
+                torch.as_tensor(terminated, dtype=torch.float32),
+            )
+            self._obs = next_obs
+            self.env_steps += self.envs.num_envs
+            if "episode" in info:
+                for i in np.flatnonzero(info["_episode"]):
+                    log_scalars(
+                        self,
+                        {
+                            "rollout/episode_return": float(info["episode"]["r"][i]),
+                            "rollout/episode_length": float(info["episode"]["l"][i]),
+                        },
+                        self.env_steps,
+                    )
+        seconds = time.perf_counter() - start
+        steps = max(1, self.hparams.train_frequency // self.envs.num_envs) * self.envs.num_envs
+        log_scalars(
+            self,
+            {"rollout/sps": steps / seconds, "rollout/epsilon": self.epsilon()},
+            self.env_steps,
+        )
+
+    def td_loss(self, obs, action, reward, next_obs, terminated) -> Tensor:
+        q = self.q(obs).gather(1, action.long().unsqueeze(1)).squeeze(1)  # Q_theta(s, a)
+        with torch.no_grad():
+            if self.hparams.double_dqn:  # a' from the online net, its value from the target
+                next_a = self.q(next_obs).argmax(dim=1, keepdim=True)
+                next_q = self.q_target(next_obs).gather(1, next_a).squeeze(1)
+            else:  # max_a' Q_target(s', a')
+                next_q = self.q_target(next_obs).max(dim=1).values
+            y = reward + self.hparams.gamma * (1.0 - terminated) * next_q  # TD target
+        return F.smooth_l1_loss(q, y)  # Huber(Q(s, a) - y)
+
+    def training_step(self, batch: int, batch_idx: int) -> None:
+        self._collect()
+        hp = self.hparams
+        if self.env_steps < hp.learning_starts:
+            return
+        # target network: theta_target <- tau * theta + (1 - tau) * theta_target (tau 1: a copy),
+        # every target_update_interval env steps (Stable-Baselines3's convention)
+        syncs = self.env_steps // hp.target_update_interval - self._synced
+        if syncs > 0:
+            with torch.no_grad():
+                for p_t, p in zip(self.q_target.parameters(), self.q.parameters(), strict=True):
+                    p_t.lerp_(p, 1 - (1 - hp.tau) ** syncs)  # syncs Polyak steps at once
+            self._synced += syncs
+        opt = self.optimizers()
+        losses = []
+        for _ in range(hp.gradient_steps):
+            loss = self.td_loss(*self.buffer.sample(hp.batch_size, self.device))
+            opt.zero_grad()
+            self.manual_backward(loss)
+            if hp.max_grad_norm:
+                self.clip_gradients(
+                    opt, gradient_clip_val=hp.max_grad_norm, gradient_clip_algorithm="norm"
+                )
+            opt.step()
+            self.updates += 1
+            losses.append(loss.detach())
+        log_scalars(self, {"train/loss": float(torch.stack(losses).mean())}, self.env_steps)
+
+    def on_train_epoch_end(self) -> None:
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:  # manual optimization: we step the schedule (per epoch)
+            scheduler.step()
+
+    @torch.no_grad()
+    def evaluate(self, episodes: int) -> tuple[float, float]:
+        """Mean and std of the return of greedy episodes in the evaluation env."""
+        env, returns = self.trainer.datamodule.eval_env, []
+        for _ in range(episodes):
+            obs, _ = env.reset()
+            done, total = False, 0.0
+            while not done:
+                action = self.act(torch.as_tensor(obs, dtype=torch.float32)[None])
+                obs, reward, terminated, truncated, _ = env.step(int(action[0]))
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+        return float(np.mean(returns)), float(np.std(returns))
+
+    def validation_step(self, batch: int, batch_idx: int) -> None:
+        mean, std = self.evaluate(self.trainer.datamodule.eval_episodes)
+        self.log("eval/return", mean, logger=False, batch_size=1)  # checkpoint; TB by env step
+        self.log("env_steps", float(self.env_steps), logger=False, batch_size=1)
+        log_scalars(self, {"eval/return": mean, "eval/return_std": std}, self.env_steps)
+
+    def test_step(self, batch: int, batch_idx: int) -> None:
+        mean, std = self.evaluate(self.trainer.datamodule.eval_episodes)
+        self.log("test/return", mean, batch_size=1)
+        self.log("test/return_std", std, batch_size=1)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rl_state"] = {
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "synced": self._synced,
+            "buffer": self.buffer.state_dict(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("rl_state")
+        if state:
+            self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
+            self._synced = int(state.get("synced", 0))
+            self.buffer.load_state_dict(state["buffer"])

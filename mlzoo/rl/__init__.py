@@ -1,0 +1,1 @@
+"""Reinforcement-learning plumbing: gymnasium environments as data modules, replay storage."""

@@ -1,0 +1,126 @@
+"""Gymnasium environments as the "data" of reinforcement-learning runs.
+
+An RL concept collects its own experience, so there is no data set to load. ``EnvDataModule``
+takes the data module's place in the zoo's wiring: it builds the environments (a gymnasium vector
+env for training, a single env for evaluation), tells the model what it needs to size itself
+(``spec``: observation shape, number of actions or action bounds), and gives Lightning a loader
+that is just a counter: each "batch" is one training iteration in which the model steps the
+environments itself.
+
+Vector envs use gymnasium 1.x's SAME_STEP autoreset: when an episode ends, ``step`` already
+returns the first observation of the next one, and the true last observation is in
+``info["final_obs"]`` (the default NEXT_STEP mode would instead return a meaningless transition on
+the following step). ``RecordEpisodeStatistics`` reports each finished episode's return and length.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import lightning as L
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from mlzoo.core.errors import ZooError
+
+
+def make_env(env_id: str, seed: int | None = None, **kwargs: Any) -> gym.Env:
+    """One environment, seeded; a clear error for an unknown id or a missing extra."""
+    try:
+        env = gym.make(env_id, **kwargs)
+    except gym.error.Error as err:
+        raise ZooError(f"env: cannot make {env_id!r}: {err}") from None
+    except ImportError as err:  # e.g. LunarLander without gymnasium[box2d]
+        raise ZooError(f"env: {env_id} needs an extra package: {err}") from None
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    return env
+
+
+class EnvDataModule(L.LightningDataModule):
+    """Training and evaluation environments for one gymnasium id.
+
+    Args:
+        env_id: a gymnasium id, e.g. CartPole-v1.
+        num_envs: environments stepped in parallel (a synchronous vector env).
+        iterations_per_epoch: training iterations (model-defined groups of env steps) per epoch.
+        eval_episodes: deterministic evaluation episodes per validation (eval/return).
+        seed: environment seed (null: the run's seed).
+        env_kwargs: passed to gymnasium.make (e.g. max_episode_steps).
+    """
+
+    def __init__(
+        self,
+        env_id: str = "CartPole-v1",
+        num_envs: int = 1,
+        iterations_per_epoch: int = 10,
+        eval_episodes: int = 10,
+        seed: int | None = None,
+        env_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if num_envs < 1 or iterations_per_epoch < 1 or eval_episodes < 1:
+            raise ValueError(
+                "num_envs, iterations_per_epoch and eval_episodes must be >= 1, got "
+                f"{num_envs}, {iterations_per_epoch}, {eval_episodes}"
+            )
+        self.env_id, self.num_envs = env_id, num_envs
+        self.iterations_per_epoch, self.eval_episodes = iterations_per_epoch, eval_episodes
+        self.seed, self.env_kwargs = seed, dict(env_kwargs or {})
+        self.envs: gym.vector.VectorEnv | None = None
+        self.eval_env: gym.Env | None = None
+        self._probe = make_env(env_id, 0, **self.env_kwargs)  # spaces, checked at once
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.envs is not None:
+            return
+        import torch
+
+        seed = self.seed if self.seed is not None else int(torch.initial_seed() % 2**31)
+        try:
+            self.envs = gym.make_vec(
+                self.env_id,
+                num_envs=self.num_envs,
+                vectorization_mode="sync",
+                vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+                **self.env_kwargs,
+            )
+        except gym.error.Error as err:
+            raise ZooError(f"env: cannot make {self.env_id!r}: {err}") from None
+        self.envs = gym.wrappers.vector.RecordEpisodeStatistics(self.envs)
+        self.envs.action_space.seed(seed)
+        self.reset_obs, _ = self.envs.reset(seed=seed)
+        self.eval_env = make_env(self.env_id, seed + 10_000, **self.env_kwargs)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """What an agent sizes itself by: observation shape and the action space."""
+        obs, act = self._probe.observation_space, self._probe.action_space
+        out: dict[str, Any] = {"observation_shape": list(obs.shape)}
+        if isinstance(act, gym.spaces.Discrete):
+            out["num_actions"] = int(act.n)
+        elif isinstance(act, gym.spaces.Box):
+            out.update(
+                action_dim=int(np.prod(act.shape)),
+                action_low=act.low.flatten().tolist(),
+                action_high=act.high.flatten().tolist(),
+            )
+        else:
+            raise ZooError(f"env: action space {act} is not supported")
+        return out
+
+    def train_dataloader(self) -> range:
+        return range(self.iterations_per_epoch)  # a counter: the model steps the envs itself
+
+    def val_dataloader(self) -> range:
+        return range(1)  # one validation "batch": the model runs eval_episodes episodes
+
+    def test_dataloader(self) -> range:
+        return range(1)
+
+    def teardown(self, stage: str) -> None:
+        if stage == "test":  # envs stay open between fit and test; close at the very end
+            for env in (self.envs, self.eval_env, self._probe):
+                if env is not None:
+                    env.close()
