@@ -102,3 +102,23 @@ def test_dqn_solves_cartpole(run) -> None:
     summary = run(["model=dqn", "logger=none"])
     assert summary["monitor"]["best"] >= 475, summary
     assert summary["metrics"]["test/return"] >= 400, summary
+
+
+def test_evaluate_script_reports_returns_and_refuses_non_agents(run, capsys) -> None:
+    import json
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import evaluate
+    finally:
+        sys.path.pop(0)
+    dqn = run(["model=dqn", "trainer=debug"])
+    assert evaluate.main([dqn["last_checkpoint"], "--episodes", "3"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["episodes"] == 3 and out["env_id"] == "CartPole-v1" and out["mean_return"] >= 8
+    mlp = run(["model=mlp", "trainer=debug"])
+    assert evaluate.main([mlp["last_checkpoint"]]) == 1
+    assert "not an RL agent" in capsys.readouterr().err

@@ -1,0 +1,82 @@
+"""Evaluate an RL checkpoint: N greedy episodes, mean and std of the return, optionally a video.
+
+    python scripts/evaluate.py logs/runs/dqn-cartpole/<run>/checkpoints/last.ckpt
+    python scripts/evaluate.py <ckpt> --episodes 100 --seed 1
+    python scripts/evaluate.py <ckpt> --video            # needs `pip install moviepy`
+
+Writes nothing but, with --video, <run>/videos/<ckpt>-<time>/ (a new folder each time). Prints
+one JSON line: {"episodes", "mean_return", "std_return", "min_return", "max_return", "env_id"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mlzoo.core.checkpoint import load_checkpoint
+from mlzoo.core.errors import ZooError
+from mlzoo.rl.envs import make_env
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--video", action="store_true", help="record episodes (moviepy)")
+    args = p.parse_args(argv)
+    try:
+        if args.episodes < 1:
+            raise ZooError("--episodes must be >= 1")
+        model, envs, _ = load_checkpoint(args.checkpoint)
+        if not callable(getattr(model, "act", None)) or not hasattr(envs, "env_id"):
+            raise ZooError(f"{type(model).__name__} is not an RL agent (no act())")
+        kwargs = dict(envs.env_kwargs)
+        if args.video:
+            try:
+                import moviepy  # noqa: F401
+            except ImportError:
+                raise ZooError("--video needs `pip install moviepy`") from None
+            kwargs["render_mode"] = "rgb_array"
+        env = make_env(envs.env_id, args.seed, **kwargs)
+        if args.video:
+            from gymnasium.wrappers import RecordVideo
+
+            folder = args.checkpoint.resolve().parent.parent / "videos"
+            folder = folder / f"{args.checkpoint.stem}-{datetime.now():%Y-%m-%d_%H-%M-%S_%f}"
+            env = RecordVideo(env, str(folder), episode_trigger=lambda i: True)
+        returns = []
+        for i in range(args.episodes):
+            obs, _ = env.reset(seed=args.seed + i)
+            done, total = False, 0.0
+            while not done:
+                action = model.act(torch.as_tensor(obs, dtype=torch.float32)[None])
+                obs, reward, terminated, truncated, _ = env.step(action[0].numpy())
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+        env.close()
+        r = np.array(returns)
+        out = {
+            "env_id": envs.env_id,
+            "episodes": len(r),
+            "mean_return": float(r.mean()),
+            "std_return": float(r.std()),
+            "min_return": float(r.min()),
+            "max_return": float(r.max()),
+        }
+        print(json.dumps(out))
+        return 0
+    except ZooError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
