@@ -53,6 +53,8 @@ def test_few_steps_of_every_model_and_data(
     if model in GENERATIVE:  # test/fid_cls over a few samples: this checks the path, not quality
         overrides.append("callbacks.sample_quality.num_samples=16")
         overrides.append("++trainer.check_val_every_n_epoch=1")  # the DDPM validates every 25
+    if model == "ppo":  # 20 updates per iteration: run whole (debug-sized) epochs instead
+        overrides += ["trainer.max_steps=-1", "trainer.max_epochs=1"]
     if model == "transfer":  # its default backbone: the newest SimCLR run under the log folder
         run(["model=simclr", "trainer=debug"])
     if model == "ddpm":  # few sampling steps: 50 U-Net passes per grid are slow at 32x32
@@ -64,7 +66,10 @@ def test_few_steps_of_every_model_and_data(
     assert summary.keys() >= SUMMARY_KEYS
     assert summary["model"] == model and (data is None or summary["data"] == data)
     # manual optimization counts every optimizer step: the DQN does 128 per iteration
-    assert summary["global_step"] == 6 if model != "dqn" else summary["global_step"] >= 6
+    if model in ("dqn", "ppo"):  # many optimizer steps per training iteration
+        assert summary["global_step"] >= 6
+    else:
+        assert summary["global_step"] == 6
     assert summary["metrics"] and all(math.isfinite(v) for v in summary["metrics"].values())
     assert any(k.startswith("test/") for k in summary["metrics"])
     run_dir = Path(summary["run_dir"])

@@ -1,0 +1,294 @@
+"""PPO: improve a stochastic policy in small, safe steps from its own fresh experience.
+
+Schulman, Wolski, Dhariwal, Radford & Klimov (2017), "Proximal Policy Optimization Algorithms";
+GAE: Schulman et al. (2016). Implementation details after Huang et al. (2022), "The 37
+Implementation Details of PPO".
+
+An actor pi_theta(a | s) (categorical for discrete actions, Gaussian for continuous ones) and a
+critic V_phi(s). Each iteration collects ``num_steps`` steps from each of ``num_envs`` environments
+with the current policy, then estimates advantages with GAE(lambda):
+
+    delta_t = r_t + gamma * V(s_{t+1}) * (1 - done_{t+1}) - V(s_t)
+    A_t     = delta_t + gamma * lambda * (1 - done_{t+1}) * A_{t+1},      returns R_t = A_t + V(s_t)
+
+and takes ``update_epochs`` passes of minibatch gradient steps on the clipped surrogate:
+
+    ratio_t = pi_theta(a_t | s_t) / pi_old(a_t | s_t)
+    L_clip  = -E[min(ratio_t * A_t, clip(ratio_t, 1 - eps, 1 + eps) * A_t)]
+    L       = L_clip + c_v * (V(s_t) - R_t)^2 / 2 - c_e * entropy[pi_theta(. | s_t)]
+
+The clip removes any incentive to move the probability ratio outside [1 - eps, 1 + eps], so one
+batch of data cannot push the policy far. Advantages are normalised per minibatch; the learning
+rate falls linearly to 0 over the run. When an episode is cut by a time limit (truncated, not
+terminated), its last reward is bootstrapped with gamma * V(final observation).
+
+In Lightning: one training_step = one rollout + its whole update (manual optimization); the
+x-axis in TensorBoard is environment steps; ``eval/return`` (deterministic: the mode of the
+policy) after every epoch picks the best checkpoint.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.distributions import Categorical, Normal
+
+from mlzoo.core.module import OptimizerFactory, ZooModule
+from mlzoo.core.tensorboard import log_scalars
+
+
+def layer(i: int, o: int, std: float = math.sqrt(2)) -> nn.Linear:
+    """Orthogonal weights with gain ``std``, zero bias (PPO's usual initialisation)."""
+    lin = nn.Linear(i, o)
+    nn.init.orthogonal_(lin.weight, std)
+    nn.init.zeros_(lin.bias)
+    return lin
+
+
+def gae(
+    rewards: Tensor, values: Tensor, dones: Tensor, next_value: Tensor, gamma: float, lam: float
+) -> Tensor:
+    """Generalized advantage estimates for (T, N) rollouts; dones[t] = 1 if the episode ended at
+    step t (then s_{t+1} is the next episode's first observation and is not bootstrapped)."""
+    advantages, last = torch.zeros_like(rewards), torch.zeros_like(next_value)
+    for t in reversed(range(len(rewards))):  # computed backwards
+        next_v = next_value if t == len(rewards) - 1 else values[t + 1]
+        not_done = 1.0 - dones[t]
+        delta = rewards[t] + gamma * next_v * not_done - values[t]  # TD error delta_t
+        last = delta + gamma * lam * not_done * last  # A_t = delta_t + gamma lambda A_{t+1}
+        advantages[t] = last
+    return advantages
+
+
+def mlp(i: int, hidden: Sequence[int], o: int, out_std: float) -> nn.Sequential:
+    sizes, mods = [i, *hidden], []
+    for a, b in itertools.pairwise(sizes):
+        mods += [layer(a, b), nn.Tanh()]
+    return nn.Sequential(*mods, layer(sizes[-1], o, out_std))
+
+
+class PPOModule(ZooModule):
+    """PPO with a categorical (discrete) or diagonal Gaussian (continuous) policy."""
+
+    def __init__(
+        self,
+        optimizer: OptimizerFactory,
+        scheduler=None,
+        observation_shape: Sequence[int] = (4,),
+        num_actions: int = 0,
+        action_dim: int = 0,
+        action_low: Sequence[float] = (),
+        action_high: Sequence[float] = (),
+        hidden_sizes: Sequence[int] = (64, 64),
+        num_steps: int = 32,
+        gamma: float = 0.98,
+        gae_lambda: float = 0.8,
+        update_epochs: int = 20,
+        num_minibatches: int = 1,
+        clip_coef: float = 0.2,
+        clip_vloss: bool = False,
+        ent_coef: float = 0.0,
+        vf_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
+        anneal_lr: bool = True,
+    ) -> None:
+        super().__init__(optimizer, None)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        if len(observation_shape) != 1:
+            raise ValueError(f"PPO here takes vector observations, got {list(observation_shape)}")
+        if (num_actions > 0) == (action_dim > 0):
+            raise ValueError(
+                "PPO needs either a discrete (num_actions) or a Box (action_dim) space"
+            )
+        self.automatic_optimization = False
+        self.discrete = num_actions > 0
+        obs_dim = int(observation_shape[0])
+        self.critic = mlp(obs_dim, hidden_sizes, 1, out_std=1.0)
+        out = num_actions if self.discrete else action_dim
+        self.actor = mlp(obs_dim, hidden_sizes, out, out_std=0.01)  # near-uniform start
+        if not self.discrete:  # state-independent log standard deviation
+            self.log_std = nn.Parameter(torch.zeros(action_dim))
+            self.register_buffer("low", torch.tensor(action_low, dtype=torch.float32))
+            self.register_buffer("high", torch.tensor(action_high, dtype=torch.float32))
+        self.env_steps, self.iterations = 0, 0
+        self._obs: np.ndarray | None = None
+
+    @property
+    def envs(self):
+        return self.trainer.datamodule.envs
+
+    def policy(self, obs: Tensor):
+        logits_or_mean = self.actor(obs)
+        if self.discrete:
+            return Categorical(logits=logits_or_mean)
+        return Normal(logits_or_mean, self.log_std.exp().expand_as(logits_or_mean))
+
+    def _log_prob(self, dist, action: Tensor) -> Tensor:
+        lp = dist.log_prob(action)
+        return lp if self.discrete else lp.sum(-1)
+
+    def _entropy(self, dist) -> Tensor:
+        return dist.entropy() if self.discrete else dist.entropy().sum(-1)
+
+    def _env_action(self, action: Tensor) -> np.ndarray:
+        if self.discrete:
+            return action.cpu().numpy()
+        return torch.max(torch.min(action, self.high), self.low).cpu().numpy()  # clip to the box
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
+        dist = self.policy(obs.to(self.device))
+        if deterministic:
+            return (dist.probs.argmax(-1) if self.discrete else dist.mean).cpu()
+        return dist.sample().cpu()
+
+    # --- one iteration: rollout, GAE, clipped updates ---------------------------------------------
+    @torch.no_grad()
+    def _rollout(self) -> dict[str, Tensor]:
+        hp, n = self.hparams, self.envs.num_envs
+        if self._obs is None:
+            self._obs = self.trainer.datamodule.reset_obs
+        obs_buf, act_buf, logp_buf, rew_buf, done_buf, val_buf = [], [], [], [], [], []
+        start = time.perf_counter()
+        for _ in range(hp.num_steps):
+            obs = torch.as_tensor(self._obs, dtype=torch.float32, device=self.device)
+            dist = self.policy(obs)
+            action = dist.sample()
+            value = self.critic(obs).squeeze(-1)
+            next_obs, reward, terminated, truncated, info = self.envs.step(self._env_action(action))
+            reward = torch.as_tensor(reward, dtype=torch.float32, device=self.device)
+            for i in np.flatnonzero(truncated & ~terminated):  # time limit: bootstrap V(s_final)
+                final = torch.as_tensor(
+                    info["final_obs"][i], dtype=torch.float32, device=self.device
+                )
+                reward[i] += hp.gamma * self.critic(final[None]).squeeze()
+            obs_buf.append(obs)
+            act_buf.append(action)
+            logp_buf.append(self._log_prob(dist, action))
+            val_buf.append(value)
+            rew_buf.append(reward)
+            done_buf.append(
+                torch.as_tensor(terminated | truncated, dtype=torch.float32, device=self.device)
+            )
+            self._obs = next_obs
+            self.env_steps += n
+            if "episode" in info:
+                for i in np.flatnonzero(info["_episode"]):
+                    log_scalars(
+                        self,
+                        {
+                            "rollout/episode_return": float(info["episode"]["r"][i]),
+                            "rollout/episode_length": float(info["episode"]["l"][i]),
+                        },
+                        self.env_steps,
+                    )
+        sps = hp.num_steps * n / (time.perf_counter() - start)
+        next_value = self.critic(
+            torch.as_tensor(self._obs, dtype=torch.float32, device=self.device)
+        ).squeeze(-1)
+        rewards, dones, values = torch.stack(rew_buf), torch.stack(done_buf), torch.stack(val_buf)
+        advantages = gae(rewards, values, dones, next_value, hp.gamma, hp.gae_lambda)
+        log_scalars(self, {"rollout/sps": sps}, self.env_steps)
+        return {
+            "obs": torch.stack(obs_buf).flatten(0, 1),
+            "actions": torch.stack(act_buf).flatten(0, 1),
+            "logp": torch.stack(logp_buf).flatten(0, 1),
+            "advantages": advantages.flatten(),
+            "returns": (advantages + values).flatten(),
+            "values": values.flatten(),
+        }
+
+    def training_step(self, batch: int, batch_idx: int) -> None:
+        hp = self.hparams
+        data = self._rollout()
+        opt = self.optimizers()
+        if hp.anneal_lr:  # linear decay to 0 over the run's iterations
+            total = self.trainer.max_epochs * self.trainer.datamodule.iterations_per_epoch
+            frac = 1.0 - self.iterations / max(1, total)
+            for group in opt.param_groups:
+                group["lr"] = frac * group.setdefault("base_lr", group["lr"])
+        size = len(data["advantages"])
+        mb = max(1, size // hp.num_minibatches)
+        stats = []
+        for _ in range(hp.update_epochs):
+            for idx in torch.randperm(size, device=self.device).split(mb):
+                dist = self.policy(data["obs"][idx])
+                logp = self._log_prob(dist, data["actions"][idx])
+                ratio = (logp - data["logp"][idx]).exp()  # pi_theta / pi_old
+                adv = data["advantages"][idx]
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)  # per-minibatch normalisation
+                # L_clip = -E[min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A)]
+                pg_loss = -torch.min(
+                    ratio * adv, ratio.clamp(1 - hp.clip_coef, 1 + hp.clip_coef) * adv
+                ).mean()
+                v = self.critic(data["obs"][idx]).squeeze(-1)
+                ret = data["returns"][idx]
+                if hp.clip_vloss:  # optional: clip the value change like the policy ratio
+                    v_old = data["values"][idx]
+                    v_clipped = v_old + (v - v_old).clamp(-hp.clip_coef, hp.clip_coef)
+                    v_loss = 0.5 * torch.max((v - ret) ** 2, (v_clipped - ret) ** 2).mean()
+                else:
+                    v_loss = 0.5 * ((v - ret) ** 2).mean()
+                entropy = self._entropy(dist).mean()
+                loss = pg_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy  # L
+                opt.zero_grad()
+                self.manual_backward(loss)
+                self.clip_gradients(
+                    opt, gradient_clip_val=hp.max_grad_norm, gradient_clip_algorithm="norm"
+                )
+                opt.step()
+                with torch.no_grad():
+                    clipped = ((ratio - 1).abs() > hp.clip_coef).float().mean()
+                stats.append(torch.stack([pg_loss, v_loss, entropy, clipped]).detach())
+        self.iterations += 1
+        pg, vl, ent, clipfrac = torch.stack(stats).mean(0).tolist()
+        log_scalars(
+            self,
+            {
+                "train/policy_loss": pg,
+                "train/value_loss": vl,
+                "train/entropy": ent,
+                "train/clip_fraction": clipfrac,
+                "train/lr": opt.param_groups[0]["lr"],
+            },
+            self.env_steps,
+        )
+
+    # --- evaluation, checkpoints -------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, episodes: int) -> tuple[float, float]:
+        env, returns = self.trainer.datamodule.eval_env, []
+        for _ in range(episodes):
+            obs, _ = env.reset()
+            done, total = False, 0.0
+            while not done:
+                action = self.act(torch.as_tensor(obs, dtype=torch.float32)[None])
+                obs, reward, terminated, truncated, _ = env.step(self._env_action(action)[0])
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+        return float(np.mean(returns)), float(np.std(returns))
+
+    def validation_step(self, batch: int, batch_idx: int) -> None:
+        mean, std = self.evaluate(self.trainer.datamodule.eval_episodes)
+        self.log("eval/return", mean, logger=False, batch_size=1)
+        log_scalars(self, {"eval/return": mean, "eval/return_std": std}, self.env_steps)
+
+    def test_step(self, batch: int, batch_idx: int) -> None:
+        mean, std = self.evaluate(self.trainer.datamodule.eval_episodes)
+        self.log("test/return", mean, batch_size=1)
+        self.log("test/return_std", std, batch_size=1)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rl_state"] = {"env_steps": self.env_steps, "iterations": self.iterations}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("rl_state")
+        if state:
+            self.env_steps, self.iterations = int(state["env_steps"]), int(state["iterations"])
