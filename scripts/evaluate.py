@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             done, total = False, 0.0
             while not done:
                 action = model.act(torch.as_tensor(obs, dtype=torch.float32)[None])
-                obs, reward, terminated, truncated, _ = env.step(action[0].numpy())
+                to_env = getattr(model, "_env_action", lambda a: a.numpy())  # PPO clips to the box
+                obs, reward, terminated, truncated, _ = env.step(to_env(action)[0])
                 total += float(reward)
                 done = terminated or truncated
             returns.append(total)
