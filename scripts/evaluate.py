@@ -17,11 +17,11 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from mlzoo.core.checkpoint import load_checkpoint
 from mlzoo.core.errors import ZooError
 from mlzoo.rl.envs import make_env
+from mlzoo.rl.episodes import run_episodes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,17 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             folder = args.checkpoint.resolve().parent.parent / "videos"
             folder = folder / f"{args.checkpoint.stem}-{datetime.now():%Y-%m-%d_%H-%M-%S_%f}"
             env = RecordVideo(env, str(folder), episode_trigger=lambda i: True)
-        returns = []
-        for i in range(args.episodes):
-            obs, _ = env.reset(seed=args.seed + i)
-            done, total = False, 0.0
-            while not done:
-                action = model.act(torch.as_tensor(obs, dtype=torch.float32)[None])
-                to_env = getattr(model, "_env_action", lambda a: a.numpy())  # PPO clips to the box
-                obs, reward, terminated, truncated, _ = env.step(to_env(action)[0])
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
+        to_env = getattr(model, "_env_action", lambda a: a.numpy())  # PPO clips to the box
+        returns = run_episodes(env, lambda obs: to_env(model.act(obs))[0], args.episodes, args.seed)
         env.close()
         r = np.array(returns)
         out = {

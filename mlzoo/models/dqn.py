@@ -45,6 +45,7 @@ from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
 from mlzoo.core.tensorboard import log_scalars
 from mlzoo.nets.mlp import MLP
 from mlzoo.rl.buffer import ReplayBuffer
+from mlzoo.rl.episodes import log_finished_episodes, run_episodes
 
 
 class QNetwork(nn.Module):
@@ -160,16 +161,7 @@ class DQNModule(ZooModule):
             )
             self._obs = next_obs
             self.env_steps += self.envs.num_envs
-            if "episode" in info:
-                for i in np.flatnonzero(info["_episode"]):
-                    log_scalars(
-                        self,
-                        {
-                            "rollout/episode_return": float(info["episode"]["r"][i]),
-                            "rollout/episode_length": float(info["episode"]["l"][i]),
-                        },
-                        self.env_steps,
-                    )
+            log_finished_episodes(self, info, self.env_steps)
         seconds = time.perf_counter() - start
         steps = max(1, self.hparams.train_frequency // self.envs.num_envs) * self.envs.num_envs
         log_scalars(
@@ -225,16 +217,9 @@ class DQNModule(ZooModule):
     @torch.no_grad()
     def evaluate(self, episodes: int) -> tuple[float, float]:
         """Mean and std of the return of greedy episodes in the evaluation env."""
-        env, returns = self.trainer.datamodule.eval_env, []
-        for _ in range(episodes):
-            obs, _ = env.reset()
-            done, total = False, 0.0
-            while not done:
-                action = self.act(torch.as_tensor(obs, dtype=torch.float32)[None])
-                obs, reward, terminated, truncated, _ = env.step(int(action[0]))
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
+        returns = run_episodes(
+            self.trainer.datamodule.eval_env, lambda obs: int(self.act(obs)[0]), episodes
+        )
         return float(np.mean(returns)), float(np.std(returns))
 
     def validation_step(self, batch: int, batch_idx: int) -> None:

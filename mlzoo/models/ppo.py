@@ -41,6 +41,7 @@ from torch.distributions import Categorical, Normal
 
 from mlzoo.core.module import OptimizerFactory, ZooModule
 from mlzoo.core.tensorboard import log_scalars
+from mlzoo.rl.episodes import log_finished_episodes, run_episodes
 
 
 def layer(i: int, o: int, std: float = math.sqrt(2)) -> nn.Linear:
@@ -178,16 +179,7 @@ class PPOModule(ZooModule):
             )
             self._obs = next_obs
             self.env_steps += n
-            if "episode" in info:
-                for i in np.flatnonzero(info["_episode"]):
-                    log_scalars(
-                        self,
-                        {
-                            "rollout/episode_return": float(info["episode"]["r"][i]),
-                            "rollout/episode_length": float(info["episode"]["l"][i]),
-                        },
-                        self.env_steps,
-                    )
+            log_finished_episodes(self, info, self.env_steps)
         sps = hp.num_steps * n / (time.perf_counter() - start)
         next_value = self.critic(
             torch.as_tensor(self._obs, dtype=torch.float32, device=self.device)
@@ -263,16 +255,11 @@ class PPOModule(ZooModule):
     # --- evaluation, checkpoints -------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, episodes: int) -> tuple[float, float]:
-        env, returns = self.trainer.datamodule.eval_env, []
-        for _ in range(episodes):
-            obs, _ = env.reset()
-            done, total = False, 0.0
-            while not done:
-                action = self.act(torch.as_tensor(obs, dtype=torch.float32)[None])
-                obs, reward, terminated, truncated, _ = env.step(self._env_action(action)[0])
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
+        returns = run_episodes(
+            self.trainer.datamodule.eval_env,
+            lambda obs: self._env_action(self.act(obs))[0],
+            episodes,
+        )
         return float(np.mean(returns)), float(np.std(returns))
 
     def validation_step(self, batch: int, batch_idx: int) -> None:
