@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ from mlzoo.train import CONFIG_DIR, train
 ROOT = Path(__file__).resolve().parents[1]
 # Quiet, fast runs for tests: no progress bar unless a test asks for one.
 QUIET = ["~callbacks.progress_bar", "trainer.enable_model_summary=false"]
+# Extra overrides for every run, e.g. the CUDA path on a GPU machine:
+#   MLZOO_TEST_OVERRIDES="trainer.accelerator=gpu trainer.precision=bf16-mixed" pytest -k few_steps
+EXTRA = os.environ.get("MLZOO_TEST_OVERRIDES", "").split()
 
 
 def compose_config(overrides: list[str], log_dir: Path) -> DictConfig:
@@ -36,7 +40,7 @@ def compose_config(overrides: list[str], log_dir: Path) -> DictConfig:
 
 def run_training(overrides: list[str], log_dir: Path) -> dict[str, Any]:
     """Train in-process; return summary.json as written to the run folder."""
-    summary = train(compose_config([*QUIET, *overrides], log_dir))
+    summary = train(compose_config([*QUIET, *overrides, *EXTRA], log_dir))
     written = json.loads((Path(summary["run_dir"]) / "summary.json").read_text())
     assert written == json.loads(json.dumps(summary))
     return written

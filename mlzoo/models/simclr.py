@@ -75,14 +75,17 @@ class SimCLRModule(ZooModule):
         return self.encoder(x)
 
     def augment(self, x: Tensor) -> Tensor:
-        """An independent random augmentation of every image in the batch."""
-        return torch.stack([self.augmentation(img) for img in x])
+        """An independent random augmentation of every image in the batch (on the CPU: per-image
+        transforms on a GPU launch kernels image by image, 3.5x slower end to end on an H200)."""
+        return torch.stack([self.augmentation(img) for img in x.cpu()]).to(x.device)
 
     def nt_xent(self, z1: Tensor, z2: Tensor) -> Tensor:
         """NT-Xent over 2N views; row i's positive is its other view (i + N mod 2N)."""
-        z = F.normalize(torch.cat([z1, z2]), dim=1)
+        # in float32 even under bf16 autocast: similarities / tau need more than bf16's 3 digits
+        z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
         n = len(z1)
-        sim = z @ z.T / self.temperature  # cosine similarity / tau, (2N, 2N)
+        with torch.autocast(z.device.type, enabled=False):
+            sim = z @ z.T / self.temperature  # cosine similarity / tau, (2N, 2N)
         sim.fill_diagonal_(float("-inf"))  # k != i: a view is not its own candidate
         partner = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
         # -log exp(sim_ij / tau) / sum_{k != i} exp(sim_ik / tau), averaged over the 2N anchors
