@@ -20,7 +20,6 @@ import numpy as np
 
 from mlzoo.core.checkpoint import load_checkpoint
 from mlzoo.core.errors import ZooError
-from mlzoo.rl.envs import make_env
 from mlzoo.rl.episodes import run_episodes
 
 
@@ -35,16 +34,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.episodes < 1:
             raise ZooError("--episodes must be >= 1")
         model, envs, _ = load_checkpoint(args.checkpoint)
-        if not callable(getattr(model, "act", None)) or not hasattr(envs, "env_id"):
+        if not callable(getattr(model, "act", None)) or not hasattr(envs, "make_env"):
             raise ZooError(f"{type(model).__name__} is not an RL agent (no act())")
-        kwargs = dict(envs.env_kwargs)
+        kwargs = {}
         if args.video:
             try:
                 import moviepy  # noqa: F401
             except ImportError:
                 raise ZooError("--video needs `pip install moviepy`") from None
             kwargs["render_mode"] = "rgb_array"
-        env = make_env(envs.env_id, args.seed, **kwargs)
+        env = envs.make_env(args.seed, **kwargs)  # with the run's wrappers
         if args.video:
             from gymnasium.wrappers import RecordVideo
 

@@ -44,16 +44,31 @@ from torch import Tensor, nn
 from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
 from mlzoo.core.tensorboard import log_scalars
 from mlzoo.nets.mlp import MLP
+from mlzoo.nets.nature_cnn import NatureCNN
 from mlzoo.rl.buffer import ReplayBuffer
 from mlzoo.rl.episodes import log_finished_episodes, run_episodes
 
 
 class QNetwork(nn.Module):
-    """s -> Q(s, .): an MLP, or a dueling MLP with V(s) and A(s, .) heads."""
+    """s -> Q(s, .): an MLP, or a dueling MLP with V(s) and A(s, .) heads; image observations
+    (Atari frame stacks) first go through the Nature CNN."""
 
-    def __init__(self, obs_dim: int, num_actions: int, hidden: Sequence[int], dueling: bool):
+    def __init__(
+        self,
+        observation_shape: Sequence[int],
+        num_actions: int,
+        hidden: Sequence[int],
+        dueling: bool,
+    ):
         super().__init__()
         self.dueling = dueling
+        if len(observation_shape) == 3:  # (frames, height, width)
+            self.torso = NatureCNN(observation_shape)
+            obs_dim = self.torso.out_features
+        elif len(observation_shape) == 1:
+            self.torso, obs_dim = nn.Identity(), int(observation_shape[0])
+        else:
+            raise ValueError(f"DQN takes vectors or image stacks, got {list(observation_shape)}")
         if dueling:
             self.body = MLP(obs_dim, hidden[-1], list(hidden[:-1]), activation="relu")
             self.value, self.advantage = (
@@ -64,6 +79,7 @@ class QNetwork(nn.Module):
             self.q = MLP(obs_dim, num_actions, list(hidden), activation="relu")
 
     def forward(self, obs: Tensor) -> Tensor:
+        obs = self.torso(obs)
         if not self.dueling:
             return self.q(obs)
         h = F.relu(self.body(obs))
@@ -98,16 +114,16 @@ class DQNModule(ZooModule):
     ) -> None:
         super().__init__(optimizer, scheduler)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
-        if len(observation_shape) != 1:
-            raise ValueError(f"DQN here takes vector observations, got {list(observation_shape)}")
         if num_actions < 2 or not 0 < tau <= 1 or not 0 <= gamma <= 1:
             raise ValueError(
                 f"need num_actions >= 2, 0 < tau <= 1, 0 <= gamma <= 1: {num_actions}, {tau}, {gamma}"
             )
         self.automatic_optimization = False
-        self.q = QNetwork(int(observation_shape[0]), num_actions, hidden_sizes, dueling)
+        self.q = QNetwork(observation_shape, num_actions, hidden_sizes, dueling)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        self.buffer = ReplayBuffer(buffer_size, observation_shape)
+        images = len(observation_shape) == 3  # Atari frames are stored as bytes
+        self.obs_dtype = torch.uint8 if images else torch.float32
+        self.buffer = ReplayBuffer(buffer_size, observation_shape, obs_dtype=self.obs_dtype)
         self.env_steps, self.updates, self._synced = 0, 0, 0  # saved in checkpoints
         self._obs: np.ndarray | None = None
 
@@ -146,7 +162,7 @@ class DQNModule(ZooModule):
             self._obs = self.trainer.datamodule.reset_obs
         start = time.perf_counter()
         for _ in range(max(1, self.hparams.train_frequency // self.envs.num_envs)):
-            obs = torch.as_tensor(self._obs, dtype=torch.float32)
+            obs = torch.as_tensor(self._obs, dtype=self.obs_dtype)
             action = self.act(obs, self.epsilon())
             next_obs, reward, terminated, truncated, info = self.envs.step(action.numpy())
             real_next = next_obs.copy()  # SAME_STEP autoreset: the true s' of finished episodes
@@ -156,7 +172,7 @@ class DQNModule(ZooModule):
                 obs,
                 action,
                 torch.as_tensor(reward, dtype=torch.float32),
-                torch.as_tensor(real_next, dtype=torch.float32),
+                torch.as_tensor(real_next, dtype=self.obs_dtype),
                 torch.as_tensor(terminated, dtype=torch.float32),
             )
             self._obs = next_obs

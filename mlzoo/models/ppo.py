@@ -20,7 +20,9 @@ and takes ``update_epochs`` passes of minibatch gradient steps on the clipped su
 The clip removes any incentive to move the probability ratio outside [1 - eps, 1 + eps], so one
 batch of data cannot push the policy far. Advantages are normalised per minibatch; the learning
 rate falls linearly to 0 over the run. When an episode is cut by a time limit (truncated, not
-terminated), its last reward is bootstrapped with gamma * V(final observation).
+terminated), its last reward is bootstrapped with gamma * V(final observation). For continuous
+control, observations can be standardised and rewards scaled by running statistics
+(``normalize_obs``, ``normalize_reward``: mlzoo/rl/normalize.py), which travel in the checkpoint.
 
 In Lightning: one training_step = one rollout + its whole update (manual optimization); the
 x-axis in TensorBoard is environment steps; ``eval/return`` (deterministic: the mode of the
@@ -41,7 +43,9 @@ from torch.distributions import Categorical, Normal
 
 from mlzoo.core.module import OptimizerFactory, ZooModule
 from mlzoo.core.tensorboard import log_scalars
+from mlzoo.nets.nature_cnn import NatureCNN
 from mlzoo.rl.episodes import log_finished_episodes, run_episodes
+from mlzoo.rl.normalize import RewardScaler, RunningMeanStd
 
 
 def layer(i: int, o: int, std: float = math.sqrt(2)) -> nn.Linear:
@@ -98,25 +102,38 @@ class PPOModule(ZooModule):
         vf_coef: float = 0.5,
         max_grad_norm: float = 0.5,
         anneal_lr: bool = True,
+        normalize_obs: bool = False,
+        normalize_reward: bool = False,
+        clip_obs: float = 10.0,
+        clip_reward: float = 10.0,
     ) -> None:
         super().__init__(optimizer, None)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
-        if len(observation_shape) != 1:
-            raise ValueError(f"PPO here takes vector observations, got {list(observation_shape)}")
         if (num_actions > 0) == (action_dim > 0):
             raise ValueError(
                 "PPO needs either a discrete (num_actions) or a Box (action_dim) space"
             )
         self.automatic_optimization = False
         self.discrete = num_actions > 0
-        obs_dim = int(observation_shape[0])
-        self.critic = mlp(obs_dim, hidden_sizes, 1, out_std=1.0)
+        if len(observation_shape) == 3:  # Atari frame stacks: a shared Nature CNN, linear heads
+            if normalize_obs:
+                raise ValueError("normalize_obs is for vector observations, not images")
+            self.encoder: nn.Module = NatureCNN(observation_shape)
+            features, hidden_sizes = self.encoder.out_features, ()
+        elif len(observation_shape) == 1:  # vectors: separate actor and critic MLPs
+            self.encoder, features = nn.Identity(), int(observation_shape[0])
+        else:
+            raise ValueError(f"PPO takes vectors or image stacks, got {list(observation_shape)}")
+        self.critic = mlp(features, hidden_sizes, 1, out_std=1.0)
         out = num_actions if self.discrete else action_dim
-        self.actor = mlp(obs_dim, hidden_sizes, out, out_std=0.01)  # near-uniform start
+        self.actor = mlp(features, hidden_sizes, out, out_std=0.01)  # near-uniform start
         if not self.discrete:  # state-independent log standard deviation
             self.log_std = nn.Parameter(torch.zeros(action_dim))
             self.register_buffer("low", torch.tensor(action_low, dtype=torch.float32))
             self.register_buffer("high", torch.tensor(action_high, dtype=torch.float32))
+        # running statistics (buffers: in the checkpoint), None when off
+        self.obs_rms = RunningMeanStd(observation_shape) if normalize_obs else None
+        self.reward_scaler = RewardScaler(gamma, clip_reward) if normalize_reward else None
         self.env_steps, self.iterations = 0, 0
         self._obs: np.ndarray | None = None
 
@@ -124,8 +141,28 @@ class PPOModule(ZooModule):
     def envs(self):
         return self.trainer.datamodule.envs
 
+    def observe(self, obs, update: bool = False) -> Tensor:
+        """Env observations as the networks' input: standardised when normalize_obs is on (the
+        statistics move only with training rollouts, never during evaluation)."""
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        if self.obs_rms is None:
+            return obs
+        if update:
+            self.obs_rms.update(obs)
+        return self.obs_rms.normalize(obs, self.hparams.clip_obs)
+
+    def forward(self, obs: Tensor):
+        """pi(. | s) and V(s) for a batch of (observed) states."""
+        h = self.encoder(obs)
+        return self._distribution(self.actor(h)), self.critic(h).squeeze(-1)
+
     def policy(self, obs: Tensor):
-        logits_or_mean = self.actor(obs)
+        return self._distribution(self.actor(self.encoder(obs)))
+
+    def value(self, obs: Tensor) -> Tensor:
+        return self.critic(self.encoder(obs)).squeeze(-1)
+
+    def _distribution(self, logits_or_mean: Tensor):
         if self.discrete:
             return Categorical(logits=logits_or_mean)
         return Normal(logits_or_mean, self.log_std.exp().expand_as(logits_or_mean))
@@ -144,7 +181,7 @@ class PPOModule(ZooModule):
 
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
-        dist = self.policy(obs.to(self.device))
+        dist = self.policy(self.observe(obs))
         if deterministic:
             return (dist.probs.argmax(-1) if self.discrete else dist.mean).cpu()
         return dist.sample().cpu()
@@ -158,32 +195,28 @@ class PPOModule(ZooModule):
         obs_buf, act_buf, logp_buf, rew_buf, done_buf, val_buf = [], [], [], [], [], []
         start = time.perf_counter()
         for _ in range(hp.num_steps):
-            obs = torch.as_tensor(self._obs, dtype=torch.float32, device=self.device)
-            dist = self.policy(obs)
+            obs = self.observe(self._obs, update=True)
+            dist, value = self(obs)
             action = dist.sample()
-            value = self.critic(obs).squeeze(-1)
             next_obs, reward, terminated, truncated, info = self.envs.step(self._env_action(action))
             reward = torch.as_tensor(reward, dtype=torch.float32, device=self.device)
+            done = torch.as_tensor(terminated | truncated, dtype=torch.float32, device=self.device)
+            if self.reward_scaler is not None:  # r / std(discounted return)
+                reward = self.reward_scaler(reward, done)
             for i in np.flatnonzero(truncated & ~terminated):  # time limit: bootstrap V(s_final)
-                final = torch.as_tensor(
-                    info["final_obs"][i], dtype=torch.float32, device=self.device
-                )
-                reward[i] += hp.gamma * self.critic(final[None]).squeeze()
+                final = self.observe(info["final_obs"][i][None])
+                reward[i] += hp.gamma * self.value(final).squeeze()
             obs_buf.append(obs)
             act_buf.append(action)
             logp_buf.append(self._log_prob(dist, action))
             val_buf.append(value)
             rew_buf.append(reward)
-            done_buf.append(
-                torch.as_tensor(terminated | truncated, dtype=torch.float32, device=self.device)
-            )
+            done_buf.append(done)
             self._obs = next_obs
             self.env_steps += n
             log_finished_episodes(self, info, self.env_steps)
         sps = hp.num_steps * n / (time.perf_counter() - start)
-        next_value = self.critic(
-            torch.as_tensor(self._obs, dtype=torch.float32, device=self.device)
-        ).squeeze(-1)
+        next_value = self.value(self.observe(self._obs))
         rewards, dones, values = torch.stack(rew_buf), torch.stack(done_buf), torch.stack(val_buf)
         advantages = gae(rewards, values, dones, next_value, hp.gamma, hp.gae_lambda)
         log_scalars(self, {"rollout/sps": sps}, self.env_steps)
@@ -210,7 +243,7 @@ class PPOModule(ZooModule):
         stats = []
         for _ in range(hp.update_epochs):
             for idx in torch.randperm(size, device=self.device).split(mb):
-                dist = self.policy(data["obs"][idx])
+                dist, v = self(data["obs"][idx])
                 logp = self._log_prob(dist, data["actions"][idx])
                 ratio = (logp - data["logp"][idx]).exp()  # pi_theta / pi_old
                 adv = data["advantages"][idx]
@@ -219,7 +252,6 @@ class PPOModule(ZooModule):
                 pg_loss = -torch.min(
                     ratio * adv, ratio.clamp(1 - hp.clip_coef, 1 + hp.clip_coef) * adv
                 ).mean()
-                v = self.critic(data["obs"][idx]).squeeze(-1)
                 ret = data["returns"][idx]
                 if hp.clip_vloss:  # optional: clip the value change like the policy ratio
                     v_old = data["values"][idx]

@@ -17,12 +17,14 @@ class ReplayBuffer:
         obs_shape: Sequence[int],
         action_shape: Sequence[int] = (),
         action_dtype: torch.dtype = torch.long,
+        obs_dtype: torch.dtype = torch.float32,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"buffer capacity must be >= 1, got {capacity}")
         self.capacity = capacity
-        self.obs = torch.zeros(capacity, *obs_shape)
-        self.next_obs = torch.zeros(capacity, *obs_shape)
+        # uint8 for Atari frames: 4 x 84 x 84 bytes per observation instead of 4x that
+        self.obs = torch.zeros(capacity, *obs_shape, dtype=obs_dtype)
+        self.next_obs = torch.zeros(capacity, *obs_shape, dtype=obs_dtype)
         self.actions = torch.zeros(capacity, *action_shape, dtype=action_dtype)
         self.rewards = torch.zeros(capacity)
         self.terminated = torch.zeros(capacity)  # 1: no bootstrapping (truncation still bootstraps)

@@ -11,10 +11,15 @@ Vector envs use gymnasium 1.x's SAME_STEP autoreset: when an episode ends, ``ste
 returns the first observation of the next one, and the true last observation is in
 ``info["final_obs"]`` (the default NEXT_STEP mode would instead return a meaningless transition on
 the following step). ``RecordEpisodeStatistics`` reports each finished episode's return and length.
+
+``wrappers`` are gymnasium wrappers applied to every single environment, training and evaluation
+alike, e.g. Atari's preprocessing and frame stacking (configs/env/atari.yaml); Atari ids (ALE/...)
+register ale-py's environments first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -24,15 +29,36 @@ from gymnasium.vector import AutoresetMode
 
 from mlzoo.core.errors import ZooError
 
+Wrapper = Callable[[gym.Env], gym.Env]
 
-def make_env(env_id: str, seed: int | None = None, **kwargs: Any) -> gym.Env:
-    """One environment, seeded; a clear error for an unknown id or a missing extra."""
+
+def register_extra_envs(env_id: str) -> None:
+    """Atari ids (ALE/Pong-v5, ...) exist once ale-py's environments are registered."""
+    if env_id.startswith("ALE/"):
+        try:
+            import ale_py
+        except ImportError:
+            raise ZooError(
+                f"env: {env_id} needs ale-py and opencv: pip install 'mlzoo[rl]'"
+            ) from None
+        gym.register_envs(ale_py)
+
+
+def make_env(
+    env_id: str, seed: int | None = None, wrappers: Sequence[Wrapper] = (), **kwargs: Any
+) -> gym.Env:
+    """One environment, wrapped and seeded; a clear error for an unknown id or a missing extra."""
+    register_extra_envs(env_id)
     try:
         env = gym.make(env_id, **kwargs)
+        for wrap in wrappers:
+            env = wrap(env)
     except gym.error.Error as err:
         raise ZooError(f"env: cannot make {env_id!r}: {err}") from None
     except ImportError as err:  # e.g. LunarLander without gymnasium[box2d]
-        raise ZooError(f"env: {env_id} needs an extra package: {err}") from None
+        raise ZooError(
+            f"env: {env_id} needs an extra package (pip install 'mlzoo[rl]'): {err}"
+        ) from None
     env.reset(seed=seed)
     env.action_space.seed(seed)
     return env
@@ -48,6 +74,8 @@ class EnvDataModule(L.LightningDataModule):
         eval_episodes: deterministic evaluation episodes per validation (eval/return).
         seed: environment seed (null: the run's seed).
         env_kwargs: passed to gymnasium.make (e.g. max_episode_steps).
+        wrappers: callables env -> wrapped env, applied in order to every environment (in
+            configs: ``_partial_: true`` wrapper classes).
     """
 
     def __init__(
@@ -58,6 +86,7 @@ class EnvDataModule(L.LightningDataModule):
         eval_episodes: int = 10,
         seed: int | None = None,
         env_kwargs: dict[str, Any] | None = None,
+        wrappers: Sequence[Wrapper] = (),
     ) -> None:
         super().__init__()
         if num_envs < 1 or iterations_per_epoch < 1 or eval_episodes < 1:
@@ -68,9 +97,14 @@ class EnvDataModule(L.LightningDataModule):
         self.env_id, self.num_envs = env_id, num_envs
         self.iterations_per_epoch, self.eval_episodes = iterations_per_epoch, eval_episodes
         self.seed, self.env_kwargs = seed, dict(env_kwargs or {})
+        self.wrappers = list(wrappers)
         self.envs: gym.vector.VectorEnv | None = None
         self.eval_env: gym.Env | None = None
-        self._probe = make_env(env_id, 0, **self.env_kwargs)  # spaces, checked at once
+        self._probe = self.make_env(0)  # spaces, checked at once
+
+    def make_env(self, seed: int | None, **extra_kwargs: Any) -> gym.Env:
+        """One environment as the agent sees it (wrapped), e.g. for evaluation or a video."""
+        return make_env(self.env_id, seed, self.wrappers, **{**self.env_kwargs, **extra_kwargs})
 
     def setup(self, stage: str | None = None) -> None:
         if self.envs is not None:
@@ -84,6 +118,7 @@ class EnvDataModule(L.LightningDataModule):
                 num_envs=self.num_envs,
                 vectorization_mode="sync",
                 vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+                wrappers=self.wrappers or None,
                 **self.env_kwargs,
             )
         except gym.error.Error as err:
@@ -91,7 +126,7 @@ class EnvDataModule(L.LightningDataModule):
         self.envs = gym.wrappers.vector.RecordEpisodeStatistics(self.envs)
         self.envs.action_space.seed(seed)
         self.reset_obs, _ = self.envs.reset(seed=seed)
-        self.eval_env = make_env(self.env_id, seed + 10_000, **self.env_kwargs)
+        self.eval_env = self.make_env(seed + 10_000)
 
     @property
     def spec(self) -> dict[str, Any]:
