@@ -49,3 +49,22 @@ def load_checkpoint(path: str | Path) -> tuple[Any, Any, DictConfig]:
         first = str(err).strip().splitlines()[0]
         raise ZooError(f"{path} does not fit the model in {cfg_path}: {first[:300]}") from None
     return model.eval(), datamodule, cfg
+
+
+def resolve_checkpoint(spec: str | Path, log_dir: str | Path, option: str) -> Path:
+    """A checkpoint file, or ``newest:<run name>``: the best (else last) checkpoint of the newest
+    run of that name under log_dir/runs/. ``option`` names the setting in error messages."""
+    if not str(spec).startswith("newest:"):
+        return Path(spec)
+    name = str(spec).split(":", 1)[1]
+    runs = sorted(Path(log_dir).glob(f"runs/{name}/*/checkpoints"), key=lambda p: p.parent.name)
+    for ckpts in reversed(runs):
+        best = sorted(ckpts.glob("best-*.ckpt"))
+        for candidate in [*best, ckpts / "last.ckpt"]:
+            if candidate.is_file():
+                return candidate
+    model = name.split("-")[0]
+    raise ZooError(
+        f"{option}: no checkpoint of a {name} run under {log_dir}/runs/; train one first "
+        f"(python train.py model={model}) or set {option}=<file>"
+    )

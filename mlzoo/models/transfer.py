@@ -47,22 +47,6 @@ from mlzoo.nets.lora import add_lora, lora_layers, merge_lora, unmerge_lora
 MODES = ("linear", "full", "lora", "scratch")
 
 
-def newest_checkpoint(spec: str, log_dir: str | Path) -> Path:
-    """``newest:<run name>``: the best (else last) checkpoint of the newest such run."""
-    name = spec.split(":", 1)[1]
-    runs = sorted(Path(log_dir).glob(f"runs/{name}/*/checkpoints"), key=lambda p: p.parent.name)
-    for ckpts in reversed(runs):
-        best = sorted(ckpts.glob("best-*.ckpt"))
-        for candidate in [*best, ckpts / "last.ckpt"]:
-            if candidate.is_file():
-                return candidate
-    model = name.split("-")[0]
-    raise ZooError(
-        f"backbone: no checkpoint of a {name} run under {log_dir}/runs/; train one first "
-        f"(python train.py model={model}) or set model.backbone.checkpoint=<file>"
-    )
-
-
 def zoo_backbone(model: nn.Module) -> nn.Module:
     """The feature extractor of a zoo model: its encoder, or a classifier without its last layer."""
     if hasattr(model, "encoder") and not hasattr(model, "decode"):  # SimCLR, autoencoder
@@ -157,14 +141,11 @@ class TransferModule(SupervisedModule):
         spec = cfg.get("checkpoint")
         if not spec:
             raise ZooError("backbone: set model.backbone.checkpoint or model.backbone.torchvision")
-        from mlzoo.core.checkpoint import load_checkpoint
+        from mlzoo.core.checkpoint import load_checkpoint, resolve_checkpoint
 
-        if str(spec).startswith("newest:"):
-            path = newest_checkpoint(spec, cfg.get("log_dir", "logs"))
-            # record the file used: reloading this run must not pick up a newer SimCLR run
-            self.hparams["backbone"] = {**cfg, "checkpoint": str(path.resolve())}
-        else:
-            path = Path(spec)
+        path = resolve_checkpoint(spec, cfg.get("log_dir", "logs"), "model.backbone.checkpoint")
+        # record the file used: reloading this run must not pick up a newer SimCLR run
+        self.hparams["backbone"] = {**cfg, "checkpoint": str(path.resolve())}
         source, _, _ = load_checkpoint(path)
         net = zoo_backbone(source)
         if not pretrained:  # the same architecture, freshly initialised
