@@ -57,6 +57,8 @@ def test_few_steps_of_every_model_and_data(
         overrides += ["trainer.max_steps=-1", "trainer.max_epochs=1"]
     if model == "transfer":  # its default backbone: the newest SimCLR run under the log folder
         run(["model=simclr", "trainer=debug"])
+    if model == "dpo":  # it starts from the newest SFT run's checkpoint
+        run(["model=sft", "trainer=debug"])
     if model == "ddpm":  # few sampling steps: 50 U-Net passes per grid are slow at 32x32
         overrides += ["model.sample_steps=3", "model.num_images=8"]
     if data in TORCHVISION_DATA:

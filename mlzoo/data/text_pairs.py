@@ -1,0 +1,143 @@
+"""Text data for language-model fine-tuning: prompt/response examples (SFT) and preference pairs
+(DPO), from JSONL files or the offline arithmetic task.
+
+JSONL, one object per line, in the shapes that TRL and public preference sets use:
+
+    SFT:         {"prompt": "...", "completion": "..."}     ("response" is accepted too)
+    preferences: {"prompt": "...", "chosen": "...", "rejected": "..."}
+
+Batches are lists of strings (``{"prompt": [...], "response": [...]}`` or ``{"prompt", "chosen",
+"rejected"}``): the model tokenizes them with its own tokenizer. For the arithmetic task the data
+module also offers ``task`` (the ground-truth scorer), which SFT and DPO use to score samples.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from mlzoo.core.errors import ZooError
+from mlzoo.data.base import EpochSampler
+from mlzoo.lm.arithmetic import ArithmeticTask
+from mlzoo.lm.tokenizer import DEFAULT_ALPHABET
+
+KINDS = {"sft": ("prompt", "response"), "preference": ("prompt", "chosen", "rejected")}
+
+
+def read_jsonl(path: Path, kind: str) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise ZooError(f"data.path: no file {path}")
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ZooError(f"{path}:{n}: not JSON ({err.msg})") from None
+        if kind == "sft" and "response" not in row and "completion" in row:
+            row["response"] = row["completion"]
+        if not isinstance(row, dict) or any(not isinstance(row.get(k), str) for k in KINDS[kind]):
+            keys = ", ".join(KINDS[kind]) if kind == "preference" else "prompt, completion"
+            raise ZooError(f"{path}:{n}: a {kind} line needs string fields {keys}")
+        rows.append({k: row[k] for k in KINDS[kind]})
+    if not rows:
+        raise ZooError(f"{path}: no examples")
+    return rows
+
+
+def collate(rows: list[dict[str, Any]]) -> dict[str, list]:
+    return {key: [r[key] for r in rows] for key in rows[0]}
+
+
+class TextPairsDataModule(L.LightningDataModule):
+    """SFT examples or preference pairs; the model config sets ``kind``.
+
+    Args:
+        kind: ``sft`` (prompt, response) or ``preference`` (prompt, chosen, rejected).
+        source: ``arithmetic`` (generated offline) or a .jsonl file.
+        val_path, test_path: held-out JSONL files (else val_fraction/test_fraction of source).
+        num_train, num_val, num_test: examples generated per split (arithmetic).
+        p_correct, max_error, error_step: the arithmetic task's demonstrator
+            (mlzoo/lm/arithmetic.py).
+        data_seed: seed of generation and of the JSONL split (not the run's seed).
+    """
+
+    def __init__(
+        self,
+        kind: str = "sft",
+        source: str = "arithmetic",
+        val_path: str | None = None,
+        test_path: str | None = None,
+        batch_size: int = 64,
+        num_train: int = 20_000,
+        num_val: int = 500,
+        num_test: int = 500,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        p_correct: float = 0.3,
+        max_error: int = 1,
+        error_step: int = 10,
+        data_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if kind not in KINDS:
+            raise ZooError(f"data.kind must be one of {sorted(KINDS)}, got {kind!r}")
+        if batch_size < 1 or min(num_train, num_val, num_test) < 1:
+            raise ZooError("data.batch_size and data.num_* must be >= 1")
+        self.kind, self.batch_size = kind, batch_size
+        self.task: ArithmeticTask | None = None
+        if source == "arithmetic":
+            self.task = ArithmeticTask(p_correct, max_error, error_step)
+            make = self.task.sft_examples if kind == "sft" else self.task.preference_pairs
+            self.splits = {
+                split: make(split, n, data_seed + i)
+                for i, (split, n) in enumerate(
+                    (("train", num_train), ("val", num_val), ("test", num_test))
+                )
+            }
+        else:
+            rows = read_jsonl(Path(source).expanduser(), kind)
+            val = read_jsonl(Path(val_path), kind) if val_path else None
+            test = read_jsonl(Path(test_path), kind) if test_path else None
+            random.Random(data_seed).shuffle(rows)
+            n_test = 0 if test else max(1, int(len(rows) * test_fraction))
+            n_val = 0 if val else max(1, int(len(rows) * val_fraction))
+            if len(rows) - n_test - n_val < 1:
+                raise ZooError(f"{source}: too few examples ({len(rows)}) to split")
+            self.splits = {
+                "test": test or rows[:n_test],
+                "val": val or rows[n_test : n_test + n_val],
+                "train": rows[n_test + n_val :],
+            }
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The character tokenizer's alphabet: the task's own 12 characters (then a model cannot
+        even spell an answer outside the task), or the default one plus any other character in
+        the JSONL files."""
+        if self.task is not None:
+            return {"alphabet": ArithmeticTask.ALPHABET}
+        seen = {c for rows in self.splits.values() for r in rows for v in r.values() for c in v}
+        extra = "".join(sorted(seen - set(DEFAULT_ALPHABET)))
+        return {"alphabet": DEFAULT_ALPHABET + extra}
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        rows = self.splits[split]
+        sampler = EpochSampler(len(rows), seed=torch.initial_seed()) if train else None
+        return DataLoader(rows, batch_size=self.batch_size, sampler=sampler, collate_fn=collate)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)

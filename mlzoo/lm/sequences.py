@@ -1,0 +1,83 @@
+"""Token sequences for causal LMs: packing prompt + response, log-probabilities, sampling.
+
+``lm`` below is any module mapping token ids (B, T) to next-token logits (B, T, vocab): the zoo's
+GPT or a Hugging Face causal LM behind mlzoo.lm.models.HFCausalLM.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def pack(tokenizer, prompts: Sequence[str], responses: Sequence[str]) -> tuple[Tensor, Tensor]:
+    """Right-padded ids of "[bos] prompt response [eos]" and a mask of the response tokens
+    (eos included): the tokens whose likelihood SFT trains and DPO compares."""
+    seqs, masks = [], []
+    for p, r in zip(prompts, responses, strict=True):
+        prompt, response = [tokenizer.bos_id, *tokenizer.encode(p)], tokenizer.encode(r)
+        seqs.append([*prompt, *response, tokenizer.eos_id])
+        masks.append([False] * len(prompt) + [True] * (len(response) + 1))
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), tokenizer.pad_id, dtype=torch.long)
+    mask = torch.zeros(len(seqs), width, dtype=torch.bool)
+    for i, (s, m) in enumerate(zip(seqs, masks, strict=True)):
+        ids[i, : len(s)], mask[i, : len(m)] = torch.tensor(s), torch.tensor(m)
+    return ids, mask
+
+
+def token_logprobs(lm: nn.Module, ids: Tensor) -> Tensor:
+    """log p(t_{i+1} | t_1..t_i) for i = 1..T-1: (B, T-1)."""
+    logits = lm(ids[:, :-1]).float()
+    return F.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+
+
+def sequence_logprob(lm: nn.Module, ids: Tensor, response_mask: Tensor) -> Tensor:
+    """log pi(y | x) = sum over the response's tokens of log p(y_t | x, y_<t): (B,)."""
+    return (token_logprobs(lm, ids) * response_mask[:, 1:]).sum(-1)
+
+
+@torch.no_grad()
+def sample(
+    lm: nn.Module,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int = 8,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> list[str]:
+    """One response per prompt, token by token until eos: temperature 0 is greedy decoding.
+    Prompts are batched by token length, so no padding is ever fed to the model."""
+    device = next(lm.parameters()).device
+    by_length: dict[int, list[int]] = defaultdict(list)
+    encoded = [[tokenizer.bos_id, *tokenizer.encode(p)] for p in prompts]
+    for i, e in enumerate(encoded):
+        by_length[len(e)].append(i)
+    out: list[str] = [""] * len(prompts)
+    for indices in by_length.values():
+        ids = torch.tensor([encoded[i] for i in indices], device=device)
+        start, done = ids.shape[1], torch.zeros(len(indices), dtype=torch.bool, device=device)
+        for _ in range(max_new_tokens):
+            logits = lm(ids)[:, -1].float()
+            logits[:, tokenizer.vocab_size :] = float("-inf")  # a model's vocab may be padded
+            if temperature == 0:
+                nxt = logits.argmax(-1)
+            else:  # y_t ~ softmax(logits / T)
+                probs = F.softmax(logits / temperature, dim=-1)
+                nxt = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1)
+                nxt = nxt.to(device)
+            nxt = torch.where(done, torch.full_like(nxt, tokenizer.eos_id), nxt)
+            ids = torch.cat([ids, nxt[:, None]], dim=1)
+            done |= nxt == tokenizer.eos_id
+            if bool(done.all()):
+                break
+        for row, i in enumerate(indices):
+            tokens = ids[row, start:].tolist()
+            if tokenizer.eos_id in tokens:
+                tokens = tokens[: tokens.index(tokenizer.eos_id)]
+            out[i] = tokenizer.decode(tokens)
+    return out

@@ -1,0 +1,89 @@
+"""Supervised fine-tuning (SFT): teach a language model to answer prompts by imitating
+demonstrations, the first stage of RLHF and of DPO (Ouyang et al. 2022; Rafailov et al. 2023).
+
+A demonstration is a prompt x and a response y. The model is trained to maximise the likelihood
+of the response given the prompt, token by token,
+
+    L_SFT = -(1 / |y|) * sum_t log pi_theta(y_t | x, y_<t)
+
+with the loss masked to the response: the prompt's tokens are context, not targets. The policy is
+the zoo's small GPT (mlzoo/nets/gpt.py) or any Hugging Face causal LM (``policy``: a hub name or
+a local folder). On the offline arithmetic task (mlzoo/lm/arithmetic.py) the demonstrations are
+right only 30% of the time, so the SFT model is a deliberately mediocre starting point: its
+samples are scored by the ground truth (``val/correct``, ``val/score``) for DPO to improve on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
+from mlzoo.lm.models import build_lm, build_tokenizer
+from mlzoo.lm.sequences import pack, sample, token_logprobs
+from mlzoo.lm.tokenizer import DEFAULT_ALPHABET
+
+
+class SFTModule(ZooModule):
+    """Next-token cross-entropy on the response tokens of prompt + response."""
+
+    def __init__(
+        self,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        policy: str = "gpt",
+        tokenizer: str = "char",
+        alphabet: str = DEFAULT_ALPHABET,
+        gpt: dict[str, Any] | None = None,
+        max_new_tokens: int = 8,
+        temperature: float = 1.0,
+    ) -> None:
+        super().__init__(optimizer, scheduler)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.tokenizer = build_tokenizer(tokenizer, policy, alphabet)
+        self.lm = build_lm(policy, self.tokenizer, gpt)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.lm(ids)
+
+    def loss(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
+        ids, mask = (t.to(self.device) for t in pack(self.tokenizer, prompts, responses))
+        logp = token_logprobs(self.lm, ids)  # log pi(t_{i+1} | t_<=i)
+        target = mask[:, 1:].float()  # only the response's tokens (and eos) are targets
+        return -(logp * target).sum() / target.sum()  # L_SFT, per response token
+
+    def training_step(self, batch: dict[str, list[str]], batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch["prompt"], batch["response"])
+        n = len(batch["prompt"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        return loss
+
+    def _evaluate(self, batch: dict[str, list[str]], stage: str) -> None:
+        n = len(batch["prompt"])
+        loss = self.loss(batch["prompt"], batch["response"])
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log(f"{stage}/ppl", loss.exp(), batch_size=n, sync_dist=True)
+        task = getattr(self.trainer.datamodule, "task", None)
+        if task is not None:  # the ground truth scores the model's own samples
+            hp = self.hparams
+            responses = sample(
+                self.lm, self.tokenizer, batch["prompt"], hp.max_new_tokens, hp.temperature
+            )
+            scores = torch.tensor(
+                [task.score(p, r) for p, r in zip(batch["prompt"], responses, strict=True)]
+            )
+            self.log(f"{stage}/score", scores.mean(), batch_size=n, sync_dist=True)
+            self.log(
+                f"{stage}/correct",
+                (scores == 0).float().mean(),
+                prog_bar=True,
+                batch_size=n,
+                sync_dist=True,
+            )
+
+    def validation_step(self, batch: dict[str, list[str]], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, list[str]], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
