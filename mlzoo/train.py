@@ -253,6 +253,26 @@ def _log_hparams(loggers: list[Any], cfg: DictConfig) -> None:
 # --------------------------------------------------------------------------------------------
 # the run
 # --------------------------------------------------------------------------------------------
+def _check_multirun_ddp(cfg: DictConfig) -> None:
+    """Refuse a multirun (-m) whose runs use DDP over several processes: Lightning starts each
+    extra rank by re-running the command line, so every extra rank would run the whole sweep
+    again, in a second sweep folder (seen with lightning 2.6 and hydra 1.3)."""
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    trainer = cfg.get("trainer") or {}
+    devices, nodes = trainer.get("devices", 1), int(trainer.get("num_nodes", 1) or 1)
+    several = nodes > 1 or devices == -1 or (isinstance(devices, int) and devices > 1)
+    several = several or (not isinstance(devices, int | str) and len(devices) > 1)  # a list
+    if "ddp" in str(trainer.get("strategy", "")) and several:
+        raise ZooError(
+            "a multirun (-m) cannot use DDP over several processes: each extra rank would re-run "
+            "the whole sweep. Run each configuration as its own command, or give every run its "
+            "own job with a launcher (hydra/launcher=submitit_slurm)"
+        )
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job from a composed config; return (and write) its summary."""
     import lightning as L
@@ -263,6 +283,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # What the folder held before this run (Hydra only adds .hydra/ and train.log to a new one).
     keep = {p.name for p in fresh_dir.glob("*")} - {".hydra", "train.log"}
     try:
+        _check_multirun_ddp(cfg)
         ckpt_path, run_dir = _resolve_resume(cfg, fresh_dir)
         if run_dir != fresh_dir:
             log.info(f"Resuming {ckpt_path} in {run_dir}")

@@ -147,3 +147,40 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     [summary] = summaries(tmp_path / "logs")
     assert summary["resumed_from"] == str(interrupted) and summary["global_step"] > step
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes_one_folder_same_result_on_both_ranks(tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    args = [
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_epochs=2",
+        "+callbacks.rank_probe._target_=ddp_probe.RankProbe",
+    ]
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = list((tmp_path / "logs" / "runs").glob("*/*"))
+    assert len(runs) == 1, runs  # rank 1 writes into rank 0's run folder, and nothing else
+    rank0, rank1 = (json.loads((runs[0] / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert rank0["weights"] == rank1["weights"]  # DDP keeps the replicas identical
+    assert rank0["metrics"]["val/loss"] == rank1["metrics"]["val/loss"]  # synced over ranks
+    [summary] = summaries(tmp_path / "logs")
+    assert summary["metrics"]["test/acc"] > 0.8  # 2 epochs
+
+
+def test_multirun_with_ddp_is_refused_in_one_line(tmp_path: Path) -> None:
+    out = cli("-m", "trainer=ddp", "trainer.accelerator=cpu", "seed=1,2", cwd=tmp_path)
+    assert out.returncode == 1
+    assert "multirun (-m) cannot use DDP" in out.stderr and "Traceback" not in out.stderr
+    assert not summaries(tmp_path / "logs")
