@@ -261,6 +261,9 @@ def _check_multirun_ddp(cfg: DictConfig) -> None:
 
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return
+    launcher = str(HydraConfig.get().launcher.get("_target_", ""))
+    if "submitit" in launcher:  # every run is its own job: srun starts the ranks, not Lightning
+        return
     trainer = cfg.get("trainer") or {}
     devices, nodes = trainer.get("devices", 1), int(trainer.get("num_nodes", 1) or 1)
     several = nodes > 1 or devices == -1 or (isinstance(devices, int) and devices > 1)

@@ -184,3 +184,44 @@ def test_multirun_with_ddp_is_refused_in_one_line(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert "multirun (-m) cannot use DDP" in out.stderr and "Traceback" not in out.stderr
     assert not summaries(tmp_path / "logs")
+
+
+def test_optuna_search_of_3_trials_finishes(tmp_path: Path) -> None:
+    out = cli(
+        "hparams_search=mlp_optuna",
+        "hydra.sweeper.n_trials=3",
+        "trainer=debug",
+        "logger=none",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    found = summaries(tmp_path / "logs" / "multiruns")
+    assert len(found) == 3 and len({s["model"] for s in found}) == 1
+    configs = [(Path(s["run_dir"]) / "config.yaml").read_text() for s in found]
+    lrs = {line for c in configs for line in c.splitlines() if line.strip().startswith("lr:")}
+    assert len(lrs) == 3  # three different learning rates were tried
+    (result,) = (tmp_path / "logs" / "multiruns").glob("*/optimization_results.yaml")
+    text = result.read_text()
+    assert "best_params" in text and "model.optimizer.lr" in text
+    best = min(s["monitor"]["best"] for s in found)  # val/loss is minimised
+    assert f"best_value: {best}"[:16] in text
+
+
+def test_submitit_local_launcher_runs_each_job(tmp_path: Path) -> None:
+    out = cli(
+        "-m",
+        "hydra/launcher=submitit_local",
+        "trainer=debug",
+        "logger=none",
+        "seed=1,2",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert sorted(s["seed"] for s in summaries(tmp_path / "logs" / "multiruns")) == [1, 2]
+
+
+def test_slurm_configs_compose(tmp_path: Path) -> None:
+    from conftest import compose_config
+
+    cfg = compose_config(["trainer=slurm", "hydra/launcher=slurm"], tmp_path)
+    assert cfg.trainer.strategy == "ddp" and cfg.trainer.plugins[0].auto_requeue

@@ -24,6 +24,7 @@ SELECTABLE = [
     "logger",
     "callbacks",
     "experiment",
+    "hparams_search",
 ]
 
 
