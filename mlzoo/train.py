@@ -307,6 +307,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
         if ckpt_path is not None:
             _check_fits(ckpt_path, model)
+        if cfg.get("compile"):
+            # the networks, not the LightningModule (metrics and logging stay eager); in place,
+            # so state_dict keys and checkpoints are the same as without compiling
+            for child in model.children():
+                if any(True for _ in child.parameters()):
+                    child.compile()
     except InstantiationException as err:
         _discard(fresh_dir, keep)
         raise ZooError(_one_line(err)) from None

@@ -173,3 +173,14 @@ def test_mlp_regression_matches_least_squares_on_diabetes(run) -> None:
     ]
     print(json.dumps({"ols": ols, "mlp_test_r2": r2}))
     assert min(r2) >= best_ols, (r2, ols)
+
+
+@pytest.mark.slow
+def test_compile_option_trains_and_writes_ordinary_checkpoints(run) -> None:
+    from mlzoo.core.checkpoint import load_checkpoint
+
+    summary = run(["model=cnn", "trainer=debug", "compile=true", "logger=none"])
+    assert summary["global_step"] == 6 and math.isfinite(summary["metrics"]["test/loss"])
+    model, _, _ = load_checkpoint(summary["last_checkpoint"])  # an uncompiled model loads it
+    state = torch.load(summary["last_checkpoint"], weights_only=True)["state_dict"]
+    assert not any("_orig_mod" in k for k in state) and set(state) == set(model.state_dict())
