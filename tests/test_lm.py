@@ -175,6 +175,32 @@ def test_sft_and_dpo_run_with_a_tiny_hugging_face_gpt2(tmp_path: Path, run) -> N
     assert {"test/win_rate", "test/kl", "test/reward_accuracy"} <= dpo["metrics"].keys()
 
 
+def test_a_hugging_face_tokenizer_with_its_model(tmp_path: Path, run) -> None:
+    """model.tokenizer=hf: the policy folder's own tokenizer (here a character-level one built
+    with the tokenizers library and saved beside a tiny GPT-2: nothing is downloaded)."""
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    from mlzoo.lm.tokenizer import HFTokenizer
+
+    vocab = {c: i for i, c in enumerate(["<pad>", "<eos>", *ArithmeticTask.ALPHABET])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    folder = tmp_path / "tiny-gpt2"
+    transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>"
+    ).save_pretrained(folder)
+    config = transformers.GPT2Config(
+        vocab_size=len(vocab), n_positions=32, n_embd=32, n_layer=2, n_head=2, eos_token_id=1
+    )
+    transformers.GPT2LMHeadModel(config).save_pretrained(folder)
+    hf = HFTokenizer(str(folder))
+    assert hf.decode(hf.encode("12+34=46")) == "12+34=46" and hf.eos_id == 1
+    sft = run(["model=sft", f"model.policy={folder}", "model.tokenizer=hf", "trainer=debug"])
+    assert math.isfinite(sft["metrics"]["test/loss"]) and "test/correct" in sft["metrics"]
+
+
 def test_dpo_needs_an_sft_checkpoint(tmp_path: Path, run) -> None:
     with pytest.raises(ZooError, match="no checkpoint of a sft-arithmetic run"):
         run(["model=dpo", "trainer=debug"], tmp_path / "empty")
