@@ -50,3 +50,13 @@ def run_training(overrides: list[str], log_dir: Path) -> dict[str, Any]:
 def run(tmp_path: Path):
     """`run([...overrides])` trains in-process under tmp_path/logs and returns the summary."""
     return lambda overrides, log_dir=tmp_path / "logs": run_training(overrides, log_dir)
+
+
+def load_script(name: str):
+    """A module from scripts/ (e.g. evaluate, compare_runs), imported for in-process tests."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -15,9 +15,13 @@ import torch
 from conftest import ROOT
 
 
-def cli(*args: str, cwd: Path, exe: list[str] | None = None) -> subprocess.CompletedProcess:
+def cli(
+    *args: str, cwd: Path, exe: list[str] | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
     command = exe or [sys.executable, str(ROOT / "train.py")]
-    return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [*command, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env
+    )
 
 
 def summaries(folder: Path) -> list[dict]:
@@ -154,19 +158,13 @@ def test_ddp_with_two_cpu_processes_one_folder_same_result_on_both_ranks(tmp_pat
     import os
 
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
-    args = [
+    out = cli(
         "trainer=ddp",
         "trainer.accelerator=cpu",
         "trainer.devices=2",
         "trainer.max_epochs=2",
         "+callbacks.rank_probe._target_=ddp_probe.RankProbe",
-    ]
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
         env=env,
     )
     assert out.returncode == 0, out.stderr[-3000:]

@@ -8,18 +8,7 @@ from pathlib import Path
 
 from test_cli import cli, summaries
 
-from conftest import ROOT
-
-
-def load_compare():
-    import sys
-
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import compare_runs
-    finally:
-        sys.path.pop(0)
-    return compare_runs
+from conftest import load_script
 
 
 def test_a_2x2_sweep_gives_4_runs_and_a_4_row_table(tmp_path: Path, capsys) -> None:
@@ -30,7 +19,7 @@ def test_a_2x2_sweep_gives_4_runs_and_a_4_row_table(tmp_path: Path, capsys) -> N
     (sweep,) = (tmp_path / "logs" / "multiruns").iterdir()
     assert all(list(Path(s["run_dir"]).glob("events.out.tfevents.*")) for s in found)
 
-    compare = load_compare()
+    compare = load_script("compare_runs")
     assert compare.main([str(sweep), "--format", "csv", "-o", str(tmp_path / "runs.csv")]) == 0
     rows = list(csv.DictReader(io.StringIO((tmp_path / "runs.csv").read_text())))
     assert len(rows) == 4

@@ -16,7 +16,7 @@ from mlzoo.rl.buffer import ReplayBuffer
 from mlzoo.rl.envs import EnvDataModule
 from mlzoo.train import CONFIG_DIR
 
-from conftest import compose_config
+from conftest import compose_config, load_script
 
 ENVS = sorted(p.stem for p in (Path(CONFIG_DIR) / "env").glob("*.yaml"))
 
@@ -146,18 +146,6 @@ def test_dqn_solves_cartpole(run) -> None:
     summary = run(["model=dqn", "logger=none"])
     assert summary["monitor"]["best"] >= 475, summary
     assert summary["metrics"]["test/return"] >= 400, summary
-
-
-def load_script(name: str):
-    import sys
-
-    from conftest import ROOT
-
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.pop(0)
 
 
 def test_evaluate_script_reports_returns_and_refuses_non_agents(run, capsys) -> None:
