@@ -5,6 +5,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
+# pytest-xdist workers (one torch thread each; see tests/conftest.py). WORKERS=0: one process.
+WORKERS ?= 2
 
 .PHONY: setup train test quick lint clean-logs
 
@@ -22,11 +24,11 @@ train: $(STAMP)
 
 # The whole suite: lint, format check, and every test (learning bars included).
 test: $(STAMP) lint
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(WORKERS) --dist worksteal $(ARGS)
 
 # The inner loop: everything but the slow tests.
 quick: $(STAMP) lint
-	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+	$(BIN)/python -m pytest -n $(WORKERS) --dist worksteal -m "not slow" $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

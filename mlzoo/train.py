@@ -28,6 +28,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mlzoo.core.errors import ZooError
+from mlzoo.core.targets import check_targets
 
 log = logging.getLogger("mlzoo")
 
@@ -99,19 +100,11 @@ def _choices() -> dict[str, str]:
     return {}
 
 
-def _check_checkpoint(path: Path) -> None:
-    """Fail early, with one line, on a missing, corrupt or foreign checkpoint file."""
-    import torch
+def _check_checkpoint(path: Path, trust: bool = False) -> None:
+    """Fail early, with one line, on a missing, corrupt, foreign or pickling checkpoint file."""
+    from mlzoo.core.checkpoint import check_lightning_checkpoint, read_checkpoint
 
-    if not path.is_file():
-        raise ZooError(f"ckpt_path: no checkpoint file at {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt, truncated, or pickles arbitrary objects
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ZooError(f"ckpt_path: cannot load {path} as a checkpoint ({first[:200]})") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "global_step" not in ckpt:
-        raise ZooError(f"ckpt_path: {path} is not a Lightning checkpoint written by mlzoo")
+    check_lightning_checkpoint(read_checkpoint(path, "ckpt_path", trust), path)
 
 
 def _resolve_resume(cfg: DictConfig, fresh_dir: Path) -> tuple[str | None, Path]:
@@ -139,7 +132,7 @@ def _resolve_resume(cfg: DictConfig, fresh_dir: Path) -> tuple[str | None, Path]
         path = max(found, key=lambda p: p.stat().st_mtime)
     else:
         path = Path(str(ckpt)).expanduser()
-    _check_checkpoint(path)
+    _check_checkpoint(path, bool(cfg.get("trust_checkpoint")))
     run_dir = path.parent.parent
     log_dir = Path(cfg.paths.log_dir).resolve()
     is_zoo_run = (
@@ -150,12 +143,12 @@ def _resolve_resume(cfg: DictConfig, fresh_dir: Path) -> tuple[str | None, Path]
     return str(path), run_dir if is_zoo_run else fresh_dir
 
 
-def _check_fits(ckpt_path: str, model: Any) -> None:
+def _check_fits(ckpt_path: str, model: Any, trust: bool = False) -> None:
     """Refuse, before anything is written, a checkpoint whose weights or optimizer do not match the
     model and optimizer this command line builds (resume with the run's own settings)."""
-    import torch
+    from mlzoo.core.checkpoint import read_checkpoint
 
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(ckpt_path, "ckpt_path", trust)
     theirs, ours = ckpt["state_dict"], model.state_dict()
     for key in sorted(set(theirs) | set(ours)):
         if key not in theirs or key not in ours or theirs[key].shape != ours[key].shape:
@@ -168,14 +161,27 @@ def _check_fits(ckpt_path: str, model: Any) -> None:
     saved = ckpt.get("optimizer_states") or []
     if saved:
         configured = model.configure_optimizers()
-        optimizer = configured["optimizer"] if isinstance(configured, dict) else configured
-        keys = set(saved[0]["param_groups"][0]) - {"params", "initial_lr"}
-        mine = set(optimizer.param_groups[0]) - {"params", "initial_lr"}
-        if keys != mine:
+        if isinstance(configured, dict):
+            configured = configured["optimizer"]
+        if isinstance(configured, tuple) and len(configured) == 2:  # ([optimizers], [schedulers])
+            configured = configured[0]
+        optimizers = configured if isinstance(configured, list | tuple) else [configured]
+        optimizers = [o["optimizer"] if isinstance(o, dict) else o for o in optimizers]
+        if len(optimizers) != len(saved):
             raise ZooError(
-                f"ckpt_path: {ckpt_path} was written with another optimizer (its settings "
-                f"{sorted(keys)}, this one's {sorted(mine)}); resume with the run's own optimizer"
+                f"ckpt_path: {ckpt_path} holds {len(saved)} optimizer states, this model has "
+                f"{len(optimizers)} optimizers; resume with the run's own settings"
             )
+        for optimizer, state in zip(optimizers, saved, strict=True):
+            # every setting of this optimizer must be in the saved groups (a concept may add
+            # its own keys to a group, e.g. PPO's base_lr for its annealing)
+            keys = set(state["param_groups"][0]) - {"params", "initial_lr"}
+            if not set(optimizer.defaults) <= keys:
+                raise ZooError(
+                    f"ckpt_path: {ckpt_path} was written with another optimizer (its settings "
+                    f"{sorted(keys)}, this one's {sorted(optimizer.defaults)}); resume with the "
+                    "run's own optimizer"
+                )
 
 
 def _discard(run_dir: Path, keep: set[str] | frozenset[str] = frozenset()) -> None:
@@ -280,12 +286,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job from a composed config; return (and write) its summary."""
     import lightning as L
 
+    from mlzoo.callbacks.finite import NonFiniteError, first_non_finite
+
     start = time.time()
     _quiet_known_noise()
     fresh_dir = Path(cfg.paths.output_dir)
     # What the folder held before this run (Hydra only adds .hydra/ and train.log to a new one).
     keep = {p.name for p in fresh_dir.glob("*")} - {".hydra", "train.log"}
+    trust = bool(cfg.get("trust_checkpoint"))
     try:
+        check_targets(cfg, cfg.get("allow_targets") or ())
         _check_multirun_ddp(cfg)
         ckpt_path, run_dir = _resolve_resume(cfg, fresh_dir)
         if run_dir != fresh_dir:
@@ -304,9 +314,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         model = _instantiate_model(cfg.model, datamodule)
         callbacks = _instantiate_all(cfg.get("callbacks"))
         loggers = _instantiate_all(cfg.get("logger"))
-        trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        clip = {}
+        if not model.automatic_optimization and cfg.trainer.get("gradient_clip_val"):
+            # Lightning clips only under automatic optimization (and refuses the setting
+            # otherwise): a manual-optimization concept clips itself, in ZooModule.clip_manual
+            model.manual_clip_val = float(cfg.trainer.gradient_clip_val)
+            model.manual_clip_algorithm = cfg.trainer.get("gradient_clip_algorithm") or "norm"
+            clip = {"gradient_clip_val": None, "gradient_clip_algorithm": None}
+        trainer = hydra.utils.instantiate(
+            cfg.trainer, callbacks=callbacks, logger=loggers or False, **clip
+        )
         if ckpt_path is not None:
-            _check_fits(ckpt_path, model)
+            _check_fits(ckpt_path, model, trust)
         if cfg.get("compile"):
             # the networks, not the LightningModule (metrics and logging stay eager); in place,
             # so state_dict keys and checkpoints are the same as without compiling
@@ -322,21 +341,31 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     if trainer.is_global_zero:  # under DDP, every rank runs this function: rank zero writes
         name = "config.yaml" if ckpt_path is None else f"config.resume-{int(start)}.yaml"
-        (run_dir / name).write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        _write_atomically(run_dir / name, OmegaConf.to_yaml(cfg, resolve=True))
         _log_hparams(loggers, cfg)
 
+    diverged: NonFiniteError | None = None
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    except SystemExit:  # Lightning ends a Ctrl-C with sys.exit(1): write the summary first
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust)
+    except SystemExit:  # Ctrl-C and SIGTERM end fit with SystemExit: write the summary first
         if not trainer.interrupted:
             raise
+    except NonFiniteError as err:
+        diverged = err
     except Exception as err:
-        if trainer.global_step > 0 or ckpt_path is not None:
+        found = first_non_finite(dict(model.named_parameters()))
+        if found is not None:  # e.g. a distribution refusing NaN logits: the weights diverged
+            diverged = NonFiniteError(
+                f"weight {found[0]} became {found[1]} by step {trainer.global_step} "
+                f"({_one_line(err)[:200]}); lower the learning rate or clip gradients"
+            )
+        elif trainer.global_step > 0 or ckpt_path is not None:
             raise  # a crash in the middle of training: the traceback is what a user needs
-        # A mistake that only shows once fit starts (a bad learning rate, an empty split, ...).
-        _discard(fresh_dir, keep)
-        raise ZooError(_one_line(err)) from None
-    if trainer.global_step == 0 and ckpt_path is None and not trainer.interrupted:
+        else:
+            # A mistake that only shows once fit starts (a bad learning rate, an empty split, ...).
+            _discard(fresh_dir, keep)
+            raise ZooError(_one_line(err)) from None
+    if trainer.global_step == 0 and ckpt_path is None and not trainer.interrupted and not diverged:
         _discard(fresh_dir, keep)
         raise ZooError(
             "no training step ran (is the training split smaller than one batch, or "
@@ -347,8 +376,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     best = getattr(ckpt_cb, "best_model_path", "") or ""
     last = run_dir / "checkpoints" / "last.ckpt"
     metrics: dict[str, float] = {}
-    status = "interrupted" if trainer.interrupted else "completed"
-    if cfg.get("test", True) and not trainer.interrupted:
+    status = "diverged" if diverged else "interrupted" if trainer.interrupted else "completed"
+    if cfg.get("test", True) and status == "completed":
         results = trainer.test(
             model, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False
         )
@@ -379,15 +408,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "status": status,
     }
     if trainer.is_global_zero:
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        _write_atomically(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         _print_summary(summary)
+    if diverged:
+        raise diverged
     if trainer.interrupted:
         saved = [getattr(cb, "saved", None) for cb in trainer.callbacks]
         resume_from = next((p for p in saved if p is not None), last)
         raise ZooError(
-            f"run interrupted at step {trainer.global_step}; resume with ckpt_path={resume_from}"
+            f"run stopped (Ctrl-C or SIGTERM) at step {trainer.global_step}; saved "
+            f"{resume_from}; resume with ckpt_path={resume_from}"
         )
     return summary
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write a small text file through a temporary name, so that it is never seen half written."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def _one_line(err: BaseException) -> str:
@@ -421,6 +460,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         summary = train(cfg)
     except ZooError as err:
         print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:  # before training started (Lightning handles it during fit)
+        print("error: interrupted before training started; nothing was saved", file=sys.stderr)
         sys.exit(1)
     return summary["monitor"]["best"]
 

@@ -1,31 +1,107 @@
-"""Load a zoo checkpoint back into its model, with the data module it was trained on.
+"""Checkpoints: written atomically, read safely, loaded back into their model and data module.
 
-Every run folder holds the resolved ``config.yaml`` beside ``checkpoints/``, so a checkpoint alone
-is enough: scripts (sample.py, evaluate.py) and transfer learning rebuild the exact model from it.
-Checkpoints load with ``torch.load(weights_only=True)`` (no pickled code runs); the model is
-rebuilt by instantiating the ``_target_`` classes named in the run's config.yaml, so load only
-run folders you trust. Constructor arguments recorded in the checkpoint (``hyper_parameters``)
-take precedence over the config's, e.g. the backbone file a transfer run actually used.
+Writing: ``AtomicCheckpointIO`` (a Trainer plugin, configs/trainer/default.yaml) writes each file
+to a temporary name beside it, flushes it to disk and renames it over the old one: a run killed at
+any moment (even SIGKILL) leaves the previous checkpoint or the new one, never half a file.
+
+Reading: ``read_checkpoint`` uses ``torch.load(weights_only=True)``: tensors and plain data only,
+no pickled code runs. A file that holds pickled Python objects is refused unless the user opts in
+(``trust_checkpoint=true``); a missing, corrupt or truncated file gives one line naming it.
+
+Loading a model: every run folder holds the resolved ``config.yaml`` beside ``checkpoints/``, so a
+checkpoint alone is enough: scripts (sample.py, evaluate.py) and transfer learning rebuild the
+exact model from it. Its ``_target_`` classes pass the same allowlist as a training run's
+(mlzoo.core.targets). Constructor arguments recorded in the checkpoint (``hyper_parameters``) take
+precedence over the config's, e.g. the backbone file a transfer run actually used.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import hydra
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mlzoo.core.errors import ZooError
 
 
-def load_checkpoint(path: str | Path) -> tuple[Any, Any, DictConfig]:
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """torch.save to ``.<name>.tmp-<pid>`` in the same folder, fsync, then rename over ``<name>``.
+
+    (Lightning's own save goes through fsspec, whose local "transaction" writes the temporary file
+    in the system temp folder and moves it across file systems: a copy, not an atomic rename.)
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one
+        finally:
+            tmp.unlink(missing_ok=True)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:  # make the rename itself durable
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+
+def read_checkpoint(path: str | Path, option: str = "ckpt_path", trust: bool = False) -> Any:
+    """``torch.load`` of a checkpoint file, tensors and plain data only unless ``trust``.
+
+    Every failure is one ZooError line naming ``option`` and the file: missing, not a checkpoint
+    (corrupt or truncated), or holding pickled objects (refused: they can run arbitrary code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ZooError(f"{option}: no checkpoint file at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust)
+    except Exception as err:
+        text = " ".join(str(err).split())
+        if "Unsupported global" in text or "Unsupported operand" in text:
+            found = text.split("Unsupported global:", 1)[-1].split(" was not")[0].strip()
+            raise ZooError(
+                f"{option}: {path} holds pickled Python objects ({found[:120]}), which can run "
+                "arbitrary code when loaded; mlzoo loads tensors and plain data only. If you "
+                "wrote this file yourself and trust it, add trust_checkpoint=true"
+            ) from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ZooError(
+            f"{option}: cannot load {path}: not a checkpoint, or corrupt or truncated "
+            f"({first[:160]})"
+        ) from None
+
+
+def check_lightning_checkpoint(ckpt: Any, path: str | Path, option: str = "ckpt_path") -> None:
+    """Refuse a readable file that is not a Lightning checkpoint (a bare state_dict, say)."""
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "global_step" not in ckpt:
+        raise ZooError(
+            f"{option}: {path} is not a checkpoint written by mlzoo (no state_dict and "
+            "global_step in it)"
+        )
+
+
+def load_checkpoint(
+    path: str | Path, option: str = "checkpoint", trust: bool = False
+) -> tuple[Any, Any, DictConfig]:
     """(model in eval mode on the CPU, its data module, the run's config) for a zoo checkpoint."""
-    from mlzoo.train import _check_checkpoint, _instantiate_model
+    from mlzoo.core.targets import check_targets
+    from mlzoo.train import _instantiate_model
 
     path = Path(path)
-    _check_checkpoint(path)
+    ckpt = read_checkpoint(path, option, trust)
+    check_lightning_checkpoint(ckpt, path, option)
     run_dir = path.resolve().parent.parent
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
@@ -33,9 +109,12 @@ def load_checkpoint(path: str | Path) -> tuple[Any, Any, DictConfig]:
             f"{path}: no config.yaml in its run folder {run_dir}; only checkpoints in "
             "<run>/checkpoints/ of a zoo run can be loaded"
         )
-    cfg = OmegaConf.load(cfg_path)
+    try:
+        cfg = OmegaConf.load(cfg_path)
+    except Exception as err:
+        raise ZooError(f"{cfg_path}: unreadable ({' '.join(str(err).split())[:200]})") from None
+    check_targets(cfg, cfg.get("allow_targets") or (), where=str(cfg_path))
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     recorded = ckpt.get("hyper_parameters", {})
     with open_dict(cfg):
         for key, value in recorded.items():

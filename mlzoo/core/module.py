@@ -34,6 +34,23 @@ class ZooModule(L.LightningModule):
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
 
+    # Trainer(gradient_clip_val=...) clips only under automatic optimization. For a concept that
+    # steps its own optimizers, train.py hands the configured value over here, and the concept
+    # clips through clip_manual() before each optimizer step.
+    manual_clip_val: float | None = None
+    manual_clip_algorithm: str = "norm"
+
+    def clip_manual(self, optimizer: Any, default: float | None = None) -> None:
+        """Clip the gradients of ``optimizer``'s parameters: to trainer.gradient_clip_val when the
+        config sets it, else to the concept's own ``default`` (None or 0: no clipping)."""
+        value = self.manual_clip_val if self.manual_clip_val is not None else default
+        if value:
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=value,
+                gradient_clip_algorithm=self.manual_clip_algorithm,
+            )
+
     def param_groups(self) -> list[dict[str, Any]]:
         """What the optimizer trains: one group of every trainable parameter. A concept may split
         them; a group's ``lr_scale`` multiplies the optimizer's learning rate for that group."""

@@ -85,7 +85,7 @@ class DCGANModule(ZooModule):
         z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
         return (self.generator(z) + 1) / 2
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         opt_d, opt_g = self.optimizers()
         real = batch[0] * 2 - 1  # [0, 1] -> [-1, 1], the range of G's tanh
         z = torch.randn(len(real), self.latent_dim, device=self.device)
@@ -109,12 +109,12 @@ class DCGANModule(ZooModule):
         # D's average belief that real images are real and fakes are real (0.5 each at equilibrium)
         self.log("train/d_real", torch.sigmoid(d_real).mean(), on_step=False, on_epoch=True)
         self.log("train/d_fake", torch.sigmoid(d_fake).mean(), on_step=False, on_epoch=True)
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}  # checked by FiniteGuard
 
     def _step(self, opt, loss: Tensor) -> None:
         opt.zero_grad()
         self.manual_backward(loss)
-        if self.clip:  # Trainer(gradient_clip_val) does not apply under manual optimization
-            self.clip_gradients(opt, gradient_clip_val=self.clip, gradient_clip_algorithm="norm")
+        self.clip_manual(opt, self.clip)  # model.gradient_clip_val, or trainer.gradient_clip_val
         opt.step()
 
     def on_train_epoch_end(self) -> None:

@@ -152,6 +152,8 @@ class DQNModule(ZooModule):
     def act(self, obs: Tensor, epsilon: float = 0.0) -> Tensor:
         """Epsilon-greedy actions for a batch of observations (epsilon 0: greedy)."""
         greedy = self.q(obs.to(self.device)).argmax(dim=1).cpu()
+        if epsilon <= 0:  # evaluation draws no random numbers: training's stream stays the same
+            return greedy
         random = torch.randint(0, self.hparams.num_actions, greedy.shape)
         explore = torch.rand(greedy.shape) < epsilon
         return torch.where(explore, random, greedy)
@@ -197,7 +199,7 @@ class DQNModule(ZooModule):
             y = reward + self.hparams.gamma * (1.0 - terminated) * next_q  # TD target
         return F.smooth_l1_loss(q, y)  # Huber(Q(s, a) - y)
 
-    def training_step(self, batch: int, batch_idx: int) -> None:
+    def training_step(self, batch: int, batch_idx: int) -> dict[str, Tensor] | None:
         self._collect()
         hp = self.hparams
         if self.env_steps < hp.learning_starts:
@@ -216,14 +218,13 @@ class DQNModule(ZooModule):
             loss = self.td_loss(*self.buffer.sample(hp.batch_size, self.device))
             opt.zero_grad()
             self.manual_backward(loss)
-            if hp.max_grad_norm:
-                self.clip_gradients(
-                    opt, gradient_clip_val=hp.max_grad_norm, gradient_clip_algorithm="norm"
-                )
+            self.clip_manual(opt, hp.max_grad_norm)  # ||grad|| <= max_grad_norm
             opt.step()
             self.updates += 1
             losses.append(loss.detach())
-        log_scalars(self, {"train/loss": float(torch.stack(losses).mean())}, self.env_steps)
+        loss = torch.stack(losses).mean()
+        log_scalars(self, {"train/loss": float(loss)}, self.env_steps)
+        return {"loss": loss}  # checked by FiniteGuard
 
     def on_train_epoch_end(self) -> None:
         scheduler = self.lr_schedulers()
@@ -256,6 +257,9 @@ class DQNModule(ZooModule):
             "synced": self._synced,
             "buffer": self.buffer.state_dict(),
         }
+        if getattr(self.trainer.datamodule, "exact_resume", False) and self._obs is not None:
+            # the envs' state is in the checkpoint too: continue the same episodes
+            checkpoint["rl_state"]["obs"] = torch.as_tensor(self._obs)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("rl_state")
@@ -263,3 +267,4 @@ class DQNModule(ZooModule):
             self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
             self._synced = int(state.get("synced", 0))
             self.buffer.load_state_dict(state["buffer"])
+            self._obs = state["obs"].numpy() if "obs" in state else None

@@ -229,7 +229,7 @@ class PPOModule(ZooModule):
             "values": values.flatten(),
         }
 
-    def training_step(self, batch: int, batch_idx: int) -> None:
+    def training_step(self, batch: int, batch_idx: int) -> dict[str, Tensor] | None:
         hp = self.hparams
         data = self._rollout()
         opt = self.optimizers()
@@ -263,15 +263,14 @@ class PPOModule(ZooModule):
                 loss = pg_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy  # L
                 opt.zero_grad()
                 self.manual_backward(loss)
-                self.clip_gradients(
-                    opt, gradient_clip_val=hp.max_grad_norm, gradient_clip_algorithm="norm"
-                )
+                self.clip_manual(opt, hp.max_grad_norm)  # ||grad|| <= max_grad_norm
                 opt.step()
                 with torch.no_grad():
                     clipped = ((ratio - 1).abs() > hp.clip_coef).float().mean()
                 stats.append(torch.stack([pg_loss, v_loss, entropy, clipped]).detach())
         self.iterations += 1
-        pg, vl, ent, clipfrac = torch.stack(stats).mean(0).tolist()
+        means = torch.stack(stats).mean(0)
+        pg, vl, ent, clipfrac = means.tolist()
         log_scalars(
             self,
             {
@@ -283,6 +282,7 @@ class PPOModule(ZooModule):
             },
             self.env_steps,
         )
+        return {"policy_loss": means[0], "value_loss": means[1]}  # checked by FiniteGuard
 
     # --- evaluation, checkpoints -------------------------------------------------------------------
     @torch.no_grad()
@@ -306,8 +306,17 @@ class PPOModule(ZooModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rl_state"] = {"env_steps": self.env_steps, "iterations": self.iterations}
+        if getattr(self.trainer.datamodule, "exact_resume", False) and self._obs is not None:
+            # the envs' state is in the checkpoint too: continue the same episodes
+            checkpoint["rl_state"]["obs"] = torch.as_tensor(self._obs)
+            returns = getattr(self.reward_scaler, "returns", None)
+            if returns is not None:
+                checkpoint["rl_state"]["discounted_returns"] = returns
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get("rl_state")
         if state:
             self.env_steps, self.iterations = int(state["env_steps"]), int(state["iterations"])
+            self._obs = state["obs"].numpy() if "obs" in state else None
+            if "discounted_returns" in state and self.reward_scaler is not None:
+                self.reward_scaler.returns = state["discounted_returns"]

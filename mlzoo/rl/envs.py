@@ -12,6 +12,14 @@ returns the first observation of the next one, and the true last observation is 
 ``info["final_obs"]`` (the default NEXT_STEP mode would instead return a meaningless transition on
 the following step). ``RecordEpisodeStatistics`` reports each finished episode's return and length.
 
+Exact resume: gymnasium has no save/restore of an environment, but a classic-control env's whole
+state is a few plain attributes (the physics ``state`` array, its random generator, the time
+limit's step counter, the episode statistics). For those envs ``state_dict`` snapshots every plain
+attribute along each wrapper chain (numbers, strings, numpy arrays as tensors, generator states),
+training and evaluation envs alike, and a resumed run continues the very same episodes: the same
+transitions as a run that was never stopped. Other envs (Box2D, Atari) keep state in native
+objects; a resumed run starts new episodes there (``exact_resume`` is False).
+
 ``wrappers`` are gymnasium wrappers applied to every single environment, training and evaluation
 alike, e.g. Atari's preprocessing and frame stacking (configs/env/atari.yaml); Atari ids (ALE/...)
 register ale-py's environments first.
@@ -30,6 +38,51 @@ from gymnasium.vector import AutoresetMode
 from mlzoo.core.errors import ZooError
 
 Wrapper = Callable[[gym.Env], gym.Env]
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _chain(env: Any) -> list[Any]:
+    """The env and everything it wraps, outermost first (a vector env: then each of its envs)."""
+    out = []
+    while env is not None:
+        out.append(env)
+        if isinstance(getattr(env, "envs", None), list):  # SyncVectorEnv
+            return out + [part for sub in env.envs for part in _chain(sub)]
+        env = getattr(env, "env", None)
+    return out
+
+
+def _snapshot(obj: Any) -> dict[str, Any]:
+    """obj's plain attributes, as checkpoint-safe values (tensors, numbers, strings)."""
+    import torch
+
+    state: dict[str, Any] = {}
+    for key, value in vars(obj).items():
+        if isinstance(value, np.ndarray) and value.dtype != object:
+            state[key] = torch.from_numpy(np.array(value))  # a copy
+        elif isinstance(value, np.generic):
+            state[key] = value.item()
+        elif isinstance(value, _PLAIN):
+            state[key] = value
+    rng = vars(obj).get("_np_random")
+    if isinstance(rng, np.random.Generator):
+        state["__np_random__"] = rng.bit_generator.state
+    return state
+
+
+def _restore(obj: Any, state: dict[str, Any]) -> None:
+    import torch
+
+    for key, value in state.items():
+        if key == "__np_random__":
+            if vars(obj).get("_np_random") is None:
+                obj._np_random = np.random.Generator(np.random.PCG64())
+            obj._np_random.bit_generator.state = value
+        elif isinstance(value, torch.Tensor):
+            old = vars(obj).get(key)
+            setattr(obj, key, value.numpy().astype(old.dtype if old is not None else None))
+        else:
+            setattr(obj, key, value)
 
 
 def register_extra_envs(env_id: str) -> None:
@@ -101,6 +154,9 @@ class EnvDataModule(L.LightningDataModule):
         self.envs: gym.vector.VectorEnv | None = None
         self.eval_env: gym.Env | None = None
         self._probe = self.make_env(0)  # spaces, checked at once
+        module = type(self._probe.unwrapped).__module__
+        self.exact_resume = module.startswith("gymnasium.envs.classic_control")
+        self._pending: dict[str, Any] | None = None
 
     def make_env(self, seed: int | None, **extra_kwargs: Any) -> gym.Env:
         """One environment as the agent sees it (wrapped), e.g. for evaluation or a video."""
@@ -127,6 +183,31 @@ class EnvDataModule(L.LightningDataModule):
         self.envs.action_space.seed(seed)
         self.reset_obs, _ = self.envs.reset(seed=seed)
         self.eval_env = self.make_env(seed + 10_000)
+        if self._pending is not None:
+            self.load_state_dict(self._pending)
+
+    # --- exact resume (Lightning stores these in every checkpoint) ------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        if not self.exact_resume or self.envs is None:
+            return {}
+        return {
+            "train": [_snapshot(part) for part in _chain(self.envs)],
+            "eval": [_snapshot(part) for part in _chain(self.eval_env)],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state or not self.exact_resume:
+            return
+        if self.envs is None:  # restored before setup: apply once the envs exist
+            self._pending = state
+            return
+        self._pending = None
+        for env, saved in ((self.envs, state["train"]), (self.eval_env, state["eval"])):
+            parts = _chain(env)
+            if len(parts) != len(saved):
+                raise ZooError("checkpoint: its environments are wrapped differently from these")
+            for part, part_state in zip(parts, saved, strict=True):
+                _restore(part, part_state)
 
     @property
     def spec(self) -> dict[str, Any]:
