@@ -26,9 +26,11 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from mlzoo.core.errors import ZooError
 from mlzoo.core.targets import check_targets
+from mlzoo.core.typecheck import check_types
 
 log = logging.getLogger("mlzoo")
 
@@ -296,6 +298,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trust = bool(cfg.get("trust_checkpoint"))
     try:
         check_targets(cfg, cfg.get("allow_targets") or ())
+        check_types(cfg)
         _check_multirun_ddp(cfg)
         ckpt_path, run_dir = _resolve_resume(cfg, fresh_dir)
         if run_dir != fresh_dir:
@@ -335,7 +338,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     except InstantiationException as err:
         _discard(fresh_dir, keep)
         raise ZooError(_one_line(err)) from None
-    except (ZooError, ValueError, TypeError, RuntimeError, KeyError) as err:
+    except (ZooError, ValueError, TypeError, RuntimeError, KeyError, OmegaConfBaseException) as err:
         _discard(fresh_dir, keep)
         raise ZooError(_one_line(err)) from None
 
@@ -451,7 +454,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     console.print(f"run dir:         {summary['run_dir']}")
     console.print(f"best checkpoint: {summary['best_checkpoint']}")
     console.print(f"duration:        {summary['duration_s']:.1f} s   (summary.json in the run dir)")
-    console.print("compare runs:    tensorboard --logdir logs")
+    console.print("compare runs:    tensorboard --logdir logs --host localhost")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
@@ -469,6 +472,10 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """Console entry point (``mlzoo-train``) and ``python train.py``."""
+    for arg in sys.argv[1:]:
+        if arg.startswith("="):  # Hydra's parser fails on this with a traceback
+            print(f"error: {arg!r} is not an override: write key=value", file=sys.stderr)
+            sys.exit(1)
     _hydra_main()
 
 

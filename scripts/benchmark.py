@@ -1,6 +1,16 @@
 """Benchmarks, each printed as a table and appended to BENCHMARKS.md with the machine it ran on.
 
+    python scripts/benchmark.py overhead [--repeats 3]
+    python scripts/benchmark.py quality [--only mlp cnn ...]
     python scripts/benchmark.py rl [--algos dqn ppo] [--seeds 0 1 2]    (pip install 'mlzoo[bench]')
+
+overhead: the zoo's training (Lightning, Hydra, TensorBoard logging, metrics, checkpoints, the
+progress bar: a default run) against a plain PyTorch loop of the same network (the same module
+object, pickled with its initial weights), the same training tensors, batch size and optimizer,
+run alternately as separate processes. Throughput counts training batches only (data loading,
+step, hooks and logging included; validation and checkpointing excluded: the plain loop has
+none), as the median over epochs after the first. Start-up: `python train.py --help`, and the
+time from the process launch to the first training step.
 
 rl: the zoo's DQN and PPO against Stable-Baselines3 with rl-baselines3-zoo's CartPole-v1
 hyperparameters, the same ones the zoo's configs use, run alternately on this machine, one torch
@@ -69,6 +79,237 @@ def markdown(rows: list[dict], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+# --- overhead: the zoo vs a plain PyTorch loop ---------------------------------------------------------
+
+OVERHEAD_RUNS = {  # name: (overrides, epochs)
+    "mlp, digits 8x8": (["model=mlp"], 30),
+    "cnn, digits 28x28": (["model=cnn", "data.image_size=28"], 8),
+}
+
+PLAIN_SCRIPT = r"""
+import json, sys, time
+launched = float(sys.argv[2])
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+spec = json.loads(sys.argv[1])
+saved = torch.load(spec["file"], weights_only=False)  # our own file: the net, pickled
+net, x, y = saved["net"], saved["x"], saved["y"]
+optimizer = getattr(torch.optim, spec["optimizer"])(net.parameters(), **spec["optimizer_kwargs"])
+loader = DataLoader(TensorDataset(x, y), batch_size=spec["batch_size"], shuffle=True)
+loss_fn = torch.nn.CrossEntropyLoss()
+first, epochs = None, []
+for epoch in range(spec["epochs"]):
+    net.train()
+    start, samples = time.perf_counter(), 0
+    for xb, yb in loader:
+        if first is None:
+            first = time.time()
+        loss = loss_fn(net(xb), yb)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        samples += len(xb)
+    epochs.append({"samples": samples, "seconds": time.perf_counter() - start})
+print("RESULT " + json.dumps({"first_step_at": first, "epochs": epochs}))
+"""
+
+
+def _plain_inputs(overrides: list[str], folder: Path) -> dict:
+    """The zoo's own network (initial weights), training tensors and optimizer, for the plain
+    loop: composed and instantiated exactly as train.py does."""
+    import hydra
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    from mlzoo.train import CONFIG_DIR, _instantiate_model
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    torch.manual_seed(0)
+    dm = hydra.utils.instantiate(cfg.data, _convert_="all")
+    dm.setup()
+    module = _instantiate_model(cfg.model, dm)
+    configured = module.configure_optimizers()
+    optimizer = configured["optimizer"] if isinstance(configured, dict) else configured
+    kwargs = {
+        k: v for k, v in optimizer.param_groups[0].items() if k not in ("params", "initial_lr")
+    }
+    kwargs = {k: v for k, v in kwargs.items() if k in optimizer.defaults}
+    train = dm.splits["train"]
+    file = folder / "plain.pt"
+    torch.save({"net": module.net, "x": dm.transform(train.x), "y": train.y}, file)
+    return {
+        "file": str(file),
+        "optimizer": type(optimizer).__name__,
+        "optimizer_kwargs": kwargs,
+        "batch_size": dm.batch_size,
+    }
+
+
+def _steady(epochs: list[dict]) -> float:
+    """Samples per second: the median over epochs after the first (warm-up)."""
+    rates = [e["samples"] / e["seconds"] for e in epochs[1:] or epochs]
+    return statistics.median(rates)
+
+
+def run_overhead_zoo(overrides: list[str], epochs: int, folder: Path) -> dict:
+    logs = folder / "logs"
+    launched = time.time()
+    subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            *overrides,
+            f"trainer.max_epochs={epochs}",
+            "test=false",
+            f"paths.log_dir={logs}",
+            "+callbacks.throughput._target_=mlzoo.callbacks.throughput.Throughput",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    total = time.time() - launched
+    (report,) = logs.glob("runs/*/*/throughput.json")
+    result = json.loads(report.read_text())
+    report.unlink()
+    return {"launched": launched, "total": total, **result}
+
+
+def run_overhead_plain(spec: dict, epochs: int) -> dict:
+    launched = time.time()
+    out = subprocess.run(
+        [sys.executable, "-c", PLAIN_SCRIPT, json.dumps({**spec, "epochs": epochs}), str(launched)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    ).stdout
+    total = time.time() - launched
+    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
+    return {"launched": launched, "total": total, **json.loads(line[7:])}
+
+
+def bench_overhead(args: argparse.Namespace) -> None:
+    help_s = []
+    for _ in range(3):
+        start = time.time()
+        subprocess.run(
+            [sys.executable, "train.py", "--help"], check=True, capture_output=True, cwd=ROOT
+        )
+        help_s.append(time.time() - start)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (overrides, epochs) in OVERHEAD_RUNS.items():
+            spec = _plain_inputs(overrides, Path(tmp))
+            zoo, plain = [], []
+            for _ in range(args.repeats):  # alternately: drifts in machine load hit both
+                zoo.append(run_overhead_zoo(overrides, epochs, Path(tmp)))
+                plain.append(run_overhead_plain(spec, epochs))
+            z = statistics.median(_steady(r["epochs"]) for r in zoo)
+            p = statistics.median(_steady(r["epochs"]) for r in plain)
+
+            def first(rs):
+                return statistics.median(r["first_step_at"] - r["launched"] for r in rs)
+
+            rows.append(
+                {
+                    "run": name,
+                    "epochs": epochs,
+                    "zoo samples/s": round(z),
+                    "plain samples/s": round(p),
+                    "ratio": f"{z / p:.2f}",
+                    "zoo s to 1st step": f"{first(zoo):.1f}",
+                    "plain s to 1st step": f"{first(plain):.1f}",
+                    "zoo s total": f"{statistics.median(r['total'] for r in zoo):.1f}",
+                    "plain s total": f"{statistics.median(r['total'] for r in plain):.1f}",
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    write_report(
+        "overhead: the zoo vs a plain PyTorch loop (medians of alternating runs)",
+        "python scripts/benchmark.py overhead " + " ".join(sys.argv[2:]),
+        markdown(rows, list(rows[0])),
+        f"`python train.py --help`: {statistics.median(help_s):.2f} s (median of 3). Ratio: the "
+        "zoo's training samples/s over the plain loop's (1.00: no overhead). 'total' includes "
+        "the zoo's validation and checkpoint after every epoch, which the plain loop does not do.",
+    )
+
+
+# --- quality: every concept's default run ------------------------------------------------------------
+
+# The order matters: transfer starts from the newest SimCLR run, DPO from the newest SFT run.
+QUALITY_RUNS = {
+    "mlp": ["model=mlp"],
+    "cnn": ["model=cnn"],
+    "rnn": ["model=rnn"],
+    "autoencoder": ["model=autoencoder"],
+    "vae": ["model=vae"],
+    "dcgan": ["model=dcgan"],
+    "ddpm": ["model=ddpm"],
+    "simclr": ["model=simclr"],
+    "transfer": ["model=transfer"],
+    "dqn": ["model=dqn"],
+    "ppo": ["model=ppo"],
+    "sft": ["model=sft"],
+    "dpo": ["model=dpo"],
+}
+LIMIT_S, LIMIT_GIB = 600, 4.0  # issue 10's bar for every default run on 2 CPU cores
+
+
+def run_measured(command: list[str]) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS in GiB of that process, exit code)."""
+    start = time.time()
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.returncode != 0:
+        print(stderr[-2000:], file=sys.stderr)
+    return time.time() - start, usage.ru_maxrss / 2**20, proc.returncode  # ru_maxrss: KiB
+
+
+def bench_quality(args: argparse.Namespace) -> None:
+    rows = []
+    with tempfile.TemporaryDirectory() as logs:
+        for concept, overrides in QUALITY_RUNS.items():
+            if args.only and concept not in args.only:
+                continue
+            command = [sys.executable, "train.py", *overrides, f"paths.log_dir={logs}"]
+            seconds, gib, code = run_measured(command)
+            found = sorted(Path(logs).glob(f"runs/{concept}-*/*/summary.json"))
+            summary = json.loads(found[-1].read_text()) if found and code == 0 else {}
+            metrics = summary.get("metrics", {})
+            monitor = summary.get("monitor", {}).get("metric", "")
+            key = monitor.replace("val/", "test/", 1)
+            if key not in metrics:
+                key = next((k for k in sorted(metrics) if k.startswith("test/")), monitor)
+            within = seconds <= LIMIT_S and gib <= LIMIT_GIB and code == 0
+            rows.append(
+                {
+                    "concept": concept,
+                    "data": summary.get("data", "?"),
+                    "epochs": summary.get("epochs", "?"),
+                    "metric": key,
+                    "value": f"{metrics[key]:.4g}" if key in metrics else "failed",
+                    "wall s": f"{seconds:.0f}",
+                    "peak RSS GiB": f"{gib:.2f}",
+                    "within 10 min, 4 GiB": "yes" if within else "NO",
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    write_report(
+        "quality: every concept's default run (python train.py model=<concept>)",
+        "python scripts/benchmark.py quality " + " ".join(sys.argv[2:]),
+        markdown(rows, list(rows[0])),
+        "Wall time of the whole process (start-up, training, validation, test); peak RSS of "
+        "the training process. The metric: the test counterpart of the metric the run "
+        "monitors.",
+    )
 
 
 # --- rl: the zoo vs Stable-Baselines3 on CartPole-v1 ------------------------------------------------
@@ -258,10 +499,18 @@ def bench_rl(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    overhead = sub.add_parser("overhead", help="MLP and CNN training vs a plain PyTorch loop")
+    overhead.add_argument("--repeats", type=int, default=3)
+    quality = sub.add_parser("quality", help="every concept's default run: time, memory, metric")
+    quality.add_argument("--only", nargs="+", choices=list(QUALITY_RUNS), default=None)
     rl = sub.add_parser("rl", help="DQN and PPO vs Stable-Baselines3 on CartPole-v1")
     rl.add_argument("--algos", nargs="+", choices=["dqn", "ppo"], default=["dqn", "ppo"])
     rl.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     args = parser.parse_args(argv)
+    if args.command == "overhead":
+        bench_overhead(args)
+    if args.command == "quality":
+        bench_quality(args)
     if args.command == "rl":
         try:
             import stable_baselines3  # noqa: F401

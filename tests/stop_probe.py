@@ -65,11 +65,17 @@ class GradNormProbe(L.Callback):
             else 0.0
         )
 
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.hooked = False
+
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if not pl_module.automatic_optimization:  # called inside opt.step(): after the clip
             self.norms.append(self._norm(optimizer))
+            self.hooked = True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if pl_module.automatic_optimization:  # Lightning clips after on_before_optimizer_step
+        # automatic: Lightning clips after on_before_optimizer_step; manual updates on the torch
+        # optimizer (ZooModule.optimizer_update) call no hooks: the last update's gradients
+        if pl_module.automatic_optimization or not self.hooked:
             for optimizer in trainer.optimizers:
                 self.norms.append(self._norm(optimizer))

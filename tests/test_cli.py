@@ -115,7 +115,8 @@ def test_failed_run_in_a_user_folder_deletes_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_that_resumes(signame: str, tmp_path: Path) -> None:
     import signal
     import time
 
@@ -136,14 +137,19 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path: Path) -> None:
             assert time.time() < deadline, "no checkpoint appeared in 300 s"
             time.sleep(0.5)
         time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, signame))
         proc.wait(timeout=120)
     finally:
         if proc.poll() is None:  # never leave a 1000-epoch run behind
             proc.kill()
             proc.wait()
-    assert proc.returncode != 0
+    assert proc.returncode == 1
     [interrupted] = tmp_path.glob("logs/runs/*/*/checkpoints/interrupted-step*.ckpt")
+    errors = [line for line in proc.stderr.read().splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: run stopped (Ctrl-C or SIGTERM) at step {interrupted.stem.split('step')[1]}; "
+        f"saved {interrupted.resolve()}; resume with ckpt_path={interrupted.resolve()}"
+    ], errors
     step = torch.load(interrupted, weights_only=True)["global_step"]
     assert step > 0
     max_epochs = step // 21 + 2  # 21 batches per epoch on digits
@@ -164,6 +170,7 @@ def test_ddp_with_two_cpu_processes_one_folder_same_result_on_both_ranks(tmp_pat
         "trainer.devices=2",
         "trainer.max_epochs=2",
         "+callbacks.rank_probe._target_=ddp_probe.RankProbe",
+        "allow_targets=[ddp_probe]",
         cwd=tmp_path,
         env=env,
     )
@@ -223,3 +230,61 @@ def test_slurm_configs_compose(tmp_path: Path) -> None:
 
     cfg = compose_config(["trainer=slurm", "hydra/launcher=slurm"], tmp_path)
     assert cfg.trainer.strategy == "ddp" and cfg.trainer.plugins[0].auto_requeue
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_always_leaves_loadable_checkpoints(tmp_path: Path) -> None:
+    """Kill -9 a run that writes a checkpoint every step (big ones: slow writes), at random
+    moments, 8 times, resuming each time: every checkpoint on disk loads (weights_only) and the
+    last run finishes."""
+    import random
+    import signal
+    import time
+
+    rng = random.Random(0)
+    args = [
+        "model.net.hidden_sizes=[1024,1024]",  # ~4 MB of weights, ~13 MB per checkpoint
+        "+callbacks.last_checkpoint.every_n_train_steps=1",
+        "trainer.max_epochs=40",
+        "logger=none",
+    ]
+    kills = 0
+    for attempt in range(8):
+        resume = (
+            ["ckpt_path=last"] if list(tmp_path.glob("logs/runs/*/*/checkpoints/last.ckpt")) else []
+        )
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "train.py"), *args, *resume],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        started = time.time()
+
+        def fresh(since: float = started) -> list[Path]:  # written by this process: training
+            found = tmp_path.glob("logs/runs/*/*/checkpoints/last.ckpt")  # replaced, not removed
+            return [p for p in found if p.stat().st_mtime > since]
+
+        try:
+            while not fresh():
+                assert proc.poll() is None and time.time() < started + 300, f"attempt {attempt}"
+                time.sleep(0.2)
+            time.sleep(rng.uniform(0.5, 4.0))  # mid-training, often mid-write
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        kills += 1
+        for ckpt in tmp_path.glob("logs/runs/*/*/checkpoints/*.ckpt"):
+            state = torch.load(ckpt, weights_only=True)  # whole, never half written
+            assert state["global_step"] > 0, ckpt
+    assert kills == 8
+    runs = {p.parent.parent for p in tmp_path.glob("logs/runs/*/*/checkpoints/*.ckpt")}
+    assert len(runs) == 1, "resuming made new run folders"
+    [last] = tmp_path.glob("logs/runs/*/*/checkpoints/last.ckpt")
+    epochs = torch.load(last, weights_only=True)["epoch"] + 2  # one more whole epoch
+    out = cli(
+        *args[:2], f"trainer.max_epochs={epochs}", "logger=none", "ckpt_path=last", cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    [summary] = summaries(tmp_path / "logs")
+    assert summary["status"] == "completed" and summary["epochs"] == epochs

@@ -280,3 +280,17 @@ def test_a_tampered_run_config_is_refused_when_loading(tmp_path: Path) -> None:
     with pytest.raises(ZooError, match=r"os\.system"):
         load_checkpoint(summary["last_checkpoint"])
     assert math.isfinite(summary["metrics"]["test/loss"])
+
+
+# --- 7. TensorBoard stays on localhost --------------------------------------------------------------
+def test_tensorboard_is_documented_and_suggested_on_localhost_only() -> None:
+    import re
+
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"tensorboard --logdir[^\n`#]*", readme)
+    assert commands and all("--host localhost" in c for c in commands), commands
+    assert "--bind_all" not in readme.replace("never starts it\nwith `--bind_all`", "")
+    source = (ROOT / "mlzoo" / "train.py").read_text()
+    assert "tensorboard --logdir logs --host localhost" in source  # the hint after every run

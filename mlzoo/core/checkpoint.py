@@ -69,7 +69,7 @@ def read_checkpoint(path: str | Path, option: str = "ckpt_path", trust: bool = F
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except Exception as err:
         text = " ".join(str(err).split())
-        if "Unsupported global" in text or "Unsupported operand" in text:
+        if "Unsupported global" in text:
             found = text.split("Unsupported global:", 1)[-1].split(" was not")[0].strip()
             raise ZooError(
                 f"{option}: {path} holds pickled Python objects ({found[:120]}), which can run "

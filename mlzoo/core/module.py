@@ -12,6 +12,7 @@ from typing import Any
 import lightning as L
 import torch
 
+_PLAIN_PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "bf16-true")
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
@@ -50,6 +51,40 @@ class ZooModule(L.LightningModule):
                 gradient_clip_val=value,
                 gradient_clip_algorithm=self.manual_clip_algorithm,
             )
+
+    def optimizer_update(
+        self, optimizer: Any, loss: torch.Tensor, max_grad_norm: float | None = None
+    ) -> None:
+        """One gradient step for a manual-optimization concept: zero_grad, backward, clip, step.
+
+        Lightning's manual path (manual_backward, then LightningOptimizer.step) calls every
+        callback's backward and optimizer hooks around each update: ~0.35 ms on a CPU, most of
+        what made DQN (128 small updates per 256 env steps) slower than Stable-Baselines3. In one
+        process without fp16 loss scaling nothing needs those hooks, so the update runs on the
+        torch optimizer itself and the trainer's step counter is advanced as Lightning would.
+        """
+        trainer = self.trainer
+        plain = trainer.world_size == 1 and str(trainer.precision) in _PLAIN_PRECISIONS
+        if not plain:
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            self.clip_manual(optimizer, max_grad_norm)
+            optimizer.step()
+            return
+        raw = optimizer.optimizer  # the torch optimizer inside Lightning's wrapper
+        raw.zero_grad()
+        loss.backward()
+        value = self.manual_clip_val if self.manual_clip_val is not None else max_grad_norm
+        if value:
+            params = [p for group in raw.param_groups for p in group["params"]]
+            if self.manual_clip_algorithm == "value":
+                torch.nn.utils.clip_grad_value_(params, value)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, value)
+        raw.step()
+        progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        progress.increment_ready()  # global_step counts optimizer steps, as with opt.step()
+        progress.increment_completed()
 
     def param_groups(self) -> list[dict[str, Any]]:
         """What the optimizer trains: one group of every trainable parameter. A concept may split

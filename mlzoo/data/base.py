@@ -153,6 +153,11 @@ class TensorDataModule(L.LightningDataModule):
         if self.splits:
             return
         loaded = self.load()
+        total = len(loaded.train) + (len(loaded.test) if loaded.test is not None else 0)
+        if self.batch_size > total:
+            raise ValueError(
+                f"batch_size {self.batch_size} is larger than the whole data set ({total} examples)"
+            )
         self.info = dict(loaded.info)
         if loaded.test is None:
             pool, test = self._split(loaded.train, self.test_fraction)

@@ -95,7 +95,7 @@ class DQNModule(ZooModule):
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         observation_shape: Sequence[int] = (4,),
-        num_actions: int = 2,
+        num_actions: int | None = None,
         hidden_sizes: Sequence[int] = (256, 256),
         dueling: bool = False,
         double_dqn: bool = False,
@@ -114,6 +114,11 @@ class DQNModule(ZooModule):
     ) -> None:
         super().__init__(optimizer, scheduler)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        if num_actions is None:  # the env's spec gives num_actions only for Discrete actions
+            raise ValueError(
+                "DQN chooses among discrete actions, but this env's action space is continuous "
+                "(not gymnasium Discrete); use model=ppo for continuous control"
+            )
         if num_actions < 2 or not 0 < tau <= 1 or not 0 <= gamma <= 1:
             raise ValueError(
                 f"need num_actions >= 2, 0 < tau <= 1, 0 <= gamma <= 1: {num_actions}, {tau}, {gamma}"
@@ -216,10 +221,7 @@ class DQNModule(ZooModule):
         losses = []
         for _ in range(hp.gradient_steps):
             loss = self.td_loss(*self.buffer.sample(hp.batch_size, self.device))
-            opt.zero_grad()
-            self.manual_backward(loss)
-            self.clip_manual(opt, hp.max_grad_norm)  # ||grad|| <= max_grad_norm
-            opt.step()
+            self.optimizer_update(opt, loss, hp.max_grad_norm)  # clips ||grad|| <= max_grad_norm
             self.updates += 1
             losses.append(loss.detach())
         loss = torch.stack(losses).mean()

@@ -261,10 +261,9 @@ class PPOModule(ZooModule):
                     v_loss = 0.5 * ((v - ret) ** 2).mean()
                 entropy = self._entropy(dist).mean()
                 loss = pg_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy  # L
-                opt.zero_grad()
-                self.manual_backward(loss)
-                self.clip_manual(opt, hp.max_grad_norm)  # ||grad|| <= max_grad_norm
-                opt.step()
+                self.optimizer_update(
+                    opt, loss, hp.max_grad_norm
+                )  # clips ||grad|| <= max_grad_norm
                 with torch.no_grad():
                     clipped = ((ratio - 1).abs() > hp.clip_coef).float().mean()
                 stats.append(torch.stack([pg_loss, v_loss, entropy, clipped]).detach())

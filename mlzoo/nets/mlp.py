@@ -57,7 +57,10 @@ class MLP(nn.Module):
         super().__init__()
         sizes = [int(in_features), *[int(h) for h in hidden_sizes]]
         if any(s < 1 for s in [*sizes, int(out_features)]):
-            raise ValueError(f"layer sizes must be positive, got {sizes} -> {out_features}")
+            raise ValueError(
+                f"hidden_sizes must be positive, got {sizes[1:]} (input {sizes[0]}, "
+                f"output {out_features})"
+            )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         layers: list[nn.Module] = [nn.Flatten()]

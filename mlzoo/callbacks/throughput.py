@@ -1,0 +1,47 @@
+"""Training throughput per epoch, for benchmarks: ``<run>/throughput.json``.
+
+    python train.py +callbacks.throughput._target_=mlzoo.callbacks.throughput.Throughput
+
+Each epoch's clock runs from the start of the training epoch to the end of its last training
+batch: data loading, forward, backward, optimizer, every per-step hook, logging and progress bar
+included; validation and checkpointing (after the last batch) excluded. Also recorded: the wall
+time when the first training batch started (for time-to-first-step from a process launch).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import lightning as L
+
+
+class Throughput(L.Callback):
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, float]] = []
+        self.first_step_at: float | None = None
+        self._start = self._last = 0.0
+        self._samples = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = self._last = time.perf_counter()
+        self._samples = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.first_step_at is None:
+            self.first_step_at = time.time()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._last = time.perf_counter()
+        self._samples += len(batch[0]) if isinstance(batch, list | tuple) else 1
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        seconds = self._last - self._start
+        self.epochs.append({"samples": self._samples, "seconds": seconds})
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            out = Path(trainer.default_root_dir) / "throughput.json"
+            report = {"first_step_at": self.first_step_at, "epochs": self.epochs}
+            out.write_text(json.dumps(report, indent=1))

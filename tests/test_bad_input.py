@@ -1,0 +1,194 @@
+"""Bad input, many ways: each malformed or wrong command line exits non-zero with one clear reason,
+no Python traceback, and leaves every earlier run folder exactly as it was.
+
+The cases run through the real entry point (mlzoo.train.main, Hydra's command-line parsing
+included) in one subprocess, one after another, instead of one interpreter per case: the code
+path is the command line's, the start-up cost is paid once.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT
+
+# Each case: (arguments, a piece of the reason the error must give).
+CASES: list[tuple[list[str], str]] = [
+    # unknown groups and options
+    (["model=nope"], "Could not find 'model/nope'"),
+    (["data=nope"], "Could not find 'data/nope'"),
+    (["trainer=nope"], "Could not find 'trainer/nope'"),
+    (["optimizer=nope"], "Could not find 'optimizer/nope'"),
+    (["scheduler=nope"], "Could not find 'scheduler/nope'"),
+    (["logger=nope"], "Could not find 'logger/nope'"),
+    (["callbacks=nope"], "Could not find 'callbacks/nope'"),
+    (["env=nope"], "Could not find 'env/nope'"),
+    (["experiment=nope"], "Could not find 'experiment/nope'"),
+    (["hparams_search=nope"], "Could not find 'hparams_search/nope'"),
+    (["modle=mlp"], "modle"),
+    (["MODEL=mlp"], "MODEL"),
+    # typo'd keys
+    (["trainer.max_epoch=3"], "max_epoch"),
+    (["model.lrr=0.1"], "lrr"),
+    (["data.batchsize=8"], "batchsize"),
+    (["seeds=1"], "seeds"),
+    (["model.net.hidden_size=[8]"], "hidden_size"),
+    # malformed overrides
+    (["trainer.max_epochs"], "trainer.max_epochs"),
+    (["=3"], "=3"),
+    (["model.net.hidden_sizes=[8,"], "'[8,'"),
+    (["seed=${nope}"], "nope"),
+    # wrong types
+    (["trainer.max_epochs=abc"], "max_epochs"),
+    (["data.batch_size=abc"], "batch_size"),
+    (["data.batch_size=1.5"], "batch_size"),
+    (["seed=abc"], "seed"),
+    (["model.optimizer.lr=fast"], "lr"),
+    (["torch_threads=two"], "torch_threads"),
+    (["model.net.hidden_sizes=8"], "hidden_sizes"),
+    (["model.net.activation=banana"], "banana"),
+    (["model.net.norm=sometimes"], "sometimes"),
+    (["trainer.precision=bf17"], "bf17"),
+    (["trainer.accelerator=tpu9"], "tpu9"),
+    # negative, zero and absurd sizes
+    (["data.batch_size=-5"], "batch_size"),
+    (["data.batch_size=0"], "batch_size"),
+    (["data.batch_size=100000000"], "larger than the whole data set"),
+    (["trainer.max_epochs=-2"], "max_epochs"),
+    (["trainer.max_epochs=0"], "no training step ran"),
+    (["model.net.hidden_sizes=[-4]"], "hidden"),
+    (["model.net.hidden_sizes=[0]"], "hidden"),
+    (["model.net.dropout=1.5"], "dropout"),
+    (["model.optimizer.lr=-1"], "learning rate"),
+    (["data.val_fraction=1.5"], "val_fraction"),
+    (["data.val_fraction=-0.1"], "val_fraction"),
+    (["data.test_fraction=1.0"], "test_fraction"),
+    (["data.train_subset=0"], "train_subset"),
+    (["data.image_size=-8"], "image_size"),
+    (["torch_threads=0"], "threads"),
+    (["trainer.devices=0"], "devices"),
+    (["trainer.accelerator=gpu"], "gpu"),
+    (["model=rnn", "data=series", "data.window=0"], "window"),
+    (["model=cnn", "data=diabetes"], "needs images"),
+    # empty data and missing files
+    (["data=mnist"], "MNIST"),
+    (["data=cifar10", "data.root=/nonexistent"], "CIFAR"),
+    (["model=sft", "data=jsonl", "data.source=/nonexistent.jsonl"], "nonexistent.jsonl"),
+    (["model=sft", "data=jsonl", "data.source={empty}"], "empty"),
+    (["model=sft", "data=jsonl", "data.source={badjson}"], "badjson.jsonl:2"),
+    (["model=sft", "data=jsonl"], "data.source"),
+    (["model=dpo", "model.sft_checkpoint=/nonexistent.ckpt"], "nonexistent.ckpt"),
+    (["model=dpo", "model.sft_checkpoint=newest:sft-nothing"], "sft-nothing"),
+    (["model=transfer", "model.backbone.checkpoint={corrupt}"], "cannot load"),
+    (["model=transfer", "model.backbone.checkpoint=/nonexistent.ckpt"], "nonexistent.ckpt"),
+    # checkpoints: missing, corrupt, truncated, foreign, pickled, mismatched
+    (["ckpt_path=/nonexistent.ckpt"], "no checkpoint file"),
+    (["ckpt_path={corrupt}"], "cannot load"),
+    (["ckpt_path={truncated}"], "cannot load"),
+    (["ckpt_path={empty_ckpt}"], "cannot load"),
+    (["ckpt_path={bare_state_dict}"], "not a checkpoint written by mlzoo"),
+    (["ckpt_path={pickled}"], "pickled Python objects"),
+    (["ckpt_path=last", "model.net.hidden_sizes=[32]"], "does not fit this model"),
+    (["ckpt_path=last", "optimizer=sgd"], "another optimizer"),
+    (["ckpt_path=last", "model=cnn"], "no last.ckpt of a 'cnn-digits' run"),
+    (["model=cnn", "ckpt_path={last}"], "does not fit this model"),
+    # RL environments
+    (["model=dqn", "data.env_id=NoSuchEnv-v0"], "NoSuchEnv-v0"),
+    (["model=dqn", "data.num_envs=0"], "num_envs"),
+    (["model=ppo", "data.iterations_per_epoch=-1"], "iterations_per_epoch"),
+    (["model=dqn", "env=pendulum"], "Discrete"),
+    (["model=ppo", "data.env_kwargs.nope=1"], "nope"),
+    # configs that would run code outside the zoo
+    (["+callbacks.x._target_=os.system", "+callbacks.x.command=echo pwned"], "os.system"),
+    (["model._target_=builtins.eval"], "builtins.eval"),
+    (["+logger.x._target_=torch.hub.load"], "torch.hub.load"),
+    (["model.net._target_=subprocess.run"], "subprocess.run"),
+]
+
+RUNNER = r"""
+import contextlib, io, json, sys, traceback
+from mlzoo.train import main
+results = []
+for args in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    sys.argv = ["train.py", "trainer=debug", "logger=none", *args]
+    code = 0
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            main()
+        except SystemExit as e:
+            code = e.code
+        except BaseException:
+            code = "escaped"
+            traceback.print_exc()
+    results.append({"args": args, "code": code, "stderr": err.getvalue()})
+print(json.dumps(results))
+"""
+
+
+def fingerprint(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_bad_input_gives_one_clear_line_and_touches_nothing(tmp_path: Path) -> None:
+    assert len(CASES) >= 50
+    # an earlier run, whose folder must come through every case unchanged
+    first = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "trainer=debug"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    [last] = tmp_path.glob("logs/runs/mlp-digits/*/checkpoints/last.ckpt")
+    files = tmp_path / "files"
+    files.mkdir()
+    ckpt = torch.load(last, weights_only=True)
+    (files / "corrupt.ckpt").write_bytes(b"this is not a checkpoint")
+    (files / "truncated.ckpt").write_bytes(last.read_bytes()[:2000])
+    (files / "empty_ckpt.ckpt").write_bytes(b"")
+    torch.save(ckpt["state_dict"], files / "bare_state_dict.ckpt")
+    torch.save({**ckpt, "extra": subprocess.CompletedProcess([], 0)}, files / "pickled.ckpt")
+    (files / "empty.jsonl").write_text("")
+    (files / "badjson.jsonl").write_text('{"prompt": "1+1=", "completion": "2"}\n{oops\n')
+    paths = {p.stem: str(p) for p in files.iterdir()} | {"last": str(last)}
+
+    def fill(arg: str) -> str:
+        for name, path in paths.items():
+            arg = arg.replace("{" + name + "}", path)
+        return arg
+
+    cases = [([fill(a) for a in args], reason) for args, reason in CASES]
+    before = fingerprint(tmp_path / "logs")
+
+    out = subprocess.run(
+        [sys.executable, "-c", RUNNER, json.dumps([args for args, _ in cases])],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    failures = []
+    for (args, reason), result in zip(cases, results, strict=True):
+        stderr = result["stderr"]
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        problems = [
+            "exit code 0" if result["code"] in (0, None) else "",
+            "a traceback" if "Traceback" in stderr or result["code"] == "escaped" else "",
+            f"no {reason!r} in the message" if reason not in stderr else "",
+        ]
+        if any(problems):
+            failures.append(f"{args}: {', '.join(p for p in problems if p)}:\n    {lines[:6]}")
+    assert not failures, f"{len(failures)} of {len(cases)} cases:\n" + "\n".join(failures)
+    assert fingerprint(tmp_path / "logs") == before, "a failed run changed an earlier run folder"
+    runs = sorted(p.name for p in tmp_path.glob("logs/runs/*/*"))
+    assert len(runs) == 1, f"failed runs left folders behind: {runs}"
