@@ -7,7 +7,8 @@
 overhead: the zoo's training (Lightning, Hydra, TensorBoard logging, metrics, checkpoints, the
 progress bar: a default run) against a plain PyTorch loop of the same network (the same module
 object, pickled with its initial weights), the same training tensors, batch size and optimizer,
-run alternately as separate processes. Throughput counts training batches only (data loading,
+run alternately as separate processes, one torch thread each (steadier figures on a shared
+machine; the overhead is per step, not per thread). Throughput counts training batches only (data loading,
 step, hooks and logging included; validation and checkpointing excluded: the plain loop has
 none), as the median over epochs after the first. Start-up: `python train.py --help`, and the
 time from the process launch to the first training step.
@@ -24,6 +25,7 @@ evaluation (training, evaluations included: the same for both) and from the proc
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -92,6 +94,7 @@ PLAIN_SCRIPT = r"""
 import json, sys, time
 launched = float(sys.argv[2])
 import torch
+torch.set_num_threads(1)
 from torch.utils.data import DataLoader, TensorDataset
 
 spec = json.loads(sys.argv[1])
@@ -137,7 +140,8 @@ def _plain_inputs(overrides: list[str], folder: Path) -> dict:
     kwargs = {
         k: v for k, v in optimizer.param_groups[0].items() if k not in ("params", "initial_lr")
     }
-    kwargs = {k: v for k, v in kwargs.items() if k in optimizer.defaults}
+    accepted = inspect.signature(type(optimizer).__init__).parameters
+    kwargs = {k: v for k, v in kwargs.items() if k in accepted}
     train = dm.splits["train"]
     file = folder / "plain.pt"
     torch.save({"net": module.net, "x": dm.transform(train.x), "y": train.y}, file)
@@ -164,6 +168,7 @@ def run_overhead_zoo(overrides: list[str], epochs: int, folder: Path) -> dict:
             "train.py",
             *overrides,
             f"trainer.max_epochs={epochs}",
+            "torch_threads=1",
             "test=false",
             f"paths.log_dir={logs}",
             "+callbacks.throughput._target_=mlzoo.callbacks.throughput.Throughput",
