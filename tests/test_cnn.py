@@ -61,8 +61,8 @@ def test_augmentation_changes_training_images_only(
     skip_cifar_md5(monkeypatch)
     write_mnist(tmp_path)
     for cls in (CIFAR10DataModule, MNISTDataModule):
-        plain = cls(root=str(tmp_path), val_fraction=0.2, batch_size=1000)
-        augmented = cls(root=str(tmp_path), val_fraction=0.2, batch_size=1000, augment=True)
+        plain = cls(root=str(tmp_path), val_fraction=0.2, batch_size=100)
+        augmented = cls(root=str(tmp_path), val_fraction=0.2, batch_size=100, augment=True)
         torch.manual_seed(0)
         x_plain, _ = next(iter(plain.train_dataloader()))
         torch.manual_seed(0)

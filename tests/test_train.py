@@ -64,6 +64,7 @@ def test_few_steps_of_every_model_and_data(
     if data in TORCHVISION_DATA:
         fake_torchvision(data, tmp_path / "data", monkeypatch)
         overrides.append(f"data.root={tmp_path / 'data'}")
+        overrides.append("data.batch_size=32")  # the fake sets hold 140-160 images
     summary = run(overrides)
     assert summary.keys() >= SUMMARY_KEYS
     assert summary["model"] == model and (data is None or summary["data"] == data)
