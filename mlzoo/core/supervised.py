@@ -99,20 +99,34 @@ class SupervisedModule(ZooModule):
             loss = self.loss(out, y)
             preds = (out.detach() * self.target_std + self.target_mean).flatten()
             target = (y * self.target_std + self.target_mean).flatten()
-        metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(preds, target)
-        on_step = stage == "train"
-        # val/test losses are averaged over all DDP ranks (a no-op on one device)
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_step=on_step,
-            on_epoch=True,
-            prog_bar=True,
-            sync_dist=not on_step,
-        )
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        getattr(self, f"{stage}_metrics").update(preds, target)  # logged once an epoch, below
+        if stage == "train":
+            self._log_train_loss(loss.detach(), len(y))
+        else:  # val/test losses are averaged over all DDP ranks (a no-op on one device)
+            self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss
+
+    def _log_train_loss(self, loss: Tensor, n: int) -> None:
+        """train/loss_step every trainer.log_every_n_steps steps, train/loss_epoch (the mean over
+        the epoch's examples) at its end: the tags Lightning writes for self.log(on_step=True,
+        on_epoch=True), without handing it a value every step (~1.5 ms a call on a CPU)."""
+        self._loss_sum = getattr(self, "_loss_sum", 0.0) + loss * n
+        self._loss_n = getattr(self, "_loss_n", 0) + n
+        every = self.trainer.log_every_n_steps if self._trainer is not None else 1
+        if (self.trainer.global_step + 1) % max(1, every) == 0:
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+
+    def _log_epoch_metrics(self, stage: str) -> None:
+        """The epoch's metrics (accuracy and F1, or RMSE and R^2), computed over all its batches
+        (and all DDP ranks: torchmetrics syncs in compute). Handing the Metric objects to
+        self.log every step instead costs ~1.5 ms a call on a CPU (Lightning moves each logged
+        metric to the device again every time): more than a whole MLP step on digits."""
+        metrics = getattr(self, f"{stage}_metrics")
+        if not any(m.update_called for m in metrics.values()):  # e.g. no batches this epoch
+            return
+        values = metrics.compute()
+        metrics.reset()
+        self.log_dict(values, on_epoch=True, prog_bar=stage != "train")
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "train")
@@ -123,7 +137,17 @@ class SupervisedModule(ZooModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
 
+    def on_train_epoch_end(self) -> None:
+        if getattr(self, "_loss_n", 0):
+            self.log("train/loss_epoch", self._loss_sum / self._loss_n, on_epoch=True)
+            self._loss_sum, self._loss_n = 0.0, 0
+        self._log_epoch_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics("val")
+
     def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics("test")
         if self.task != "classification":
             return
         fig, _ = self.test_confusion.plot()
