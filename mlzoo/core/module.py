@@ -44,13 +44,16 @@ class ZooModule(L.LightningModule):
     def clip_manual(self, optimizer: Any, default: float | None = None) -> None:
         """Clip the gradients of ``optimizer``'s parameters: to trainer.gradient_clip_val when the
         config sets it, else to the concept's own ``default`` (None or 0: no clipping)."""
-        value = self.manual_clip_val if self.manual_clip_val is not None else default
+        value = self._clip_value(default)
         if value:
             self.clip_gradients(
                 optimizer,
                 gradient_clip_val=value,
                 gradient_clip_algorithm=self.manual_clip_algorithm,
             )
+
+    def _clip_value(self, default: float | None) -> float | None:
+        return self.manual_clip_val if self.manual_clip_val is not None else default
 
     def optimizer_update(
         self, optimizer: Any, loss: torch.Tensor, max_grad_norm: float | None = None
@@ -74,7 +77,7 @@ class ZooModule(L.LightningModule):
         raw = optimizer.optimizer  # the torch optimizer inside Lightning's wrapper
         raw.zero_grad()
         loss.backward()
-        value = self.manual_clip_val if self.manual_clip_val is not None else max_grad_norm
+        value = self._clip_value(max_grad_norm)
         if value:
             params = [p for group in raw.param_groups for p in group["params"]]
             if self.manual_clip_algorithm == "value":

@@ -70,6 +70,7 @@ class SupervisedModule(ZooModule):
             self.test_confusion = MulticlassConfusionMatrix(num_classes)
         else:
             metrics = MetricCollection({"rmse": MeanSquaredError(squared=False), "r2": R2Score()})
+        self._loss_sum, self._loss_n = 0.0, 0  # the epoch's training loss, for train/loss_epoch
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
@@ -110,10 +111,9 @@ class SupervisedModule(ZooModule):
         """train/loss_step every trainer.log_every_n_steps steps, train/loss_epoch (the mean over
         the epoch's examples) at its end: the tags Lightning writes for self.log(on_step=True,
         on_epoch=True), without handing it a value every step (~1.5 ms a call on a CPU)."""
-        self._loss_sum = getattr(self, "_loss_sum", 0.0) + loss * n
-        self._loss_n = getattr(self, "_loss_n", 0) + n
-        every = self.trainer.log_every_n_steps if self._trainer is not None else 1
-        if (self.trainer.global_step + 1) % max(1, every) == 0:
+        self._loss_sum = self._loss_sum + loss * n
+        self._loss_n += n
+        if (self.trainer.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0:
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
 
     def _log_epoch_metrics(self, stage: str) -> None:
@@ -138,7 +138,7 @@ class SupervisedModule(ZooModule):
         self._step(batch, "test")
 
     def on_train_epoch_end(self) -> None:
-        if getattr(self, "_loss_n", 0):
+        if self._loss_n:
             self.log("train/loss_epoch", self._loss_sum / self._loss_n, on_epoch=True)
             self._loss_sum, self._loss_n = 0.0, 0
         self._log_epoch_metrics("train")
