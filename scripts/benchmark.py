@@ -2,6 +2,7 @@
 
     python scripts/benchmark.py overhead [--repeats 3]
     python scripts/benchmark.py quality [--only mlp cnn ...]
+    python scripts/benchmark.py gpu [--device cuda|cpu] [--sets digits mnist cifar10]
     python scripts/benchmark.py rl [--algos dqn ppo] [--seeds 0 1 2]    (pip install 'mlzoo[bench]')
 
 overhead: the zoo's training (Lightning, Hydra, TensorBoard logging, metrics, checkpoints, the
@@ -20,6 +21,11 @@ env steps, including step 0, and stops at the first evaluation whose mean return
 Reported per run: env steps to that evaluation; seconds to it counted from the step-0
 evaluation (training, evaluations included: the same for both) and from the process launch
 (start-up included); env steps per second over the run. The table gives medians over seeds.
+
+gpu: the CNN on digits, MNIST and CIFAR-10 (random crops; flips too for CIFAR-10), its batches
+built by a DataLoader on the CPU or on the device from the split held there (data.on_device), in
+fp32 and in bf16 mixed precision: training samples/s. MNIST and CIFAR-10 are read from data/ when
+present, else replaced by random images of the same shape and count (marked 'synthetic').
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_EVERY = 1024  # env steps between evaluations (both libraries)
 TARGET = 475.0
+REPORT = ROOT / "BENCHMARKS.md"  # where tables are appended (--report)
+COMMAND = " ".join(["python scripts/benchmark.py", *sys.argv[1:]])
 
 # --- the machine ---------------------------------------------------------------------------------
 
@@ -70,7 +78,7 @@ def write_report(title: str, command: str, table: str, notes: str = "") -> None:
         + (f"\n{notes}\n" if notes else "")
     )
     print(text)
-    path = ROOT / "BENCHMARKS.md"
+    path = REPORT
     if not path.exists():
         path.write_text("# Benchmarks\n\nAppended by `scripts/benchmark.py`; newest last.\n")
     with path.open("a") as f:
@@ -159,30 +167,32 @@ def _steady(epochs: list[dict]) -> float:
     return statistics.median(rates)
 
 
-def run_overhead_zoo(overrides: list[str], epochs: int, folder: Path) -> dict:
+def run_overhead_zoo(
+    overrides: list[str], epochs: int, folder: Path, entry: list[str] | None = None
+) -> dict:
+    """A zoo run with the Throughput callback (``entry``: the command before the overrides)."""
     logs = folder / "logs"
     launched = time.time()
-    subprocess.run(
+    out = subprocess.run(
         [
-            sys.executable,
-            "train.py",
+            *(entry or [sys.executable, "train.py"]),
             *overrides,
             f"trainer.max_epochs={epochs}",
-            "torch_threads=1",
             "test=false",
             f"paths.log_dir={logs}",
             "+callbacks.throughput._target_=mlzoo.callbacks.throughput.Throughput",
         ],
-        check=True,
         capture_output=True,
         text=True,
         cwd=ROOT,
     )
+    if out.returncode != 0:
+        sys.exit(f"benchmark run failed: {' '.join(overrides)}\n{out.stderr[-2000:]}")
     total = time.time() - launched
     (report,) = logs.glob("runs/*/*/throughput.json")
     result = json.loads(report.read_text())
-    report.unlink()
-    return {"launched": launched, "total": total, **result}
+    report.unlink()  # the next run's report is then the only one
+    return {"launched": launched, "total": total, "stdout": out.stdout, **result}
 
 
 def run_overhead_plain(spec: dict, epochs: int) -> dict:
@@ -213,7 +223,7 @@ def bench_overhead(args: argparse.Namespace) -> None:
             spec = _plain_inputs(overrides, Path(tmp))
             zoo, plain = [], []
             for _ in range(args.repeats):  # alternately: drifts in machine load hit both
-                zoo.append(run_overhead_zoo(overrides, epochs, Path(tmp)))
+                zoo.append(run_overhead_zoo([*overrides, "torch_threads=1"], epochs, Path(tmp)))
                 plain.append(run_overhead_plain(spec, epochs))
             z = statistics.median(_steady(r["epochs"]) for r in zoo)
             p = statistics.median(_steady(r["epochs"]) for r in plain)
@@ -237,11 +247,102 @@ def bench_overhead(args: argparse.Namespace) -> None:
             print(json.dumps(rows[-1]), flush=True)
     write_report(
         "overhead: the zoo vs a plain PyTorch loop (medians of alternating runs)",
-        "python scripts/benchmark.py overhead " + " ".join(sys.argv[2:]),
+        COMMAND,
         markdown(rows, list(rows[0])),
         f"`python train.py --help`: {statistics.median(help_s):.2f} s (median of 3). Ratio: the "
         "zoo's training samples/s over the plain loop's (1.00: no overhead). 'total' includes "
         "the zoo's validation and checkpoint after every epoch, which the plain loop does not do.",
+    )
+
+
+# --- gpu: data on the device vs a DataLoader, bf16 on and off ----------------------------------------
+
+GPU_SETS = {  # name: overrides (the CNN; MNIST and CIFAR-10 with their random crops and flips)
+    "digits": ["model=cnn", "data=digits"],
+    "mnist": ["model=cnn", "data=mnist", "data.augment=true"],
+    "cifar10": ["model=cnn", "data=cifar10", "data.augment=true"],
+}
+
+# train.py, with torchvision sets whose files are missing replaced by random uint8 images of the
+# published shapes and sizes (no download; samples/s does not depend on the pixels).
+GPU_RUNNER = r"""
+import sys
+import torch
+from mlzoo.core.errors import ZooError
+from mlzoo.data import vision
+from mlzoo.data.base import Split
+
+SIZES = {"MNIST": (60000, 10000, 1, 28), "FashionMNIST": (60000, 10000, 1, 28),
+         "CIFAR10": (50000, 10000, 3, 32)}
+read = vision.TorchvisionDataModule._read
+
+def read_or_synthesize(self, train):
+    try:
+        return read(self, train)
+    except ZooError:
+        n_train, n_test, c, size = SIZES[self.dataset_cls.__name__]
+        n, g = (n_train if train else n_test), torch.Generator().manual_seed(int(train))
+        print("SYNTHETIC", flush=True)
+        x = torch.randint(0, 256, (n, c, size, size), dtype=torch.uint8, generator=g)
+        return Split(x, torch.randint(0, 10, (n,), generator=g))
+
+vision.TorchvisionDataModule._read = read_or_synthesize
+from mlzoo.train import main
+sys.argv[0] = "train.py"
+main()
+"""
+
+
+def bench_gpu(args: argparse.Namespace) -> None:
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit(
+            "gpu: no CUDA device here. `--device cpu` runs the same comparison on the CPU "
+            "(on_device then means batches indexed in memory instead of collated one by one)."
+        )
+    device = ["trainer=gpu"] if args.device == "cuda" else ["trainer=cpu"]
+    limit = [f"+trainer.limit_train_batches={args.limit_batches}"] if args.limit_batches else []
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.sets:
+            base = None
+            for on_device in ("false", "true"):
+                for precision in ("32-true", "bf16-mixed"):
+                    overrides = [
+                        *GPU_SETS[name],
+                        *device,
+                        *limit,
+                        f"data.on_device={on_device}",
+                        f"trainer.precision={precision}",
+                    ]
+                    r = run_overhead_zoo(
+                        overrides, args.epochs, Path(tmp), [sys.executable, "-c", GPU_RUNNER]
+                    )
+                    rate = _steady(r["epochs"])
+                    base = base or rate
+                    rows.append(
+                        {
+                            "data": name + (" (synthetic)" if "SYNTHETIC" in r["stdout"] else ""),
+                            "batches": "on the device" if on_device == "true" else "DataLoader",
+                            "precision": precision,
+                            "samples/s": round(rate),
+                            "vs DataLoader fp32": f"{rate / base:.2f}",
+                            "s to 1st step": f"{r['first_step_at'] - r['launched']:.1f}",
+                        }
+                    )
+                    print(json.dumps(rows[-1]), flush=True)
+    write_report(
+        f"gpu: data on the device vs a DataLoader, bf16 on and off ({args.device})",
+        COMMAND,
+        markdown(rows, list(rows[0])),
+        "The CNN's default configuration per data set (random crops for MNIST, crops and flips "
+        "for CIFAR-10). 'DataLoader': examples indexed and augmented one by one on the CPU, "
+        "collated, then copied to the device; 'on the device': the split held there as uint8, "
+        "each batch one indexing operation, augmentation batched on the device "
+        "(data.on_device=true). samples/s: training batches only, median over epochs after the "
+        "first. 'synthetic': the data files were absent, random images of the published shape "
+        "and count stood in.",
     )
 
 
@@ -307,7 +408,7 @@ def bench_quality(args: argparse.Namespace) -> None:
             print(json.dumps(rows[-1]), flush=True)
     write_report(
         "quality: every concept's default run (python train.py model=<concept>)",
-        "python scripts/benchmark.py quality " + " ".join(sys.argv[2:]),
+        COMMAND,
         markdown(rows, list(rows[0])),
         "Wall time of the whole process (start-up, training, validation, test); peak RSS of "
         "the training process. The metric: on the test split, of the checkpoint the run "
@@ -490,7 +591,7 @@ def bench_rl(args: argparse.Namespace) -> None:
     per_seed = markdown(rows, ["library", "algo", "seed", *cols[3:]])
     write_report(
         "rl: CartPole-v1, the zoo vs Stable-Baselines3 (medians over seeds)",
-        "python scripts/benchmark.py rl " + " ".join(sys.argv[2:]),
+        COMMAND,
         markdown(medians, cols),
         "Per seed:\n\n" + per_seed + "\n\nEvaluation: 10 deterministic episodes every "
         f"{EVAL_EVERY} env steps; 's to 475' counts from the step-0 evaluation, "
@@ -500,20 +601,30 @@ def bench_rl(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global REPORT
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--report", type=Path, default=REPORT, help="the file tables go to")
     sub = parser.add_subparsers(dest="command", required=True)
     overhead = sub.add_parser("overhead", help="MLP and CNN training vs a plain PyTorch loop")
     overhead.add_argument("--repeats", type=int, default=3)
     quality = sub.add_parser("quality", help="every concept's default run: time, memory, metric")
     quality.add_argument("--only", nargs="+", choices=list(QUALITY_RUNS), default=None)
+    gpu = sub.add_parser("gpu", help="data on the device vs a DataLoader; bf16 on and off")
+    gpu.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    gpu.add_argument("--sets", nargs="+", choices=list(GPU_SETS), default=list(GPU_SETS))
+    gpu.add_argument("--epochs", type=int, default=3)
+    gpu.add_argument("--limit-batches", type=int, default=None, help="training batches per epoch")
     rl = sub.add_parser("rl", help="DQN and PPO vs Stable-Baselines3 on CartPole-v1")
     rl.add_argument("--algos", nargs="+", choices=["dqn", "ppo"], default=["dqn", "ppo"])
     rl.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     args = parser.parse_args(argv)
+    REPORT = args.report
     if args.command == "overhead":
         bench_overhead(args)
     if args.command == "quality":
         bench_quality(args)
+    if args.command == "gpu":
+        bench_gpu(args)
     if args.command == "rl":
         try:
             import stable_baselines3  # noqa: F401

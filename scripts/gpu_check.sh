@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA path, for a machine with an NVIDIA GPU (CI has none): every model x data smoke run on
 # the GPU in bf16 mixed precision, default runs of the concepts on the GPU (wall time, peak GPU
-# memory, quality in summary.json), and Lightning's DDP strategy over NCCL.
+# memory, quality in summary.json), Lightning's DDP strategy over NCCL, and the gpu benchmark
+# (data on the device vs a DataLoader, bf16 on and off) into <out_dir>/BENCHMARKS.md.
 #   bash scripts/gpu_check.sh [out_dir]        (mlzoo and its dependencies installed)
 set -uo pipefail
 out=${1:-gpu-check}
@@ -51,3 +52,10 @@ run mlp-ddp-nccl-1gpu model=mlp trainer=ddp trainer.accelerator=gpu trainer.devi
 echo "== DDP on CPU, 2 processes (gloo)"
 run mlp-ddp-gloo-2cpu model=mlp trainer=ddp trainer.accelerator=cpu trainer.devices=2 \
     trainer.precision=32-true
+run mlp-ddp-gloo-2cpu-on-device model=mlp trainer=ddp trainer.accelerator=cpu trainer.devices=2 \
+    trainer.precision=32-true data.on_device=true
+run cnn-ddp-nccl-1gpu-on-device model=cnn trainer=ddp trainer.accelerator=gpu trainer.devices=1 \
+    data.on_device=true
+
+echo "== data on the device vs a DataLoader, fp32 vs bf16 (synthetic MNIST/CIFAR-10 without files)"
+python scripts/benchmark.py --report "$out/BENCHMARKS.md" gpu 2>&1 | grep '^{'

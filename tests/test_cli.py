@@ -160,7 +160,12 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_that_resumes(signame: str, tmp_pat
 
 
 @pytest.mark.slow
-def test_ddp_with_two_cpu_processes_one_folder_same_result_on_both_ranks(tmp_path: Path) -> None:
+@pytest.mark.parametrize("on_device", ["false", "true"])
+def test_ddp_with_two_cpu_processes_one_folder_same_result_on_both_ranks(
+    tmp_path: Path, on_device: str
+) -> None:
+    """Also with the batches built on the device (data.on_device): Lightning's distributed sampler
+    then deals whole batches out to the ranks."""
     import os
 
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
@@ -171,6 +176,7 @@ def test_ddp_with_two_cpu_processes_one_folder_same_result_on_both_ranks(tmp_pat
         "trainer.max_epochs=2",
         "+callbacks.rank_probe._target_=ddp_probe.RankProbe",
         "allow_targets=[ddp_probe]",
+        f"data.on_device={on_device}",
         cwd=tmp_path,
         env=env,
     )
@@ -182,6 +188,7 @@ def test_ddp_with_two_cpu_processes_one_folder_same_result_on_both_ranks(tmp_pat
     assert rank0["metrics"]["val/loss"] == rank1["metrics"]["val/loss"]  # synced over ranks
     [summary] = summaries(tmp_path / "logs")
     assert summary["metrics"]["test/acc"] > 0.8  # 2 epochs
+    assert summary["global_step"] == 22  # each rank: 11 of an epoch's 21 batches, not all 21
 
 
 def test_multirun_with_ddp_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -426,3 +426,85 @@ def test_bad_argument_raises_value_error(cls: type, kwargs: dict) -> None:
 def test_bad_test_fraction_raises_value_error(frac: float) -> None:
     with pytest.raises(ValueError, match="test_fraction"):
         DigitsDataModule(test_fraction=frac)
+
+
+# --- on_device: batches built on the training device ------------------------------------------
+def batches(dm: TensorDataModule, stage: str, epoch: int = 0) -> list[tuple[torch.Tensor, ...]]:
+    torch.manual_seed(7)  # the run seed EpochSampler and EpochBatches read
+    loader = getattr(dm, f"{stage}_dataloader")()
+    if hasattr(loader.sampler, "set_epoch"):  # as Lightning does
+        loader.sampler.set_epoch(epoch)
+    return [(x.clone(), y.clone()) for x, y in loader]
+
+
+@pytest.mark.parametrize(("batch_size", "subset"), [(64, None), (32, 65), (50, 100)])
+def test_on_device_batches_are_the_dataloaders_batches(batch_size: int, subset) -> None:
+    """Same examples, same order, same batch sizes (the ragged and the dropped last batch too),
+    every epoch and every split: on_device changes where batches are built, not which."""
+    kwargs = dict(batch_size=batch_size, train_subset=subset)
+    plain, resident = DigitsDataModule(**kwargs), DigitsDataModule(on_device=True, **kwargs)
+    for stage, epoch in (("train", 0), ("train", 3), ("val", 0), ("test", 0)):
+        a, b = batches(plain, stage, epoch), batches(resident, stage, epoch)
+        assert [len(y) for _, y in a] == [len(y) for _, y in b]
+        for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert batches(resident, "train", 1)[0][0].ne(batches(resident, "train", 2)[0][0]).any()
+
+
+def test_random_shift_is_random_crop_with_zero_padding() -> None:
+    """Each image equals its zero-padded self cropped at some offset in [0, 2p] (torchvision's
+    RandomCrop(size, padding=p)); offsets differ between images and repeat with the seed."""
+    from mlzoo.data.vision import random_shift
+
+    x = torch.randint(1, 256, (300, 3, 6, 5), dtype=torch.uint8)  # no zeros: the padding shows
+    out = random_shift(x, 2, torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    offsets = []
+    for i in range(len(x)):
+        found = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(out[i], padded[i, :, dy : dy + 6, dx : dx + 5])
+        ]
+        assert len(found) == 1, i
+        offsets.append(found[0])
+    assert len(set(offsets)) == 25  # every shift in [-2, 2]^2 drawn among 300 images
+    again = random_shift(x, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    assert not torch.equal(out, random_shift(x, 2, torch.Generator().manual_seed(1)))
+
+
+def test_random_hflip_flips_about_half_the_images() -> None:
+    from mlzoo.data.vision import random_hflip
+
+    x = torch.randn(400, 3, 4, 4)
+    out = random_hflip(x, torch.Generator().manual_seed(0))
+    same = (out == x).flatten(1).all(1)
+    flipped = (out == x.flip(-1)).flatten(1).all(1)
+    assert bool((same ^ flipped).all())  # every image one or the other (random images: not both)
+    assert 150 < int(flipped.sum()) < 250
+
+
+def test_on_device_augmentation_is_seeded_per_epoch_and_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CIFAR-10 with augment=true on_device: augmented batches repeat for the same (seed, epoch),
+    change with the epoch, and keep the examples' labels and the order of a DataLoader."""
+    write_cifar10(tmp_path, n_per_batch=40)
+    skip_cifar_md5(monkeypatch)
+    kwargs = dict(root=str(tmp_path), batch_size=32)
+    resident = CIFAR10DataModule(augment=True, on_device=True, **kwargs)
+    a, b = batches(resident, "train", 1), batches(resident, "train", 1)
+    assert all(torch.equal(xa, xb) for (xa, _), (xb, _) in zip(a, b, strict=True))
+    c = batches(resident, "train", 2)
+    assert not torch.equal(a[0][0], c[0][0])
+    plain = batches(CIFAR10DataModule(**kwargs), "train", 1)
+    assert [y.tolist() for _, y in a] == [y.tolist() for _, y in plain]
+    xs = torch.cat([x for x, _ in a])
+    assert not torch.equal(xs, torch.cat([x for x, _ in plain]))  # augmented
+
+
+def test_on_device_needs_no_workers() -> None:
+    with pytest.raises(ValueError, match="num_workers=0"):
+        DigitsDataModule(on_device=True, num_workers=2)

@@ -124,6 +124,29 @@ def test_same_seed_same_metrics_other_seed_other_metrics(run) -> None:
     assert first["test/loss"] != other["test/loss"]
 
 
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_data_on_device_trains_exactly_like_the_dataloader(model: str, run) -> None:
+    """data.on_device=true (the GPU data path; here the device is the CPU) feeds the same batches
+    in the same order: two epochs end with the same weights and the same test metrics."""
+    from mlzoo.core.checkpoint import read_checkpoint
+
+    short = [f"model={model}", "trainer.max_epochs=2", "logger=none"]
+    plain, resident = run(short), run([*short, "data.on_device=true"])
+    assert plain["metrics"] == resident["metrics"]
+    a, b = (read_checkpoint(s["last_checkpoint"])["state_dict"] for s in (plain, resident))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cnn_trains_on_device_with_augmentation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run
+) -> None:
+    fake_torchvision("cifar10", tmp_path / "data", monkeypatch)
+    data = [f"data.root={tmp_path / 'data'}", "data.batch_size=32", "data.augment=true"]
+    overrides = ["model=cnn", "data=cifar10", "trainer=debug", "data.on_device=true", *data]
+    summary = run(overrides)
+    assert summary["global_step"] == 6 and math.isfinite(summary["metrics"]["test/loss"])
+
+
 def test_seed_zero_really_seeds(run) -> None:
     # `if cfg.seed:` would skip seed=0: then two runs would differ.
     a = run(["trainer=debug", "logger=none", "seed=0"])["metrics"]

@@ -4,7 +4,8 @@
 
 Each epoch's clock runs from the start of the training epoch to the end of its last training
 batch: data loading, forward, backward, optimizer, every per-step hook, logging and progress bar
-included; validation and checkpointing (after the last batch) excluded. Also recorded: the wall
+included; validation and checkpointing (after the last batch) excluded. On a GPU the clock waits
+for the device at both ends of the epoch (kernels run asynchronously). Also recorded: the wall
 time when the first training batch started (for time-to-first-step from a process launch).
 """
 
@@ -15,6 +16,12 @@ import time
 from pathlib import Path
 
 import lightning as L
+import torch
+
+
+def _wait_for(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 class Throughput(L.Callback):
@@ -25,6 +32,7 @@ class Throughput(L.Callback):
         self._samples = 0
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        _wait_for(pl_module.device)
         self._start = self._last = time.perf_counter()
         self._samples = 0
 
@@ -33,6 +41,8 @@ class Throughput(L.Callback):
             self.first_step_at = time.time()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx + 1 >= trainer.num_training_batches:  # the epoch's last batch
+            _wait_for(pl_module.device)
         self._last = time.perf_counter()
         self._samples += len(batch[0]) if isinstance(batch, list | tuple) else 1
 

@@ -7,6 +7,12 @@ so runs with different seeds are compared on the same held-out examples.
 
 Shuffling uses ``EpochSampler``: the order of epoch ``e`` is a function of (run seed, e) alone, so a
 run resumed from a checkpoint sees exactly the batches an uninterrupted run would have seen.
+
+``on_device=true`` keeps each split on the training device (a GPU: the whole of MNIST is 47 MB as
+uint8) and builds every batch there with one indexing operation, instead of a DataLoader collating
+examples one by one on the CPU and copying each batch over. The batches are the same ones, in the
+same order (``EpochBatches`` cuts ``EpochSampler``'s permutation); augmentation runs batched on the
+device (``train_batch_augmentation``), seeded by (run seed, epoch, batch).
 """
 
 from __future__ import annotations
@@ -64,12 +70,60 @@ class EpochSampler(Sampler[int]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __iter__(self) -> Iterator[int]:
+    def permutation(self) -> Tensor:
         g = torch.Generator().manual_seed((self.seed * 100_003 + self.epoch) % 2**63)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        return torch.randperm(self.n, generator=g)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.permutation().tolist())
 
     def __len__(self) -> int:
         return self.n
+
+
+class EpochBatches(Sampler[tuple[Tensor, int]]):
+    """Batches of indices for data held on the device: ``EpochSampler``'s order when shuffling
+    (the same batches a DataLoader would draw), else 0..n-1. Each batch comes with a seed for its
+    augmentation, a function of (seed, epoch, batch number): a resumed run augments alike."""
+
+    def __init__(
+        self, n: int, batch_size: int, seed: int, shuffle: bool, drop_last: bool, device
+    ) -> None:
+        self.order = EpochSampler(n, seed)
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.device = device
+
+    def set_epoch(self, epoch: int) -> None:
+        self.order.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, int]]:
+        n = self.order.n
+        idx = self.order.permutation() if self.shuffle else torch.arange(n)
+        idx = idx.to(self.device)
+        base = (self.order.seed * 100_003 + self.order.epoch) * 100_003
+        for k in range(len(self)):
+            yield idx[k * self.batch_size : (k + 1) * self.batch_size], (base + k) % 2**63
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.order.n, self.batch_size)
+        return full + (rest > 0 and not self.drop_last)
+
+
+class DeviceBatches(Dataset):
+    """A split held on the device, read a whole batch at a time: ``dataset[(indices, seed)]``."""
+
+    def __init__(self, split: Split, augment: Callable[[Tensor, torch.Generator], Tensor] | None):
+        self.split, self.augment = split, augment
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, key: tuple[Tensor, int]) -> tuple[Tensor, Tensor]:
+        indices, seed = key
+        x, y = self.split.x[indices], self.split.y[indices]
+        if self.augment is not None:
+            x = self.augment(x, torch.Generator(x.device).manual_seed(seed))
+        return x, y
 
 
 class TensorDataModule(L.LightningDataModule):
@@ -84,6 +138,8 @@ class TensorDataModule(L.LightningDataModule):
         labels_per_class: keep only the first k training examples of each class (few-label
             transfer; classification only). Validation and test sets stay whole.
         num_workers: DataLoader workers; 0 is fastest for in-memory tensors.
+        on_device: keep the splits on the training device and batch them there (see the module
+            docstring); needs a batched augmentation when the data set augments.
     """
 
     task = "classification"
@@ -101,6 +157,7 @@ class TensorDataModule(L.LightningDataModule):
         train_subset: int | None = None,
         num_workers: int = 0,
         labels_per_class: int | None = None,
+        on_device: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -119,7 +176,11 @@ class TensorDataModule(L.LightningDataModule):
         self.split_seed = split_seed
         self.train_subset = train_subset
         self.num_workers = num_workers
+        self.on_device = on_device
+        if on_device and num_workers:
+            raise ValueError("on_device=true builds batches on the device: set num_workers=0")
         self.splits: dict[str, Split] = {}
+        self._device_splits: dict[tuple[str, str], Split] = {}
         self.info: dict[str, Any] = {}
 
     # --- what a subclass provides -------------------------------------------------------------
@@ -132,6 +193,11 @@ class TensorDataModule(L.LightningDataModule):
 
     def train_augmentation(self) -> Callable[[Tensor], Tensor] | None:
         """Per-example random augmentation of training inputs (None: no augmentation)."""
+        return None
+
+    def train_batch_augmentation(self) -> Callable[[Tensor, torch.Generator], Tensor] | None:
+        """The same augmentation for a whole batch on its device, each example drawn on its own
+        (``on_device=true``); None: this data set has none."""
         return None
 
     # --- splitting ----------------------------------------------------------------------------
@@ -210,8 +276,31 @@ class TensorDataModule(L.LightningDataModule):
         }
 
     # --- loaders ------------------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        if self.trainer is None:  # used outside a Trainer (tests, scripts)
+            return torch.device("cpu")
+        return self.trainer.strategy.root_device
+
+    def _device_loader(self, stage: str) -> DataLoader:
+        """One indexing operation per batch, on the device (see the module docstring)."""
+        device, train = self._device(), stage == "train"
+        augment = self.train_batch_augmentation() if train else None
+        if train and augment is None and self.train_augmentation() is not None:
+            raise ValueError(f"{type(self).__name__} has no batched augmentation for on_device")
+        key = (stage, str(device))
+        if key not in self._device_splits:  # moved once, kept for the next loader
+            split = self.splits[stage]
+            self._device_splits[key] = Split(split.x.to(device), split.y.to(device))
+        split = self._device_splits[key]
+        drop_last = train and len(split) % self.batch_size == 1  # as in _loader
+        seed = torch.initial_seed()
+        batches = EpochBatches(len(split), self.batch_size, seed, train, drop_last, device)
+        return DataLoader(DeviceBatches(split, augment), sampler=batches, batch_size=None)
+
     def _loader(self, stage: str) -> DataLoader:
         self.setup()
+        if self.on_device:
+            return self._device_loader(stage)
         split = self.splits[stage]
         train = stage == "train"
         augment = self.train_augmentation() if train else None

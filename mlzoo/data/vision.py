@@ -6,7 +6,9 @@ missing, the run stops with one line that names the folder expected and the flag
 
 Images are kept in memory as uint8 (60,000 MNIST digits take 47 MB) and turned into normalized
 float tensors per batch on the training device (``transform``). ``data.augment=true`` passes each
-training image through torchvision's random transforms (crops; flips too for CIFAR-10).
+training image through torchvision's random transforms (crops; flips too for CIFAR-10); with
+``data.on_device=true`` the same augmentation runs batched on the training device
+(``random_shift``, ``random_hflip``: every image draws its own shift and flip).
 """
 
 from __future__ import annotations
@@ -15,12 +17,33 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchvision import datasets
 from torchvision.transforms import v2
 
 from mlzoo.core.errors import ZooError
 from mlzoo.data.base import Loaded, Split, TensorDataModule
+
+
+def random_shift(x: Tensor, padding: int, generator: torch.Generator) -> Tensor:
+    """RandomCrop(size, padding) for a batch at once: pad every image with ``padding`` zeros on
+    each side and crop it back at its own random offset, i.e. shift it by (dy, dx), each
+    uniform in [-padding, padding]."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (padding,) * 4)
+    dy, dx = torch.randint(0, 2 * padding + 1, (2, n, 1), device=x.device, generator=generator)
+    rows = (dy + torch.arange(h, device=x.device))[:, None, :, None]  # (n, 1, h, 1)
+    cols = (dx + torch.arange(w, device=x.device))[:, None, None, :]  # (n, 1, 1, w)
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    channel = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return padded[batch, channel, rows, cols]
+
+
+def random_hflip(x: Tensor, generator: torch.Generator) -> Tensor:
+    """RandomHorizontalFlip(0.5) for a batch: each image mirrored left-right with probability 1/2."""
+    flip = torch.rand(len(x), device=x.device, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
 class TorchvisionDataModule(TensorDataModule):
@@ -44,6 +67,7 @@ class TorchvisionDataModule(TensorDataModule):
         train_subset: int | None = None,
         num_workers: int = 0,
         labels_per_class: int | None = None,
+        on_device: bool = False,
     ) -> None:
         super().__init__(
             batch_size=batch_size,
@@ -52,6 +76,7 @@ class TorchvisionDataModule(TensorDataModule):
             train_subset=train_subset,
             num_workers=num_workers,
             labels_per_class=labels_per_class,
+            on_device=on_device,
         )
         self.root = root
         self.download = download
@@ -92,12 +117,26 @@ class TorchvisionDataModule(TensorDataModule):
         super().setup(stage)
         self.input_shape = tuple(self.splits["train"].x.shape[1:])
 
+    padding = 2  # random shifts of up to 2 pixels
+    flip = False  # random horizontal flips (not for digits and letters)
+
     def augmentations(self) -> list[v2.Transform]:
         """The random transforms ``data.augment=true`` applies to training images."""
-        return [v2.RandomCrop(self.input_shape[1:], padding=2)]  # shifts of up to 2 pixels
+        crop = [v2.RandomCrop(self.input_shape[1:], padding=self.padding)]
+        return crop + ([v2.RandomHorizontalFlip()] if self.flip else [])
 
     def train_augmentation(self) -> Callable[[Tensor], Tensor] | None:
         return v2.Compose(self.augmentations()) if self.augment else None
+
+    def train_batch_augmentation(self) -> Callable[[Tensor, torch.Generator], Tensor] | None:
+        if not self.augment:
+            return None
+
+        def augment(x: Tensor, generator: torch.Generator) -> Tensor:
+            x = random_shift(x, self.padding, generator)
+            return random_hflip(x, generator) if self.flip else x
+
+        return augment
 
     def transform(self, x: Tensor) -> Tensor:
         x = x.float() / 255.0
@@ -128,7 +167,4 @@ class CIFAR10DataModule(TorchvisionDataModule):
     folder = "cifar-10-batches-py"
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2470, 0.2435, 0.2616)
-
-    def augmentations(self) -> list[v2.Transform]:
-        # the usual CIFAR recipe: pad 4, random 32x32 crop, random horizontal flip
-        return [v2.RandomCrop(self.input_shape[1:], padding=4), v2.RandomHorizontalFlip()]
+    padding, flip = 4, True  # the usual CIFAR recipe: pad 4, random 32x32 crop, random flip
