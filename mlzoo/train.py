@@ -15,6 +15,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 import time
@@ -90,6 +91,22 @@ def _quiet_known_noise() -> None:
         "lightning.pytorch.trainer.connectors.checkpoint_connector",
     ):
         logging.getLogger(name).addFilter(_DropTips())
+
+
+def _drop_nvml_check_without_a_driver() -> None:
+    """`import lightning` sets PYTORCH_NVML_BASED_CUDA_CHECK=1, so that asking whether CUDA is
+    there never initialises it (safe to fork afterwards). Without an NVIDIA driver every such
+    question then tries to load libnvidia-ml, fails, and falls back to the ordinary check: ~50 us
+    each time, and torch.optim asks on every optimizer step (a few % of a small MLP's step).
+    Where torch could not load the library either, the variable changes nothing but that cost."""
+    import ctypes
+
+    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") != "1":
+        return
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")  # the library torch.cuda's NVML check loads
+    except OSError:
+        del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,6 +309,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     start = time.time()
     _quiet_known_noise()
+    _drop_nvml_check_without_a_driver()
     fresh_dir = Path(cfg.paths.output_dir)
     # What the folder held before this run (Hydra only adds .hydra/ and train.log to a new one).
     keep = {p.name for p in fresh_dir.glob("*")} - {".hydra", "train.log"}

@@ -1,6 +1,6 @@
 """Benchmarks, each printed as a table and appended to BENCHMARKS.md with the machine it ran on.
 
-    python scripts/benchmark.py overhead [--repeats 3]
+    python scripts/benchmark.py overhead [--repeats 5]
     python scripts/benchmark.py quality [--only mlp cnn ...]
     python scripts/benchmark.py gpu [--device cuda|cpu] [--sets digits mnist cifar10]
     python scripts/benchmark.py rl [--algos dqn ppo] [--seeds 0 1 2]    (pip install 'mlzoo[bench]')
@@ -8,11 +8,13 @@
 overhead: the zoo's training (Lightning, Hydra, TensorBoard logging, metrics, checkpoints, the
 progress bar: a default run) against a plain PyTorch loop of the same network (the same module
 object, pickled with its initial weights), the same training tensors, batch size and optimizer,
-run alternately as separate processes, one torch thread each (steadier figures on a shared
+and the same way of batching (a DataLoader, or with data.on_device tensors indexed per batch), run
+alternately as separate processes, one torch thread each (steadier figures on a shared
 machine; the overhead is per step, not per thread). Throughput counts training batches only (data loading,
 step, hooks and logging included; validation and checkpointing excluded: the plain loop has
-none), as the median over epochs after the first. Start-up: `python train.py --help`, and the
-time from the process launch to the first training step.
+none), as the median over epochs after the first and as the fastest epoch (timeit's rule: on a
+shared machine, the least disturbed). Start-up: `python train.py --help`, and the time from the
+process launch to the first training step.
 
 rl: the zoo's DQN and PPO against Stable-Baselines3 with rl-baselines3-zoo's CartPole-v1
 hyperparameters, the same ones the zoo's configs use, run alternately on this machine, one torch
@@ -93,9 +95,11 @@ def markdown(rows: list[dict], columns: list[str]) -> str:
 
 # --- overhead: the zoo vs a plain PyTorch loop ---------------------------------------------------------
 
-OVERHEAD_RUNS = {  # name: (overrides, epochs)
+OVERHEAD_RUNS = {  # name: (overrides, epochs); the plain loop batches as the zoo's data path does
     "mlp, digits 8x8": (["model=mlp"], 30),
     "cnn, digits 28x28": (["model=cnn", "data.image_size=28"], 8),
+    "mlp, digits 8x8, on_device": (["model=mlp", "data.on_device=true"], 30),
+    "cnn, digits 28x28, on_device": (["model=cnn", "data.image_size=28", "data.on_device=true"], 8),
 }
 
 PLAIN_SCRIPT = r"""
@@ -109,13 +113,21 @@ spec = json.loads(sys.argv[1])
 saved = torch.load(spec["file"], weights_only=False)  # our own file: the net, pickled
 net, x, y = saved["net"], saved["x"], saved["y"]
 optimizer = getattr(torch.optim, spec["optimizer"])(net.parameters(), **spec["optimizer_kwargs"])
-loader = DataLoader(TensorDataset(x, y), batch_size=spec["batch_size"], shuffle=True)
+if spec["indexed"]:  # batches by indexing the whole tensors (the zoo's data.on_device=true)
+    def loader_epoch():
+        order = torch.randperm(len(x))
+        for k in range(0, len(x), spec["batch_size"]):
+            idx = order[k : k + spec["batch_size"]]
+            yield x[idx], y[idx]
+else:  # a DataLoader collating examples one by one (the zoo's default)
+    dataloader = DataLoader(TensorDataset(x, y), batch_size=spec["batch_size"], shuffle=True)
+    loader_epoch = dataloader.__iter__
 loss_fn = torch.nn.CrossEntropyLoss()
 first, epochs = None, []
 for epoch in range(spec["epochs"]):
     net.train()
     start, samples = time.perf_counter(), 0
-    for xb, yb in loader:
+    for xb, yb in loader_epoch():
         if first is None:
             first = time.time()
         loss = loss_fn(net(xb), yb)
@@ -158,6 +170,7 @@ def _plain_inputs(overrides: list[str], folder: Path) -> dict:
         "optimizer": type(optimizer).__name__,
         "optimizer_kwargs": kwargs,
         "batch_size": dm.batch_size,
+        "indexed": dm.on_device,
     }
 
 
@@ -165,6 +178,11 @@ def _steady(epochs: list[dict]) -> float:
     """Samples per second: the median over epochs after the first (warm-up)."""
     rates = [e["samples"] / e["seconds"] for e in epochs[1:] or epochs]
     return statistics.median(rates)
+
+
+def _best(epochs: list[dict]) -> float:
+    """Samples per second of the fastest epoch after the first."""
+    return max(e["samples"] / e["seconds"] for e in epochs[1:] or epochs)
 
 
 def run_overhead_zoo(
@@ -222,11 +240,20 @@ def bench_overhead(args: argparse.Namespace) -> None:
         for name, (overrides, epochs) in OVERHEAD_RUNS.items():
             spec = _plain_inputs(overrides, Path(tmp))
             zoo, plain = [], []
-            for _ in range(args.repeats):  # alternately: drifts in machine load hit both
-                zoo.append(run_overhead_zoo([*overrides, "torch_threads=1"], epochs, Path(tmp)))
-                plain.append(run_overhead_plain(spec, epochs))
+            for i in range(args.repeats):  # alternately, zoo first then plain first: drifts
+                for which in ("zoo", "plain")[:: 1 if i % 2 == 0 else -1]:  # hit both
+                    if which == "zoo":
+                        one = [*overrides, "torch_threads=1"]
+                        zoo.append(run_overhead_zoo(one, epochs, Path(tmp)))
+                    else:
+                        plain.append(run_overhead_plain(spec, epochs))
             z = statistics.median(_steady(r["epochs"]) for r in zoo)
             p = statistics.median(_steady(r["epochs"]) for r in plain)
+            # timeit's rule for a shared machine: the fastest epoch is the least disturbed one;
+            # each zoo run is compared with the plain run beside it in time
+            pairs = sorted(
+                _best(a["epochs"]) / _best(b["epochs"]) for a, b in zip(zoo, plain, strict=True)
+            )
 
             def first(rs):
                 return statistics.median(r["first_step_at"] - r["launched"] for r in rs)
@@ -238,6 +265,8 @@ def bench_overhead(args: argparse.Namespace) -> None:
                     "zoo samples/s": round(z),
                     "plain samples/s": round(p),
                     "ratio": f"{z / p:.2f}",
+                    "ratio, fastest epochs (pairs: min-max)": f"{statistics.median(pairs):.2f} "
+                    f"({pairs[0]:.2f}-{pairs[-1]:.2f})",
                     "zoo s to 1st step": f"{first(zoo):.1f}",
                     "plain s to 1st step": f"{first(plain):.1f}",
                     "zoo s total": f"{statistics.median(r['total'] for r in zoo):.1f}",
@@ -246,12 +275,18 @@ def bench_overhead(args: argparse.Namespace) -> None:
             )
             print(json.dumps(rows[-1]), flush=True)
     write_report(
-        "overhead: the zoo vs a plain PyTorch loop (medians of alternating runs)",
+        f"overhead: the zoo vs a plain PyTorch loop ({args.repeats} alternating runs each)",
         COMMAND,
         markdown(rows, list(rows[0])),
         f"`python train.py --help`: {statistics.median(help_s):.2f} s (median of 3). Ratio: the "
-        "zoo's training samples/s over the plain loop's (1.00: no overhead). 'total' includes "
-        "the zoo's validation and checkpoint after every epoch, which the plain loop does not do.",
+        "zoo's training samples/s over the plain loop's (1.00: no overhead), of the medians over "
+        "epochs and runs; and per pair of runs beside each other in time, of their fastest "
+        "epochs (timeit's rule: on a shared machine the fastest is the least disturbed): the "
+        "median pair and the range. 'total' includes "
+        "the zoo's validation and checkpoint after every epoch, which the plain loop does not do. "
+        "Rows without on_device: both batch through a DataLoader over a TensorDataset (examples "
+        "collated one by one); 'on_device': the zoo with data.on_device=true, the plain loop "
+        "indexing its tensors with a permutation per batch.",
     )
 
 
@@ -606,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=REPORT, help="the file tables go to")
     sub = parser.add_subparsers(dest="command", required=True)
     overhead = sub.add_parser("overhead", help="MLP and CNN training vs a plain PyTorch loop")
-    overhead.add_argument("--repeats", type=int, default=3)
+    overhead.add_argument("--repeats", type=int, default=5)
     quality = sub.add_parser("quality", help="every concept's default run: time, memory, metric")
     quality.add_argument("--only", nargs="+", choices=list(QUALITY_RUNS), default=None)
     gpu = sub.add_parser("gpu", help="data on the device vs a DataLoader; bf16 on and off")

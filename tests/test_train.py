@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -208,3 +209,23 @@ def test_compile_option_trains_and_writes_ordinary_checkpoints(run) -> None:
     model, _, _ = load_checkpoint(summary["last_checkpoint"])  # an uncompiled model loads it
     state = torch.load(summary["last_checkpoint"], weights_only=True)["state_dict"]
     assert not any("_orig_mod" in k for k in state) and set(state) == set(model.state_dict())
+
+
+@pytest.mark.parametrize("driver", [True, False])
+def test_nvml_cuda_check_dropped_only_where_torch_cannot_load_nvml(
+    driver: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightning's PYTORCH_NVML_BASED_CUDA_CHECK=1 costs ~50 us per CUDA check without a driver
+    (torch.optim checks every step); it stays wherever NVML loads (fork-safe checks there)."""
+    import ctypes
+
+    from mlzoo.train import _drop_nvml_check_without_a_driver
+
+    def cdll(name, *args, **kwargs):
+        if not driver:
+            raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    _drop_nvml_check_without_a_driver()
+    assert ("PYTORCH_NVML_BASED_CUDA_CHECK" in os.environ) == driver

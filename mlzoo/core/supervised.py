@@ -71,6 +71,8 @@ class SupervisedModule(ZooModule):
         else:
             metrics = MetricCollection({"rmse": MeanSquaredError(squared=False), "r2": R2Score()})
         self._loss_sum, self._loss_n = 0.0, 0  # the epoch's training loss, for train/loss_epoch
+        # the epoch's predictions and targets per stage, handed to the metrics at its end
+        self._outputs: dict[str, list[tuple[Tensor, Tensor]]] = {"train": [], "val": [], "test": []}
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
@@ -100,7 +102,7 @@ class SupervisedModule(ZooModule):
             loss = self.loss(out, y)
             preds = (out.detach() * self.target_std + self.target_mean).flatten()
             target = (y * self.target_std + self.target_mean).flatten()
-        getattr(self, f"{stage}_metrics").update(preds, target)  # logged once an epoch, below
+        self._outputs[stage].append((preds.detach(), target))  # scored once an epoch, below
         if stage == "train":
             self._log_train_loss(loss.detach(), len(y))
         else:  # val/test losses are averaged over all DDP ranks (a no-op on one device)
@@ -120,10 +122,13 @@ class SupervisedModule(ZooModule):
         """The epoch's metrics (accuracy and F1, or RMSE and R^2), computed over all its batches
         (and all DDP ranks: torchmetrics syncs in compute). Handing the Metric objects to
         self.log every step instead costs ~1.5 ms a call on a CPU (Lightning moves each logged
-        metric to the device again every time): more than a whole MLP step on digits."""
-        metrics = getattr(self, f"{stage}_metrics")
-        if not any(m.update_called for m in metrics.values()):  # e.g. no batches this epoch
+        metric to the device again every time): more than a whole MLP step on digits; and one
+        update with the whole epoch's predictions costs what one batch's did (~0.2 ms)."""
+        outputs, self._outputs[stage] = self._outputs[stage], []
+        if not outputs:  # e.g. no batches this epoch
             return
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics.update(torch.cat([p for p, _ in outputs]), torch.cat([t for _, t in outputs]))
         values = metrics.compute()
         metrics.reset()
         self.log_dict(values, on_epoch=True, prog_bar=stage != "train")
