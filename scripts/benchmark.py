@@ -1,6 +1,6 @@
 """Benchmarks, each printed as a table and appended to BENCHMARKS.md with the machine it ran on.
 
-    python scripts/benchmark.py overhead [--repeats 5]
+    python scripts/benchmark.py overhead [--repeats 5] [--only cnn]
     python scripts/benchmark.py quality [--only mlp cnn ...]
     python scripts/benchmark.py gpu [--device cuda|cpu] [--sets digits mnist cifar10]
     python scripts/benchmark.py rl [--algos dqn ppo] [--seeds 0 1 2]    (pip install 'mlzoo[bench]')
@@ -238,6 +238,8 @@ def bench_overhead(args: argparse.Namespace) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, (overrides, epochs) in OVERHEAD_RUNS.items():
+            if args.only and not any(word in name for word in args.only):
+                continue
             spec = _plain_inputs(overrides, Path(tmp))
             zoo, plain = [], []
             for i in range(args.repeats):  # alternately, zoo first then plain first: drifts
@@ -642,6 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     overhead = sub.add_parser("overhead", help="MLP and CNN training vs a plain PyTorch loop")
     overhead.add_argument("--repeats", type=int, default=5)
+    overhead.add_argument("--only", nargs="+", help="rows whose name contains one of these words")
     quality = sub.add_parser("quality", help="every concept's default run: time, memory, metric")
     quality.add_argument("--only", nargs="+", choices=list(QUALITY_RUNS), default=None)
     gpu = sub.add_parser("gpu", help="data on the device vs a DataLoader; bf16 on and off")
