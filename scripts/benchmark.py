@@ -73,10 +73,13 @@ def machine() -> str:
     )
 
 
-def write_report(title: str, command: str, table: str, notes: str = "") -> None:
+def write_report(title: str, rows: list[dict], notes: str = "", columns=None) -> None:
+    """Print the rows as a markdown table (all their keys, or ``columns``) under a title, with the
+    machine and this command, and append it to the report file."""
+    table = markdown(rows, columns or list(rows[0]))
     text = (
         f"\n## {title} ({datetime.now():%Y-%m-%d %H:%M})\n\n"
-        f"Machine: {machine()}  \nCommand: `{command}`\n\n{table}\n"
+        f"Machine: {machine()}  \nCommand: `{COMMAND}`\n\n{table}\n"
         + (f"\n{notes}\n" if notes else "")
     )
     print(text)
@@ -185,7 +188,7 @@ def _best(epochs: list[dict]) -> float:
     return max(e["samples"] / e["seconds"] for e in epochs[1:] or epochs)
 
 
-def run_overhead_zoo(
+def run_zoo_throughput(
     overrides: list[str], epochs: int, folder: Path, entry: list[str] | None = None
 ) -> dict:
     """A zoo run with the Throughput callback (``entry``: the command before the overrides)."""
@@ -242,13 +245,13 @@ def bench_overhead(args: argparse.Namespace) -> None:
                 continue
             spec = _plain_inputs(overrides, Path(tmp))
             zoo, plain = [], []
-            for i in range(args.repeats):  # alternately, zoo first then plain first: drifts
-                for which in ("zoo", "plain")[:: 1 if i % 2 == 0 else -1]:  # hit both
-                    if which == "zoo":
-                        one = [*overrides, "torch_threads=1"]
-                        zoo.append(run_overhead_zoo(one, epochs, Path(tmp)))
-                    else:
-                        plain.append(run_overhead_plain(spec, epochs))
+            one_thread = [*overrides, "torch_threads=1"]
+            for i in range(args.repeats):  # alternately, who goes first swapped: drifts hit both
+                if i % 2:
+                    plain.append(run_overhead_plain(spec, epochs))
+                zoo.append(run_zoo_throughput(one_thread, epochs, Path(tmp)))
+                if not i % 2:
+                    plain.append(run_overhead_plain(spec, epochs))
             z = statistics.median(_steady(r["epochs"]) for r in zoo)
             p = statistics.median(_steady(r["epochs"]) for r in plain)
             # timeit's rule for a shared machine: the fastest epoch is the least disturbed one;
@@ -278,8 +281,7 @@ def bench_overhead(args: argparse.Namespace) -> None:
             print(json.dumps(rows[-1]), flush=True)
     write_report(
         f"overhead: the zoo vs a plain PyTorch loop ({args.repeats} alternating runs each)",
-        COMMAND,
-        markdown(rows, list(rows[0])),
+        rows,
         f"`python train.py --help`: {statistics.median(help_s):.2f} s (median of 3). Ratio: the "
         "zoo's training samples/s over the plain loop's (1.00: no overhead), of the medians over "
         "epochs and runs; and per pair of runs beside each other in time, of their fastest "
@@ -353,7 +355,7 @@ def bench_gpu(args: argparse.Namespace) -> None:
                         f"data.on_device={on_device}",
                         f"trainer.precision={precision}",
                     ]
-                    r = run_overhead_zoo(
+                    r = run_zoo_throughput(
                         overrides, args.epochs, Path(tmp), [sys.executable, "-c", GPU_RUNNER]
                     )
                     rate = _steady(r["epochs"])
@@ -371,8 +373,7 @@ def bench_gpu(args: argparse.Namespace) -> None:
                     print(json.dumps(rows[-1]), flush=True)
     write_report(
         f"gpu: data on the device vs a DataLoader, bf16 on and off ({args.device})",
-        COMMAND,
-        markdown(rows, list(rows[0])),
+        rows,
         "The CNN's default configuration per data set (random crops for MNIST, crops and flips "
         "for CIFAR-10). 'DataLoader': examples indexed and augmented one by one on the CPU, "
         "collated, then copied to the device; 'on the device': the split held there as uint8, "
@@ -445,8 +446,7 @@ def bench_quality(args: argparse.Namespace) -> None:
             print(json.dumps(rows[-1]), flush=True)
     write_report(
         "quality: every concept's default run (python train.py model=<concept>)",
-        COMMAND,
-        markdown(rows, list(rows[0])),
+        rows,
         "Wall time of the whole process (start-up, training, validation, test); peak RSS of "
         "the training process. The metric: on the test split, of the checkpoint the run "
         "selected (its best by the monitored validation metric).",
@@ -628,12 +628,12 @@ def bench_rl(args: argparse.Namespace) -> None:
     per_seed = markdown(rows, ["library", "algo", "seed", *cols[3:]])
     write_report(
         "rl: CartPole-v1, the zoo vs Stable-Baselines3 (medians over seeds)",
-        COMMAND,
-        markdown(medians, cols),
+        medians,
         "Per seed:\n\n" + per_seed + "\n\nEvaluation: 10 deterministic episodes every "
         f"{EVAL_EVERY} env steps; 's to 475' counts from the step-0 evaluation, "
         "evaluations included. Differences: SB3 anneals PPO's clip range with the learning "
         "rate (rl-zoo's lin_0.2); the zoo keeps clip 0.2.",
+        columns=cols,
     )
 
 

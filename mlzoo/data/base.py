@@ -70,8 +70,11 @@ class EpochSampler(Sampler[int]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def epoch_seed(self) -> int:
+        return (self.seed * 100_003 + self.epoch) % 2**63
+
     def permutation(self) -> Tensor:
-        g = torch.Generator().manual_seed((self.seed * 100_003 + self.epoch) % 2**63)
+        g = torch.Generator().manual_seed(self.epoch_seed())
         return torch.randperm(self.n, generator=g)
 
     def __iter__(self) -> Iterator[int]:
@@ -100,7 +103,7 @@ class EpochBatches(Sampler[tuple[Tensor, int]]):
         n = self.order.n
         idx = self.order.permutation() if self.shuffle else torch.arange(n)
         idx = idx.to(self.device)
-        base = (self.order.seed * 100_003 + self.order.epoch) * 100_003
+        base = self.order.epoch_seed() * 100_003
         for k in range(len(self)):
             yield idx[k * self.batch_size : (k + 1) * self.batch_size], (base + k) % 2**63
 
@@ -281,7 +284,26 @@ class TensorDataModule(L.LightningDataModule):
             return torch.device("cpu")
         return self.trainer.strategy.root_device
 
-    def _device_loader(self, stage: str) -> DataLoader:
+    def _loader(self, stage: str) -> DataLoader:
+        self.setup()
+        split, train = self.splits[stage], stage == "train"
+        # a last training batch of one example breaks batch norm: drop it (and only it)
+        drop_last = train and len(split) % self.batch_size == 1
+        if self.on_device:
+            return self._device_loader(stage, drop_last)
+        augment = self.train_augmentation() if train else None
+        dataset = AugmentedDataset(split, augment) if augment else TensorDataset(split.x, split.y)
+        sampler = EpochSampler(len(split), seed=torch.initial_seed()) if train else None
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def _device_loader(self, stage: str, drop_last: bool) -> DataLoader:
         """One indexing operation per batch, on the device (see the module docstring)."""
         device, train = self._device(), stage == "train"
         augment = self.train_batch_augmentation() if train else None
@@ -292,29 +314,9 @@ class TensorDataModule(L.LightningDataModule):
             split = self.splits[stage]
             self._device_splits[key] = Split(split.x.to(device), split.y.to(device))
         split = self._device_splits[key]
-        drop_last = train and len(split) % self.batch_size == 1  # as in _loader
         seed = torch.initial_seed()
         batches = EpochBatches(len(split), self.batch_size, seed, train, drop_last, device)
         return DataLoader(DeviceBatches(split, augment), sampler=batches, batch_size=None)
-
-    def _loader(self, stage: str) -> DataLoader:
-        self.setup()
-        if self.on_device:
-            return self._device_loader(stage)
-        split = self.splits[stage]
-        train = stage == "train"
-        augment = self.train_augmentation() if train else None
-        dataset = AugmentedDataset(split, augment) if augment else TensorDataset(split.x, split.y)
-        sampler = EpochSampler(len(split), seed=torch.initial_seed()) if train else None
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            # a last training batch of one example breaks batch norm: drop it (and only it)
-            drop_last=train and len(split) % self.batch_size == 1,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
