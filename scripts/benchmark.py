@@ -341,18 +341,23 @@ def bench_gpu(args: argparse.Namespace) -> None:
             "(on_device then means batches indexed in memory instead of collated one by one)."
         )
     device = ["trainer=gpu"] if args.device == "cuda" else ["trainer=cpu"]
-    limit = [f"+trainer.limit_train_batches={args.limit_batches}"] if args.limit_batches else []
+    limit = []
+    if args.limit_batches:  # per epoch, training and validation alike
+        limit = [f"+trainer.limit_{s}_batches={args.limit_batches}" for s in ("train", "val")]
+    # one DataLoader per worker count, then the batches built on the device (which has no workers)
+    loaders = [(False, w) for w in args.num_workers] + [(True, 0)]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sets:
             base = None
-            for on_device in ("false", "true"):
+            for on_device, workers in loaders:
                 for precision in ("32-true", "bf16-mixed"):
                     overrides = [
                         *GPU_SETS[name],
                         *device,
                         *limit,
-                        f"data.on_device={on_device}",
+                        f"data.on_device={str(on_device).lower()}",
+                        f"data.num_workers={workers}",
                         f"trainer.precision={precision}",
                     ]
                     r = run_zoo_throughput(
@@ -363,7 +368,9 @@ def bench_gpu(args: argparse.Namespace) -> None:
                     rows.append(
                         {
                             "data": name + (" (synthetic)" if "SYNTHETIC" in r["stdout"] else ""),
-                            "batches": "on the device" if on_device == "true" else "DataLoader",
+                            "batches": "on the device"
+                            if on_device
+                            else f"DataLoader, {workers} workers",
                             "precision": precision,
                             "samples/s": round(rate),
                             "vs DataLoader fp32": f"{rate / base:.2f}",
@@ -375,8 +382,8 @@ def bench_gpu(args: argparse.Namespace) -> None:
         f"gpu: data on the device vs a DataLoader, bf16 on and off ({args.device})",
         rows,
         "The CNN's default configuration per data set (random crops for MNIST, crops and flips "
-        "for CIFAR-10). 'DataLoader': examples indexed and augmented one by one on the CPU, "
-        "collated, then copied to the device; 'on the device': the split held there as uint8, "
+        "for CIFAR-10). 'DataLoader': examples indexed and augmented one by one on the CPU (in "
+        "the training process with 0 workers), collated, then copied to the device; 'on the device': the split held there as uint8, "
         "each batch one indexing operation, augmentation batched on the device "
         "(data.on_device=true). samples/s: training batches only, median over epochs after the "
         "first. 'synthetic': the data files were absent, random images of the published shape "
@@ -651,7 +658,10 @@ def main(argv: list[str] | None = None) -> int:
     gpu.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     gpu.add_argument("--sets", nargs="+", choices=list(GPU_SETS), default=list(GPU_SETS))
     gpu.add_argument("--epochs", type=int, default=3)
-    gpu.add_argument("--limit-batches", type=int, default=None, help="training batches per epoch")
+    gpu.add_argument("--limit-batches", type=int, default=None, help="batches per epoch")
+    gpu.add_argument(
+        "--num-workers", type=int, nargs="+", default=[0], help="DataLoader rows: worker counts"
+    )
     rl = sub.add_parser("rl", help="DQN and PPO vs Stable-Baselines3 on CartPole-v1")
     rl.add_argument("--algos", nargs="+", choices=["dqn", "ppo"], default=["dqn", "ppo"])
     rl.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])

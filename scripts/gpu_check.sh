@@ -16,6 +16,10 @@ echo "== smoke: every model x data, trainer.accelerator=gpu, bf16-mixed"
 MLZOO_TEST_OVERRIDES="trainer.accelerator=gpu trainer.precision=bf16-mixed" \
     python -m pytest -q -p no:cacheprovider tests/test_train.py -k few_steps 2>&1 | tail -15
 
+echo "== data.on_device on the GPU: batched crops and flips on CUDA; the same weights as a DataLoader"
+MLZOO_TEST_OVERRIDES="trainer.accelerator=gpu trainer.deterministic=warn" python -m pytest -q \
+    -p no:cacheprovider tests/test_data.py tests/test_train.py -k "random_ or on_device" 2>&1 | tail -5
+
 echo "== default runs on the GPU (bf16-mixed); 'budget' = overrides that shorten a long default"
 run() {  # name, overrides... (GPU: trainer=gpu trainer.precision=bf16-mixed)
     local name=$1
@@ -58,4 +62,6 @@ run cnn-ddp-nccl-1gpu-on-device model=cnn trainer=ddp trainer.accelerator=gpu tr
     data.on_device=true
 
 echo "== data on the device vs a DataLoader, fp32 vs bf16 (synthetic MNIST/CIFAR-10 without files)"
-python scripts/benchmark.py --report "$out/BENCHMARKS.md" gpu 2>&1 | grep '^{'
+# (18 runs of ~20 s: start-up is 13-20 s on an H200 machine; 100 batches an epoch suffice there)
+python scripts/benchmark.py --report "$out/BENCHMARKS.md" gpu --limit-batches 100 \
+    --num-workers 0 8 2>&1 | grep '^{'

@@ -451,13 +451,23 @@ def test_on_device_batches_are_the_dataloaders_batches(batch_size: int, subset) 
     assert batches(resident, "train", 1)[0][0].ne(batches(resident, "train", 2)[0][0]).any()
 
 
-def test_random_shift_is_random_crop_with_zero_padding() -> None:
+# the batched augmentations run where the batch is: the CPU here, also the GPU on a GPU machine
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+    ),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_random_shift_is_random_crop_with_zero_padding(device: str) -> None:
     """Each image equals its zero-padded self cropped at some offset in [0, 2p] (torchvision's
     RandomCrop(size, padding=p)); offsets differ between images and repeat with the seed."""
     from mlzoo.data.vision import random_shift
 
     x = torch.randint(1, 256, (300, 3, 6, 5), dtype=torch.uint8)  # no zeros: the padding shows
-    out = random_shift(x, 2, torch.Generator().manual_seed(0))
+    out = random_shift(x.to(device), 2, torch.Generator(device).manual_seed(0)).cpu()
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     offsets = []
     for i in range(len(x)):
@@ -470,16 +480,18 @@ def test_random_shift_is_random_crop_with_zero_padding() -> None:
         assert len(found) == 1, i
         offsets.append(found[0])
     assert len(set(offsets)) == 25  # every shift in [-2, 2]^2 drawn among 300 images
-    again = random_shift(x, 2, torch.Generator().manual_seed(0))
+    x = x.to(device)
+    again = random_shift(x, 2, torch.Generator(device).manual_seed(0)).cpu()
     assert torch.equal(out, again)
-    assert not torch.equal(out, random_shift(x, 2, torch.Generator().manual_seed(1)))
+    assert not torch.equal(out, random_shift(x, 2, torch.Generator(device).manual_seed(1)).cpu())
 
 
-def test_random_hflip_flips_about_half_the_images() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_random_hflip_flips_about_half_the_images(device: str) -> None:
     from mlzoo.data.vision import random_hflip
 
     x = torch.randn(400, 3, 4, 4)
-    out = random_hflip(x, torch.Generator().manual_seed(0))
+    out = random_hflip(x.to(device), torch.Generator(device).manual_seed(0)).cpu()
     same = (out == x).flatten(1).all(1)
     flipped = (out == x.flip(-1)).flatten(1).all(1)
     assert bool((same ^ flipped).all())  # every image one or the other (random images: not both)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import signal
 from pathlib import Path
 
@@ -183,6 +184,27 @@ def test_nan_message_names_the_metric_and_step(tmp_path: Path) -> None:
     with pytest.raises(NonFiniteError) as err:
         run_training(["trainer=debug", "logger=none", *poison, *PROBE], tmp_path)
     assert str(err.value).startswith("loss became nan at step 3 "), err.value
+
+
+@pytest.mark.parametrize("concept", ["mlp", "dcgan"])
+def test_deferred_nan_checks_name_the_first_bad_step(concept: str, tmp_path: Path) -> None:
+    """The GPU mode (checks kept on the device, read every n steps; here forced on the CPU):
+    found at the next read, named with the step it went bad at; no checkpoint holds NaNs.
+    dcgan: manual optimization, its losses and weights are checked."""
+    args = [*overrides(concept, tmp_path), "trainer.max_epochs=4"]
+    args += ["callbacks.finite_guard.every_n_steps=4"]
+    poison = ["+callbacks.poison._target_=stop_probe.PoisonWeights", "+callbacks.poison.at=5"]
+    with pytest.raises(NonFiniteError) as err:
+        run_training([*args, *poison, *PROBE], tmp_path / "logs")
+    message = str(err.value)
+    assert "\n" not in message
+    assert re.match(r"\S+ became non-finite at step (\d+) \(read at step (\d+)", message), message
+    first, read = map(int, re.findall(r"step (\d+)", message)[:2])
+    assert first <= read <= first + 4 * 2  # dcgan: two optimizer steps per batch
+    [run_dir] = (tmp_path / "logs").glob("runs/*/*")
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "diverged"
+    for ckpt in run_dir.glob("checkpoints/*.ckpt"):
+        assert all_finite(ckpt), ckpt
 
 
 def test_a_diverging_learning_rate_is_caught(tmp_path: Path) -> None:

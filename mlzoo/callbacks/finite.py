@@ -7,6 +7,14 @@ manual-optimization concepts return their losses too) and, for those concepts, t
 the step; the first non-finite value ends the run with a NonFiniteError naming the step and the
 metric. As a last line of defence it refuses to let a checkpoint with non-finite weights be
 written, so the last checkpoint on disk always holds the weights from before the divergence.
+
+On a GPU, asking "is this loss finite?" makes the CPU wait for the GPU (a synchronization): done
+every step, the CPU can no longer queue the next step's work while the GPU runs this one (on an
+H200 the per-step check cost ResNet-18 on CIFAR-10 about a tenth of its samples/s: 8,582 vs
+9,512, medians of two runs each). So there the checks stay on the device, a flag per value and the
+step it first went bad, and are read every ``every_n_steps`` steps, at each epoch's end and before
+every checkpoint; the error still names the first bad step. On the CPU a check costs nothing
+extra and runs every step.
 """
 
 from __future__ import annotations
@@ -33,33 +41,94 @@ def first_non_finite(named: dict[str, Any]) -> tuple[str, float] | None:
     return None
 
 
+ADVICE = "Lower the learning rate or clip gradients (trainer.gradient_clip_val=1.0)"
+
+
 class FiniteGuard(L.Callback):
-    """Raise NonFiniteError on the first non-finite training loss or weight."""
+    """Raise NonFiniteError on the first non-finite training loss or weight.
+
+    every_n_steps: how often checks on a GPU are read back (None: every 10 steps there, every
+    step on the CPU; 1: every step everywhere). Deferred checks are also read at each epoch's
+    end, before validation and before a checkpoint is written."""
+
+    def __init__(self, every_n_steps: int | None = None) -> None:
+        if every_n_steps is not None and every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be at least 1, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+        self.names: list[str] = []
+        self.batches = 0
+        self.first_bad: torch.Tensor | None = None  # per name: the first bad step, -1 while fine
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, i: int
     ) -> None:
         if isinstance(outputs, torch.Tensor):
             outputs = {"loss": outputs}
-        found = first_non_finite(outputs) if isinstance(outputs, dict) else None
-        if found is None and not pl_module.automatic_optimization:
-            found = first_non_finite(dict(pl_module.named_parameters()))
-        if found is not None:
-            name, value = found
+        watched = dict(outputs) if isinstance(outputs, dict) else {}
+        if not pl_module.automatic_optimization:  # the weights after the concept's own step
+            watched.update(pl_module.named_parameters())
+        watched = {
+            k: v.detach()
+            for k, v in watched.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point()
+        }
+        if not watched:
+            return
+        device, self.batches = pl_module.device, self.batches + 1
+        every = self.every_n_steps or (1 if device.type == "cpu" else 10)
+        if every == 1:
+            found = first_non_finite(watched)
+            if found is not None:
+                name, value = found
+                raise NonFiniteError(
+                    f"{name} became {value} at step {trainer.global_step} (epoch "
+                    f"{trainer.current_epoch}); the run stopped there and its last checkpoint "
+                    f"holds the weights from before. {ADVICE}"
+                )
+            return
+        # deferred: record on the device where each value first went bad; read every n steps
+        if list(watched) != self.names:
+            self.read(trainer)
+            self.names, self.first_bad = list(watched), None
+        bad = torch.stack(
+            [(~torch.isfinite(v).all()).to(device, non_blocking=True) for v in watched.values()]
+        )
+        if self.first_bad is None:
+            self.first_bad = torch.full((len(bad),), -1, dtype=torch.long, device=device)
+        self.first_bad = self.first_bad.masked_fill(bad & (self.first_bad < 0), trainer.global_step)
+        if self.batches % every == 0:
+            self.read(trainer)
+
+    def read(self, trainer: L.Trainer) -> None:
+        """Read the deferred checks back (one synchronization); raise if any value went bad."""
+        if self.first_bad is None:
+            return
+        steps = self.first_bad.tolist()
+        bad = [(step, name) for step, name in zip(steps, self.names, strict=True) if step >= 0]
+        if bad:
+            step, name = min(bad)
             raise NonFiniteError(
-                f"{name} became {value} at step {trainer.global_step} (epoch "
-                f"{trainer.current_epoch}); the run stopped there and its last checkpoint holds "
-                "the weights from before. Lower the learning rate or clip gradients "
-                "(trainer.gradient_clip_val=1.0)"
+                f"{name} became non-finite at step {step} (read at step {trainer.global_step}: "
+                f"on this device the check is read every {self.every_n_steps or 10} steps); "
+                f"the run stopped and its last checkpoint holds finite weights. {ADVICE}"
             )
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.read(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.read(trainer)  # NaN weights must not reach validation (NaN images crash FID's LAPACK)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.read(trainer)
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
+        self.read(trainer)
         found = first_non_finite(checkpoint.get("state_dict", {}))
         if found is not None:
             raise NonFiniteError(
                 f"weight {found[0]} became {found[1]} at step {trainer.global_step}; that "
-                "checkpoint was not written (the last one on disk holds finite weights). Lower "
-                "the learning rate or clip gradients (trainer.gradient_clip_val=1.0)"
+                f"checkpoint was not written (the last one on disk holds finite weights). {ADVICE}"
             )

@@ -301,6 +301,8 @@ class TensorDataModule(L.LightningDataModule):
             drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            # page-locked batches: the copy to a GPU can then overlap with its compute
+            pin_memory=self._device().type == "cuda",
         )
 
     def _device_loader(self, stage: str, drop_last: bool) -> DataLoader:
