@@ -12,8 +12,8 @@ On a GPU, asking "is this loss finite?" makes the CPU wait for the GPU (a synchr
 every step, the CPU can no longer queue the next step's work while the GPU runs this one (on an
 H200 the per-step check cost ResNet-18 on CIFAR-10 about a tenth of its samples/s: 8,582 vs
 9,512, medians of two runs each). So there the checks stay on the device, a flag per value and the
-step it first went bad, and are read every ``every_n_steps`` steps, at each epoch's end and before
-every checkpoint; the error still names the first bad step. On the CPU a check costs nothing
+step it first went bad, and are read every ``every_n_steps`` steps, at each epoch's end, before
+validation and before every checkpoint; the error still names the first bad step. On the CPU a check costs nothing
 extra and runs every step.
 """
 
