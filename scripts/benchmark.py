@@ -3,6 +3,7 @@
     python scripts/benchmark.py overhead [--repeats 5] [--only cnn]
     python scripts/benchmark.py quality [--only mlp cnn ...]
     python scripts/benchmark.py gpu [--device cuda|cpu] [--sets digits mnist cifar10]
+                                    [--num-workers 0 8] [--limit-batches 100]
     python scripts/benchmark.py rl [--algos dqn ppo] [--seeds 0 1 2]    (pip install 'mlzoo[bench]')
 
 overhead: the zoo's training (Lightning, Hydra, TensorBoard logging, metrics, checkpoints, the
@@ -25,8 +26,9 @@ evaluation (training, evaluations included: the same for both) and from the proc
 (start-up included); env steps per second over the run. The table gives medians over seeds.
 
 gpu: the CNN on digits, MNIST and CIFAR-10 (random crops; flips too for CIFAR-10), its batches
-built by a DataLoader on the CPU or on the device from the split held there (data.on_device), in
-fp32 and in bf16 mixed precision: training samples/s. MNIST and CIFAR-10 are read from data/ when
+built by a DataLoader on the CPU (with each of --num-workers' worker counts) or on the device
+from the split held there (data.on_device), in fp32 and in bf16 mixed precision: training
+samples/s. MNIST and CIFAR-10 are read from data/ when
 present, else replaced by random images of the same shape and count (marked 'synthetic').
 """
 

@@ -27,17 +27,18 @@ def test_gpu_benchmark_without_cuda_says_how_to_run_it_on_the_cpu(tmp_path: Path
 
 
 @pytest.mark.slow
-def test_gpu_benchmark_compares_four_data_paths_on_synthetic_mnist(tmp_path: Path) -> None:
+def test_gpu_benchmark_compares_the_data_paths_on_synthetic_mnist(tmp_path: Path) -> None:
     report = tmp_path / "B.md"
     args = ["--sets", "mnist", "--epochs", "2", "--limit-batches", "3", "--device", "cpu"]
+    args += ["--num-workers", "0", "2"]
     out = benchmark("--report", str(report), "gpu", *args)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [ln for ln in report.read_text().splitlines() if ln.startswith("| mnist")]
-    assert len(rows) == 4, report.read_text()
+    assert len(rows) == 6, report.read_text()
     cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in rows]
     assert {(c[1], c[2]) for c in cells} == {
         (path, precision)
-        for path in ("DataLoader", "on the device")
+        for path in ("DataLoader, 0 workers", "DataLoader, 2 workers", "on the device")
         for precision in ("32-true", "bf16-mixed")
     }
     assert all(float(c[3]) > 0 for c in cells)
