@@ -1,6 +1,6 @@
 """Benchmarks, each printed as a table and appended to BENCHMARKS.md with the machine it ran on.
 
-    python scripts/benchmark.py overhead [--repeats 5] [--only cnn]
+    python scripts/benchmark.py overhead [--repeats 5] [--only cnn] [--side-by-side]
     python scripts/benchmark.py quality [--only mlp cnn ...]
     python scripts/benchmark.py gpu [--device cuda|cpu] [--sets digits mnist cifar10]
                                     [--num-workers 0 8] [--limit-batches 100]
@@ -140,7 +140,8 @@ for epoch in range(spec["epochs"]):
         loss.backward()
         optimizer.step()
         samples += len(xb)
-    epochs.append({"samples": samples, "seconds": time.perf_counter() - start})
+    epochs.append({"samples": samples, "seconds": time.perf_counter() - start, "ended_at": time.time()})
+    print("EPOCH " + json.dumps(epochs[-1]), flush=True)
 print("RESULT " + json.dumps({"first_step_at": first, "epochs": epochs}))
 """
 
@@ -190,8 +191,17 @@ def _best(epochs: list[dict]) -> float:
     return max(e["samples"] / e["seconds"] for e in epochs[1:] or epochs)
 
 
+def _on_core(core: int | None):
+    """preexec_fn for subprocess: run the child on this CPU core alone (None: anywhere)."""
+    return None if core is None else lambda: os.sched_setaffinity(0, {core})
+
+
 def run_zoo_throughput(
-    overrides: list[str], epochs: int, folder: Path, entry: list[str] | None = None
+    overrides: list[str],
+    epochs: int,
+    folder: Path,
+    entry: list[str] | None = None,
+    core: int | None = None,
 ) -> dict:
     """A zoo run with the Throughput callback (``entry``: the command before the overrides)."""
     logs = folder / "logs"
@@ -208,6 +218,7 @@ def run_zoo_throughput(
         capture_output=True,
         text=True,
         cwd=ROOT,
+        preexec_fn=_on_core(core),
     )
     if out.returncode != 0:
         sys.exit(f"benchmark run failed: {' '.join(overrides)}\n{out.stderr[-2000:]}")
@@ -232,7 +243,40 @@ def run_overhead_plain(spec: dict, epochs: int) -> dict:
     return {"launched": launched, "total": total, **json.loads(line[7:])}
 
 
+def run_side_by_side(overrides: list[str], spec: dict, epochs: int, folder: Path, cores) -> tuple:
+    """The zoo on one core and, at the same time, the plain loop on the other: whatever the
+    machine does meanwhile, both feel it. The plain loop runs until the zoo is done; its epochs
+    that fall within the zoo's training count."""
+    plain = subprocess.Popen(
+        [sys.executable, "-c", PLAIN_SCRIPT, json.dumps({**spec, "epochs": 10**6}), "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=_on_core(cores[1]),
+    )
+    try:
+        zoo = run_zoo_throughput(overrides, epochs, folder, core=cores[0])
+    finally:
+        plain.kill()
+    lines = plain.communicate()[0].splitlines()
+    start, end = zoo["first_step_at"], zoo["epochs"][-1]["ended_at"]
+    beside = [
+        e
+        for e in (json.loads(ln[6:]) for ln in lines if ln.startswith("EPOCH "))
+        if e["ended_at"] - e["seconds"] >= start and e["ended_at"] <= end
+    ]
+    if len(beside) < 2:
+        sys.exit("overhead --side-by-side: the plain loop ran fewer than 2 epochs beside the zoo")
+    return zoo, {"epochs": beside}
+
+
 def bench_overhead(args: argparse.Namespace) -> None:
+    if args.side_by_side:
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) < 2:
+            sys.exit("overhead --side-by-side needs two CPU cores")
+        args.side_by_side = cores[:2]
     help_s = []
     for _ in range(3):
         start = time.time()
@@ -249,6 +293,12 @@ def bench_overhead(args: argparse.Namespace) -> None:
             zoo, plain = [], []
             one_thread = [*overrides, "torch_threads=1"]
             for i in range(args.repeats):  # alternately, who goes first swapped: drifts hit both
+                if args.side_by_side:  # at the same time instead, cores swapped every pair
+                    cores = args.side_by_side if i % 2 == 0 else args.side_by_side[::-1]
+                    z, p = run_side_by_side(one_thread, spec, epochs, Path(tmp), cores)
+                    zoo.append(z)
+                    plain.append(p)
+                    continue
                 if i % 2:
                     plain.append(run_overhead_plain(spec, epochs))
                 zoo.append(run_zoo_throughput(one_thread, epochs, Path(tmp)))
@@ -265,6 +315,9 @@ def bench_overhead(args: argparse.Namespace) -> None:
             def first(rs):
                 return statistics.median(r["first_step_at"] - r["launched"] for r in rs)
 
+            def fastest(rs):
+                return max(_best(r["epochs"]) for r in rs)
+
             rows.append(
                 {
                     "run": name,
@@ -274,25 +327,32 @@ def bench_overhead(args: argparse.Namespace) -> None:
                     "ratio": f"{z / p:.2f}",
                     "ratio, fastest epochs (pairs: min-max)": f"{statistics.median(pairs):.2f} "
                     f"({pairs[0]:.2f}-{pairs[-1]:.2f})",
+                    "ratio, fastest epoch of all runs": f"{fastest(zoo) / fastest(plain):.2f}",
                     "zoo s to 1st step": f"{first(zoo):.1f}",
-                    "plain s to 1st step": f"{first(plain):.1f}",
+                    "plain s to 1st step": "-" if args.side_by_side else f"{first(plain):.1f}",
                     "zoo s total": f"{statistics.median(r['total'] for r in zoo):.1f}",
-                    "plain s total": f"{statistics.median(r['total'] for r in plain):.1f}",
+                    "plain s total": "-"
+                    if args.side_by_side
+                    else f"{statistics.median(r['total'] for r in plain):.1f}",
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
     write_report(
-        f"overhead: the zoo vs a plain PyTorch loop ({args.repeats} alternating runs each)",
+        f"overhead: the zoo vs a plain PyTorch loop ({args.repeats} "
+        + ("pairs side by side, one core each" if args.side_by_side else "alternating runs each")
+        + ")",
         rows,
         f"`python train.py --help`: {statistics.median(help_s):.2f} s (median of 3). Ratio: the "
         "zoo's training samples/s over the plain loop's (1.00: no overhead), of the medians over "
         "epochs and runs; and per pair of runs beside each other in time, of their fastest "
         "epochs (timeit's rule: on a shared machine the fastest is the least disturbed): the "
-        "median pair and the range. 'total' includes "
+        "median pair and the range; and of the fastest epoch over all runs of each. 'total' includes "
         "the zoo's validation and checkpoint after every epoch, which the plain loop does not do. "
         "Rows without on_device: both batch through a DataLoader over a TensorDataset (examples "
         "collated one by one); 'on_device': the zoo with data.on_device=true, the plain loop "
-        "indexing its tensors with a permutation per batch.",
+        "indexing its tensors with a permutation per batch. Side by side: each pair ran at the "
+        "same time, each on a core of its own (swapped every pair); the plain loop's epochs "
+        "that ran during the zoo's training count.",
     )
 
 
@@ -654,6 +714,11 @@ def main(argv: list[str] | None = None) -> int:
     overhead = sub.add_parser("overhead", help="MLP and CNN training vs a plain PyTorch loop")
     overhead.add_argument("--repeats", type=int, default=5)
     overhead.add_argument("--only", nargs="+", help="rows whose name contains one of these words")
+    overhead.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="run each pair at the same time, one core each (cores swapped every pair)",
+    )
     quality = sub.add_parser("quality", help="every concept's default run: time, memory, metric")
     quality.add_argument("--only", nargs="+", choices=list(QUALITY_RUNS), default=None)
     gpu = sub.add_parser("gpu", help="data on the device vs a DataLoader; bf16 on and off")

@@ -6,7 +6,8 @@ Each epoch's clock runs from the start of the training epoch to the end of its l
 batch: data loading, forward, backward, optimizer, every per-step hook, logging and progress bar
 included; validation and checkpointing (after the last batch) excluded. On a GPU the clock waits
 for the device at both ends of the epoch (kernels run asynchronously). Also recorded: the wall
-time when the first training batch started (for time-to-first-step from a process launch).
+time when the first training batch started (for time-to-first-step from a process launch) and
+when each epoch's last batch ended (to line epochs up with another process's).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Throughput(L.Callback):
     def __init__(self) -> None:
         self.epochs: list[dict[str, float]] = []
         self.first_step_at: float | None = None
-        self._start = self._last = 0.0
+        self._start = self._last = self._last_wall = 0.0
         self._samples = 0
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -43,12 +44,14 @@ class Throughput(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if batch_idx + 1 >= trainer.num_training_batches:  # the epoch's last batch
             _wait_for(pl_module.device)
-        self._last = time.perf_counter()
+        self._last, self._last_wall = time.perf_counter(), time.time()
         self._samples += len(batch[0]) if isinstance(batch, list | tuple) else 1
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         seconds = self._last - self._start
-        self.epochs.append({"samples": self._samples, "seconds": seconds})
+        self.epochs.append(
+            {"samples": self._samples, "seconds": seconds, "ended_at": self._last_wall}
+        )
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
