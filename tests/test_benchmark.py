@@ -1,8 +1,10 @@
-"""scripts/benchmark.py: the gpu comparison runs end to end (here on the CPU, tiny epochs) and its
-table says what it measured. Timings themselves are never asserted (a shared, noisy machine)."""
+"""scripts/benchmark.py: the gpu comparison and the side-by-side overhead run end to end (here on
+the CPU, tiny epochs) and their tables say what they measured. Timings themselves are never
+asserted (a shared, noisy machine)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +45,19 @@ def test_gpu_benchmark_compares_the_data_paths_on_synthetic_mnist(tmp_path: Path
     }
     assert all(float(c[3]) > 0 for c in cells)
     assert cells[0][4] == "1.00"  # the baseline: DataLoader, fp32
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="side by side needs two cores")
+def test_overhead_side_by_side_runs_each_pair_at_once(tmp_path: Path) -> None:
+    report = tmp_path / "B.md"
+    only = ["--only", "8x8, on_device"]  # one row: the MLP with data.on_device
+    out = benchmark("--report", str(report), "overhead", *only, "--repeats", "2", "--side-by-side")
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = report.read_text()
+    assert "2 pairs side by side, one core each" in text
+    rows = [ln for ln in text.splitlines() if ln.startswith("| mlp")]
+    assert len(rows) == 1, text
+    for cells in ([c.strip() for c in ln.strip("|").split("|")] for ln in rows):
+        assert int(cells[2]) > 0 and int(cells[3]) > 0  # zoo and plain samples/s
+        assert cells[-1] == cells[-3] == "-"  # the plain loop was stopped with the zoo: no totals
