@@ -272,11 +272,9 @@ def run_side_by_side(overrides: list[str], spec: dict, epochs: int, folder: Path
 
 
 def bench_overhead(args: argparse.Namespace) -> None:
-    if args.side_by_side:
-        cores = sorted(os.sched_getaffinity(0))
-        if len(cores) < 2:
-            sys.exit("overhead --side-by-side needs two CPU cores")
-        args.side_by_side = cores[:2]
+    cores = sorted(os.sched_getaffinity(0))[:2] if args.side_by_side else None
+    if cores is not None and len(cores) < 2:
+        sys.exit("overhead --side-by-side needs two CPU cores")
     help_s = []
     for _ in range(3):
         start = time.time()
@@ -293,9 +291,9 @@ def bench_overhead(args: argparse.Namespace) -> None:
             zoo, plain = [], []
             one_thread = [*overrides, "torch_threads=1"]
             for i in range(args.repeats):  # alternately, who goes first swapped: drifts hit both
-                if args.side_by_side:  # at the same time instead, cores swapped every pair
-                    cores = args.side_by_side if i % 2 == 0 else args.side_by_side[::-1]
-                    z, p = run_side_by_side(one_thread, spec, epochs, Path(tmp), cores)
+                if cores:  # at the same time instead, cores swapped every pair
+                    pair_cores = cores if i % 2 == 0 else cores[::-1]
+                    z, p = run_side_by_side(one_thread, spec, epochs, Path(tmp), pair_cores)
                     zoo.append(z)
                     plain.append(p)
                     continue
@@ -318,6 +316,9 @@ def bench_overhead(args: argparse.Namespace) -> None:
             def fastest(rs):
                 return max(_best(r["epochs"]) for r in rs)
 
+            def total(rs):
+                return statistics.median(r["total"] for r in rs)
+
             rows.append(
                 {
                     "run": name,
@@ -329,17 +330,16 @@ def bench_overhead(args: argparse.Namespace) -> None:
                     f"({pairs[0]:.2f}-{pairs[-1]:.2f})",
                     "ratio, fastest epoch of all runs": f"{fastest(zoo) / fastest(plain):.2f}",
                     "zoo s to 1st step": f"{first(zoo):.1f}",
-                    "plain s to 1st step": "-" if args.side_by_side else f"{first(plain):.1f}",
-                    "zoo s total": f"{statistics.median(r['total'] for r in zoo):.1f}",
-                    "plain s total": "-"
-                    if args.side_by_side
-                    else f"{statistics.median(r['total'] for r in plain):.1f}",
+                    # side by side, the plain loop is stopped with the zoo: no start-up or total
+                    "plain s to 1st step": "-" if cores else f"{first(plain):.1f}",
+                    "zoo s total": f"{total(zoo):.1f}",
+                    "plain s total": "-" if cores else f"{total(plain):.1f}",
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
     write_report(
         f"overhead: the zoo vs a plain PyTorch loop ({args.repeats} "
-        + ("pairs side by side, one core each" if args.side_by_side else "alternating runs each")
+        + ("pairs side by side, one core each" if cores else "alternating runs each")
         + ")",
         rows,
         f"`python train.py --help`: {statistics.median(help_s):.2f} s (median of 3). Ratio: the "
