@@ -1,21 +1,28 @@
 """Benchmarks, each printed as a table and appended to BENCHMARKS.md with the machine it ran on.
 
-    python scripts/benchmark.py overhead [--repeats 5] [--only cnn] [--side-by-side]
+    python scripts/benchmark.py overhead [--repeats 5] [--only cnn]
+                                         [--mode interleaved|alternating|side-by-side]
     python scripts/benchmark.py quality [--only mlp cnn ...]
     python scripts/benchmark.py gpu [--device cuda|cpu] [--sets digits mnist cifar10]
                                     [--num-workers 0 8] [--limit-batches 100]
     python scripts/benchmark.py rl [--algos dqn ppo] [--seeds 0 1 2]    (pip install 'mlzoo[bench]')
 
 overhead: the zoo's training (Lightning, Hydra, TensorBoard logging, metrics, checkpoints, the
-progress bar: a default run) against a plain PyTorch loop of the same network (the same module
-object, pickled with its initial weights), the same training tensors, batch size and optimizer,
-and the same way of batching (a DataLoader, or with data.on_device tensors indexed per batch), run
-alternately as separate processes, one torch thread each (steadier figures on a shared
-machine; the overhead is per step, not per thread). Throughput counts training batches only (data loading,
+progress bar: a default run) against a plain PyTorch loop (scripts/plain_loop.py) of the same
+network (the same module object, pickled with its initial weights), the same training tensors,
+batch size and optimizer, and the same way of batching (a DataLoader, or with data.on_device
+tensors indexed per batch), one torch thread each (steadier figures on a shared machine; the
+overhead is per step, not per thread). Throughput counts training batches only (data loading,
 step, hooks and logging included; validation and checkpointing excluded: the plain loop has
-none), as the median over epochs after the first and as the fastest epoch (timeit's rule: on a
-shared machine, the least disturbed). Start-up: `python train.py --help`, and the time from the
-process launch to the first training step.
+none), over the epochs after the first. Three ways to run them:
+  interleaved (default): in the zoo's own process, one plain step after every zoo step
+    (scripts/interleaved.py), each epoch timing both over the same stretch of time: on this
+    shared machine the speed of the same loop swings by a third within seconds, which whole
+    runs one after the other cannot separate from overhead;
+  alternating: separate processes, one after the other (who goes first swapped every pair);
+    also gives whole-run totals; the fastest epochs compared too (timeit's rule);
+  side-by-side: separate processes at the same time, one core each.
+Start-up: `python train.py --help`, and the time from a process launch to its first training step.
 
 rl: the zoo's DQN and PPO against Stable-Baselines3 with rl-baselines3-zoo's CartPole-v1
 hyperparameters, the same ones the zoo's configs use, run alternately on this machine, one torch
@@ -39,6 +46,7 @@ import inspect
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -51,7 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EVAL_EVERY = 1024  # env steps between evaluations (both libraries)
 TARGET = 475.0
 REPORT = ROOT / "BENCHMARKS.md"  # where tables are appended (--report)
-COMMAND = " ".join(["python scripts/benchmark.py", *sys.argv[1:]])
+COMMAND = "python scripts/benchmark.py " + shlex.join(sys.argv[1:])
 
 # --- the machine ---------------------------------------------------------------------------------
 
@@ -107,43 +115,7 @@ OVERHEAD_RUNS = {  # name: (overrides, epochs); the plain loop batches as the zo
     "cnn, digits 28x28, on_device": (["model=cnn", "data.image_size=28", "data.on_device=true"], 8),
 }
 
-PLAIN_SCRIPT = r"""
-import json, sys, time
-launched = float(sys.argv[2])
-import torch
-torch.set_num_threads(1)
-from torch.utils.data import DataLoader, TensorDataset
-
-spec = json.loads(sys.argv[1])
-saved = torch.load(spec["file"], weights_only=False)  # our own file: the net, pickled
-net, x, y = saved["net"], saved["x"], saved["y"]
-optimizer = getattr(torch.optim, spec["optimizer"])(net.parameters(), **spec["optimizer_kwargs"])
-if spec["indexed"]:  # batches by indexing the whole tensors (the zoo's data.on_device=true)
-    def loader_epoch():
-        order = torch.randperm(len(x))
-        for k in range(0, len(x), spec["batch_size"]):
-            idx = order[k : k + spec["batch_size"]]
-            yield x[idx], y[idx]
-else:  # a DataLoader collating examples one by one (the zoo's default)
-    dataloader = DataLoader(TensorDataset(x, y), batch_size=spec["batch_size"], shuffle=True)
-    loader_epoch = dataloader.__iter__
-loss_fn = torch.nn.CrossEntropyLoss()
-first, epochs = None, []
-for epoch in range(spec["epochs"]):
-    net.train()
-    start, samples = time.perf_counter(), 0
-    for xb, yb in loader_epoch():
-        if first is None:
-            first = time.time()
-        loss = loss_fn(net(xb), yb)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        samples += len(xb)
-    epochs.append({"samples": samples, "seconds": time.perf_counter() - start, "ended_at": time.time()})
-    print("EPOCH " + json.dumps(epochs[-1]), flush=True)
-print("RESULT " + json.dumps({"first_step_at": first, "epochs": epochs}))
-"""
+PLAIN_LOOP = str(ROOT / "scripts" / "plain_loop.py")  # the baseline; imports only torch
 
 
 def _plain_inputs(overrides: list[str], folder: Path) -> dict:
@@ -232,7 +204,7 @@ def run_zoo_throughput(
 def run_overhead_plain(spec: dict, epochs: int) -> dict:
     launched = time.time()
     out = subprocess.run(
-        [sys.executable, "-c", PLAIN_SCRIPT, json.dumps({**spec, "epochs": epochs}), str(launched)],
+        [sys.executable, PLAIN_LOOP, json.dumps({**spec, "epochs": epochs})],
         check=True,
         capture_output=True,
         text=True,
@@ -248,7 +220,7 @@ def run_side_by_side(overrides: list[str], spec: dict, epochs: int, folder: Path
     machine does meanwhile, both feel it. The plain loop runs until the zoo is done; its epochs
     that fall within the zoo's training count."""
     plain = subprocess.Popen(
-        [sys.executable, "-c", PLAIN_SCRIPT, json.dumps({**spec, "epochs": 10**6}), "0"],
+        [sys.executable, PLAIN_LOOP, json.dumps({**spec, "epochs": 10**6})],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -271,10 +243,114 @@ def run_side_by_side(overrides: list[str], spec: dict, epochs: int, folder: Path
     return zoo, {"epochs": beside}
 
 
+def run_interleaved(
+    overrides: list[str], spec: dict, epochs: int, folder: Path, allow: tuple[str, ...] = ()
+) -> dict:
+    """A zoo run that takes one plain-loop step after each of its own (scripts/interleaved.py);
+    ``allow``: more modules (on PYTHONPATH) whose callbacks the overrides add."""
+    spec_file = folder / "plain_spec.json"
+    spec_file.write_text(json.dumps(spec))
+    logs = folder / "logs"
+    pythonpath = [str(ROOT / "scripts"), os.environ.get("PYTHONPATH", "")]
+    launched = time.time()
+    out = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            *overrides,
+            f"trainer.max_epochs={epochs}",
+            "test=false",
+            f"paths.log_dir={logs}",
+            f"allow_targets=[{','.join(['interleaved', *allow])}]",
+            "+callbacks.plain._target_=interleaved.InterleavedPlainLoop",
+            f"+callbacks.plain.spec={spec_file}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in pythonpath if p)},
+    )
+    if out.returncode != 0:
+        sys.exit(f"benchmark run failed: {' '.join(overrides)}\n{out.stderr[-2000:]}")
+    (report,) = logs.glob("runs/*/*/interleaved.json")
+    result = json.loads(report.read_text())
+    report.unlink()  # the next run's report is then the only one
+    return {"launched": launched, **result}
+
+
+def _ratios(run: dict) -> list[float]:
+    """Per epoch after the first: the zoo's samples/s over the plain loop's beside it."""
+    return [
+        (e["zoo_samples"] / e["zoo_seconds"]) / (e["plain_samples"] / e["plain_seconds"])
+        for e in run["epochs"][1:]
+    ]
+
+
+def _interleaved_row(zoo: list[dict], plain: list[dict]) -> dict:
+    """A table row from interleaved runs (``plain``: separate plain processes, for start-up)."""
+
+    def rate(who: str, r: dict) -> float:
+        return _steady(
+            [{"samples": e[f"{who}_samples"], "seconds": e[f"{who}_seconds"]} for e in r["epochs"]]
+        )
+
+    per_run = sorted(statistics.median(_ratios(r)) for r in zoo)
+    every = [x for r in zoo for x in _ratios(r)]
+    deciles = statistics.quantiles(every, n=10, method="inclusive")
+    return {
+        "zoo samples/s": round(statistics.median(rate("zoo", r) for r in zoo)),
+        "plain samples/s": round(statistics.median(rate("plain", r) for r in zoo)),
+        "ratio": f"{statistics.median(every):.2f}",
+        "ratio per run (min-max)": f"{per_run[0]:.2f}-{per_run[-1]:.2f}",
+        "ratio, epochs (10th-90th pct)": f"{deciles[0]:.2f}-{deciles[-1]:.2f}",
+        "zoo s to 1st step": f"{statistics.median(r['first_step_at'] - r['launched'] for r in zoo):.1f}",
+        "plain s to 1st step": f"{statistics.median(r['first_step_at'] - r['launched'] for r in plain):.1f}",
+    }
+
+
+def _separate_row(zoo: list[dict], plain: list[dict], side_by_side: bool) -> dict:
+    """A table row from zoo and plain runs in processes of their own."""
+    z = statistics.median(_steady(r["epochs"]) for r in zoo)
+    p = statistics.median(_steady(r["epochs"]) for r in plain)
+    # timeit's rule for a shared machine: the fastest epoch is the least disturbed one;
+    # each zoo run is compared with the plain run beside it in time
+    pairs = sorted(_best(a["epochs"]) / _best(b["epochs"]) for a, b in zip(zoo, plain, strict=True))
+
+    def first(rs):
+        return statistics.median(r["first_step_at"] - r["launched"] for r in rs)
+
+    def fastest(rs):
+        return max(_best(r["epochs"]) for r in rs)
+
+    def total(rs):
+        return statistics.median(r["total"] for r in rs)
+
+    return {
+        "zoo samples/s": round(z),
+        "plain samples/s": round(p),
+        "ratio": f"{z / p:.2f}",
+        "ratio, fastest epochs (pairs: min-max)": f"{statistics.median(pairs):.2f} "
+        f"({pairs[0]:.2f}-{pairs[-1]:.2f})",
+        "ratio, fastest epoch of all runs": f"{fastest(zoo) / fastest(plain):.2f}",
+        "zoo s to 1st step": f"{first(zoo):.1f}",
+        # side by side, the plain loop is stopped with the zoo: no start-up or total
+        "plain s to 1st step": "-" if side_by_side else f"{first(plain):.1f}",
+        "zoo s total": f"{total(zoo):.1f}",
+        "plain s total": "-" if side_by_side else f"{total(plain):.1f}",
+    }
+
+
+OVERHEAD_MODES = {  # --mode: how the report's title describes the runs
+    "interleaved": "runs, each taking a plain-loop step after every zoo step",
+    "alternating": "runs each, alternating",
+    "side-by-side": "pairs side by side, one core each",
+}
+
+
 def bench_overhead(args: argparse.Namespace) -> None:
-    cores = sorted(os.sched_getaffinity(0))[:2] if args.side_by_side else None
+    cores = sorted(os.sched_getaffinity(0))[:2] if args.mode == "side-by-side" else None
     if cores is not None and len(cores) < 2:
-        sys.exit("overhead --side-by-side needs two CPU cores")
+        sys.exit("overhead --mode side-by-side needs two CPU cores")
     help_s = []
     for _ in range(3):
         start = time.time()
@@ -291,68 +367,60 @@ def bench_overhead(args: argparse.Namespace) -> None:
             zoo, plain = [], []
             one_thread = [*overrides, "torch_threads=1"]
             for i in range(args.repeats):  # alternately, who goes first swapped: drifts hit both
-                if cores:  # at the same time instead, cores swapped every pair
+                if args.mode == "interleaved":  # the plain process only for its start-up
+                    zoo.append(run_interleaved(one_thread, spec, epochs, Path(tmp)))
+                    plain.append(run_overhead_plain(spec, 1))
+                elif cores:  # at the same time instead, cores swapped every pair
                     pair_cores = cores if i % 2 == 0 else cores[::-1]
                     z, p = run_side_by_side(one_thread, spec, epochs, Path(tmp), pair_cores)
                     zoo.append(z)
                     plain.append(p)
-                    continue
-                if i % 2:
-                    plain.append(run_overhead_plain(spec, epochs))
-                zoo.append(run_zoo_throughput(one_thread, epochs, Path(tmp)))
-                if not i % 2:
-                    plain.append(run_overhead_plain(spec, epochs))
-            z = statistics.median(_steady(r["epochs"]) for r in zoo)
-            p = statistics.median(_steady(r["epochs"]) for r in plain)
-            # timeit's rule for a shared machine: the fastest epoch is the least disturbed one;
-            # each zoo run is compared with the plain run beside it in time
-            pairs = sorted(
-                _best(a["epochs"]) / _best(b["epochs"]) for a, b in zip(zoo, plain, strict=True)
-            )
-
-            def first(rs):
-                return statistics.median(r["first_step_at"] - r["launched"] for r in rs)
-
-            def fastest(rs):
-                return max(_best(r["epochs"]) for r in rs)
-
-            def total(rs):
-                return statistics.median(r["total"] for r in rs)
-
-            rows.append(
-                {
-                    "run": name,
-                    "epochs": epochs,
-                    "zoo samples/s": round(z),
-                    "plain samples/s": round(p),
-                    "ratio": f"{z / p:.2f}",
-                    "ratio, fastest epochs (pairs: min-max)": f"{statistics.median(pairs):.2f} "
-                    f"({pairs[0]:.2f}-{pairs[-1]:.2f})",
-                    "ratio, fastest epoch of all runs": f"{fastest(zoo) / fastest(plain):.2f}",
-                    "zoo s to 1st step": f"{first(zoo):.1f}",
-                    # side by side, the plain loop is stopped with the zoo: no start-up or total
-                    "plain s to 1st step": "-" if cores else f"{first(plain):.1f}",
-                    "zoo s total": f"{total(zoo):.1f}",
-                    "plain s total": "-" if cores else f"{total(plain):.1f}",
-                }
-            )
+                else:
+                    if i % 2:
+                        plain.append(run_overhead_plain(spec, epochs))
+                    zoo.append(run_zoo_throughput(one_thread, epochs, Path(tmp)))
+                    if not i % 2:
+                        plain.append(run_overhead_plain(spec, epochs))
+            if args.mode == "interleaved":
+                row = _interleaved_row(zoo, plain)
+            else:
+                row = _separate_row(zoo, plain, side_by_side=bool(cores))
+            rows.append({"run": name, "epochs": epochs, **row})
             print(json.dumps(rows[-1]), flush=True)
+    if args.mode == "interleaved":
+        how = (
+            "Interleaved: in each zoo run, after every zoo training step, one step of the plain "
+            "loop (its own copy of the network and optimizer, its own batches), timed; per epoch "
+            "the plain loop's time is the sum of its steps, the zoo's the epoch's wall time minus "
+            "that, so both are measured over the same stretch of time. Ratio: the median over "
+            "the epochs after the first of all runs, of the zoo's samples/s over the plain "
+            "loop's in the same epoch; its range over the runs' medians and over the epochs. "
+            "'plain s to 1st step': a separate plain process per run."
+        )
+    else:
+        how = (
+            "Ratio: the zoo's training samples/s over the plain loop's, of the medians over "
+            "epochs and runs; and per pair of runs beside each other in time, of their fastest "
+            "epochs (timeit's rule: on a shared machine the fastest is the least disturbed): the "
+            "median pair and the range; and of the fastest epoch over all runs of each. 'total' "
+            "includes the zoo's validation and checkpoint after every epoch, which the plain "
+            "loop does not do."
+        )
+        if cores:
+            how += (
+                " Side by side: each pair ran at the same time, each on a core of its own "
+                "(swapped every pair); the plain loop's epochs that ran during the zoo's "
+                "training count."
+            )
     write_report(
-        f"overhead: the zoo vs a plain PyTorch loop ({args.repeats} "
-        + ("pairs side by side, one core each" if cores else "alternating runs each")
-        + ")",
+        f"overhead: the zoo vs a plain PyTorch loop ({args.repeats} {OVERHEAD_MODES[args.mode]})",
         rows,
-        f"`python train.py --help`: {statistics.median(help_s):.2f} s (median of 3). Ratio: the "
-        "zoo's training samples/s over the plain loop's (1.00: no overhead), of the medians over "
-        "epochs and runs; and per pair of runs beside each other in time, of their fastest "
-        "epochs (timeit's rule: on a shared machine the fastest is the least disturbed): the "
-        "median pair and the range; and of the fastest epoch over all runs of each. 'total' includes "
-        "the zoo's validation and checkpoint after every epoch, which the plain loop does not do. "
-        "Rows without on_device: both batch through a DataLoader over a TensorDataset (examples "
-        "collated one by one); 'on_device': the zoo with data.on_device=true, the plain loop "
-        "indexing its tensors with a permutation per batch. Side by side: each pair ran at the "
-        "same time, each on a core of its own (swapped every pair); the plain loop's epochs "
-        "that ran during the zoo's training count.",
+        f"`python train.py --help`: {statistics.median(help_s):.2f} s (median of 3). "
+        + how
+        + " Training batches only (1.00: no overhead). Rows without on_device: both batch "
+        "through a DataLoader over a TensorDataset (examples collated one by one); "
+        "'on_device': the zoo with data.on_device=true, the plain loop indexing its tensors "
+        "with a permutation per batch.",
     )
 
 
@@ -715,9 +783,12 @@ def main(argv: list[str] | None = None) -> int:
     overhead.add_argument("--repeats", type=int, default=5)
     overhead.add_argument("--only", nargs="+", help="rows whose name contains one of these words")
     overhead.add_argument(
-        "--side-by-side",
-        action="store_true",
-        help="run each pair at the same time, one core each (cores swapped every pair)",
+        "--mode",
+        choices=list(OVERHEAD_MODES),
+        default="interleaved",
+        help="interleaved: a plain step after each zoo step, in the zoo's process; alternating: "
+        "separate processes one after the other; side-by-side: separate processes at the same "
+        "time, one core each (cores swapped every pair)",
     )
     quality = sub.add_parser("quality", help="every concept's default run: time, memory, metric")
     quality.add_argument("--only", nargs="+", choices=list(QUALITY_RUNS), default=None)

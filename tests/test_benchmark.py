@@ -1,6 +1,7 @@
-"""scripts/benchmark.py: the gpu comparison and the side-by-side overhead run end to end (here on
-the CPU, tiny epochs) and their tables say what they measured. Timings themselves are never
-asserted (a shared, noisy machine)."""
+"""scripts/benchmark.py: the gpu comparison and the overhead runs (interleaved, side by side) end
+to end (here on the CPU, tiny epochs) and their tables say what they measured. Timings themselves
+are never asserted (a shared, noisy machine); the interleaved instrument is checked against a
+known cost (a sleep) far larger than any noise."""
 
 from __future__ import annotations
 
@@ -52,7 +53,9 @@ def test_gpu_benchmark_compares_the_data_paths_on_synthetic_mnist(tmp_path: Path
 def test_overhead_side_by_side_runs_each_pair_at_once(tmp_path: Path) -> None:
     report = tmp_path / "B.md"
     only = ["--only", "8x8, on_device"]  # one row: the MLP with data.on_device
-    out = benchmark("--report", str(report), "overhead", *only, "--repeats", "2", "--side-by-side")
+    out = benchmark(
+        "--report", str(report), "overhead", *only, "--repeats", "2", "--mode", "side-by-side"
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     text = report.read_text()
     assert "2 pairs side by side, one core each" in text
@@ -61,3 +64,53 @@ def test_overhead_side_by_side_runs_each_pair_at_once(tmp_path: Path) -> None:
     for cells in ([c.strip() for c in ln.strip("|").split("|")] for ln in rows):
         assert int(cells[2]) > 0 and int(cells[3]) > 0  # zoo and plain samples/s
         assert cells[-1] == cells[-3] == "-"  # the plain loop was stopped with the zoo: no totals
+
+
+@pytest.mark.slow
+def test_overhead_interleaved_is_the_default_and_reports_per_epoch_ratios(tmp_path: Path) -> None:
+    report = tmp_path / "B.md"
+    out = benchmark(
+        "--report", str(report), "overhead", "--only", "8x8, on_device", "--repeats", "1"
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = report.read_text()
+    assert "1 runs, each taking a plain-loop step after every zoo step" in text
+    (row,) = [ln for ln in text.splitlines() if ln.startswith("| mlp")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert int(cells[2]) > 0 and int(cells[3]) > 0  # zoo and plain samples/s
+    assert 0 < float(cells[4]) < 2  # the ratio
+    assert float(cells[-2]) > 0 and float(cells[-1]) > 0  # seconds to the first step
+
+
+SLEEP_CALLBACK = """
+import time
+import lightning as L
+
+class Sleep(L.Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        time.sleep(0.02)
+"""
+
+
+@pytest.mark.slow
+def test_interleaved_counts_a_cost_in_the_zoos_step_to_the_zoo_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The instrument, checked against a known overhead: a callback sleeping 20 ms after each
+    zoo step (the MLP's whole step is a few ms) lands in the zoo's time, not the plain loop's."""
+    (tmp_path / "sleepy.py").write_text(SLEEP_CALLBACK)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    import benchmark as bench
+
+    overrides = ["model=mlp", "torch_threads=1"]
+    spec = bench._plain_inputs(overrides, tmp_path)
+    sleepy = [*overrides, "+callbacks.sleep._target_=sleepy.Sleep"]
+    run = bench.run_interleaved(sleepy, spec, 2, tmp_path, allow=("sleepy",))
+    assert len(run["epochs"]) == 2 and run["first_step_at"] > run["launched"]
+    for epoch in run["epochs"]:
+        steps = epoch["steps"]
+        assert steps > 10 and epoch["zoo_samples"] == epoch["plain_samples"]
+        assert epoch["zoo_seconds"] >= 0.02 * steps  # every sleep counted to the zoo
+        assert epoch["plain_seconds"] < 0.02 * steps  # none to the plain loop
+    assert max(bench._ratios(run)) < 0.5
