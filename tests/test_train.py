@@ -229,3 +229,25 @@ def test_nvml_cuda_check_dropped_only_where_torch_cannot_load_nvml(
     monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     _drop_nvml_check_without_a_driver()
     assert ("PYTORCH_NVML_BASED_CUDA_CHECK" in os.environ) == driver
+
+
+def test_progress_bar_updates_at_most_refresh_rate_times_a_second_and_at_the_epochs_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from mlzoo.callbacks import progress
+
+    updates: list[int] = []
+    monkeypatch.setattr(
+        RichProgressBar, "on_train_batch_end", lambda self, t, m, o, b, i: updates.append(i)
+    )
+    clock = iter(0.05 * i for i in range(100))  # a batch every 50 ms
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    bar = progress.ProgressBar(refresh_rate=1)
+    trainer = SimpleNamespace(num_training_batches=50)
+    for i in range(50):
+        bar.on_train_batch_end(trainer, None, None, None, i)
+    assert updates == [0, 20, 40, 49]  # once a second, and the epoch's last batch
