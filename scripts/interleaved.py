@@ -5,7 +5,7 @@ loop (scripts/plain_loop.py: its own copy of the network, optimizer and batches)
 Each epoch then yields both figures from the same stretch of time, step by step:
 
     plain seconds = the sum of the plain loop's steps (its batch fetching included)
-    zoo seconds   = the epoch's wall time (first batch to last) - plain seconds
+    zoo seconds   = the epoch's wall time (its start to its last batch's end) - plain seconds
 
 so a slow spell of a shared machine (here the same loop's steps swing between ~50 and ~75 ms
 within seconds) falls on both, not on whichever ran in it. What it cannot see is a cost the
@@ -13,9 +13,11 @@ zoo's process has and a separate plain process would not (imports, memory): the 
 mode, separate processes, shows that, with more noise. CPU only.
 
     PYTHONPATH=scripts python train.py model=cnn torch_threads=1 allow_targets=[interleaved] \\
-        +callbacks.plain=interleaved.InterleavedPlainLoop +callbacks.plain.spec=SPEC.json
+        +callbacks.plain._target_=interleaved.InterleavedPlainLoop +callbacks.plain.spec=SPEC.json
 
-writes <run>/interleaved.json: per epoch, the zoo's and the plain loop's samples and seconds.
+writes <run>/interleaved.json: per epoch, the steps, and the zoo's and the plain loop's samples
+and seconds (SPEC.json: what scripts/benchmark.py's _plain_inputs returns; `benchmark.py
+overhead` does all of this).
 """
 
 from __future__ import annotations
