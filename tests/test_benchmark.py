@@ -102,7 +102,9 @@ def test_interleaved_counts_a_cost_in_the_zoos_step_to_the_zoo_alone(
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))
     import benchmark as bench
+    from hydra.core.global_hydra import GlobalHydra
 
+    GlobalHydra.instance().clear()  # _plain_inputs composes the config in this process
     overrides = ["model=mlp", "torch_threads=1"]
     spec = bench._plain_inputs(overrides, tmp_path)
     sleepy = [*overrides, "+callbacks.sleep._target_=sleepy.Sleep"]
