@@ -174,8 +174,11 @@ def run_zoo_throughput(
     folder: Path,
     entry: list[str] | None = None,
     core: int | None = None,
+    callback: str = "mlzoo.callbacks.throughput.Throughput",
+    env: dict[str, str] | None = None,
 ) -> dict:
-    """A zoo run with the Throughput callback (``entry``: the command before the overrides)."""
+    """A zoo run with the Throughput callback, or ``callback`` (a subclass of it); ``entry``:
+    the command before the overrides."""
     logs = folder / "logs"
     launched = time.time()
     out = subprocess.run(
@@ -185,12 +188,13 @@ def run_zoo_throughput(
             f"trainer.max_epochs={epochs}",
             "test=false",
             f"paths.log_dir={logs}",
-            "+callbacks.throughput._target_=mlzoo.callbacks.throughput.Throughput",
+            f"+callbacks.throughput._target_={callback}",
         ],
         capture_output=True,
         text=True,
         cwd=ROOT,
         preexec_fn=_on_core(core),
+        env=env,
     )
     if out.returncode != 0:
         sys.exit(f"benchmark run failed: {' '.join(overrides)}\n{out.stderr[-2000:]}")
@@ -250,61 +254,51 @@ def run_interleaved(
     ``allow``: more modules (on PYTHONPATH) whose callbacks the overrides add."""
     spec_file = folder / "plain_spec.json"
     spec_file.write_text(json.dumps(spec))
-    logs = folder / "logs"
     pythonpath = [str(ROOT / "scripts"), os.environ.get("PYTHONPATH", "")]
-    launched = time.time()
-    out = subprocess.run(
+    return run_zoo_throughput(
         [
-            sys.executable,
-            "train.py",
             *overrides,
-            f"trainer.max_epochs={epochs}",
-            "test=false",
-            f"paths.log_dir={logs}",
             f"allow_targets=[{','.join(['interleaved', *allow])}]",
-            "+callbacks.plain._target_=interleaved.InterleavedPlainLoop",
-            f"+callbacks.plain.spec={spec_file}",
+            f"+callbacks.throughput.spec={spec_file}",
         ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+        epochs,
+        folder,
+        callback="interleaved.InterleavedPlainLoop",
         env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in pythonpath if p)},
     )
-    if out.returncode != 0:
-        sys.exit(f"benchmark run failed: {' '.join(overrides)}\n{out.stderr[-2000:]}")
-    (report,) = logs.glob("runs/*/*/interleaved.json")
-    result = json.loads(report.read_text())
-    report.unlink()  # the next run's report is then the only one
-    return {"launched": launched, **result}
+
+
+def _plain_epochs(run: dict) -> list[dict]:
+    """The plain loop's epochs inside an interleaved zoo run."""
+    return [{"samples": e["plain_samples"], "seconds": e["plain_seconds"]} for e in run["epochs"]]
 
 
 def _ratios(run: dict) -> list[float]:
     """Per epoch after the first: the zoo's samples/s over the plain loop's beside it."""
     return [
-        (e["zoo_samples"] / e["zoo_seconds"]) / (e["plain_samples"] / e["plain_seconds"])
-        for e in run["epochs"][1:]
+        (z["samples"] / z["seconds"]) / (p["samples"] / p["seconds"])
+        for z, p in zip(run["epochs"][1:], _plain_epochs(run)[1:], strict=True)
     ]
+
+
+def _to_first_step(runs: list[dict]) -> str:
+    """Median seconds from a process launch to its first training step."""
+    return f"{statistics.median(r['first_step_at'] - r['launched'] for r in runs):.1f}"
 
 
 def _interleaved_row(zoo: list[dict], plain: list[dict]) -> dict:
     """A table row from interleaved runs (``plain``: separate plain processes, for start-up)."""
-
-    def rate(who: str, r: dict) -> float:
-        return _steady(
-            [{"samples": e[f"{who}_samples"], "seconds": e[f"{who}_seconds"]} for e in r["epochs"]]
-        )
-
     per_run = sorted(statistics.median(_ratios(r)) for r in zoo)
     every = [x for r in zoo for x in _ratios(r)]
     deciles = statistics.quantiles(every, n=10, method="inclusive")
     return {
-        "zoo samples/s": round(statistics.median(rate("zoo", r) for r in zoo)),
-        "plain samples/s": round(statistics.median(rate("plain", r) for r in zoo)),
+        "zoo samples/s": round(statistics.median(_steady(r["epochs"]) for r in zoo)),
+        "plain samples/s": round(statistics.median(_steady(_plain_epochs(r)) for r in zoo)),
         "ratio": f"{statistics.median(every):.2f}",
         "ratio per run (min-max)": f"{per_run[0]:.2f}-{per_run[-1]:.2f}",
         "ratio, epochs (10th-90th pct)": f"{deciles[0]:.2f}-{deciles[-1]:.2f}",
-        "zoo s to 1st step": f"{statistics.median(r['first_step_at'] - r['launched'] for r in zoo):.1f}",
-        "plain s to 1st step": f"{statistics.median(r['first_step_at'] - r['launched'] for r in plain):.1f}",
+        "zoo s to 1st step": _to_first_step(zoo),
+        "plain s to 1st step": _to_first_step(plain),
     }
 
 
@@ -315,9 +309,6 @@ def _separate_row(zoo: list[dict], plain: list[dict], side_by_side: bool) -> dic
     # timeit's rule for a shared machine: the fastest epoch is the least disturbed one;
     # each zoo run is compared with the plain run beside it in time
     pairs = sorted(_best(a["epochs"]) / _best(b["epochs"]) for a, b in zip(zoo, plain, strict=True))
-
-    def first(rs):
-        return statistics.median(r["first_step_at"] - r["launched"] for r in rs)
 
     def fastest(rs):
         return max(_best(r["epochs"]) for r in rs)
@@ -332,9 +323,9 @@ def _separate_row(zoo: list[dict], plain: list[dict], side_by_side: bool) -> dic
         "ratio, fastest epochs (pairs: min-max)": f"{statistics.median(pairs):.2f} "
         f"({pairs[0]:.2f}-{pairs[-1]:.2f})",
         "ratio, fastest epoch of all runs": f"{fastest(zoo) / fastest(plain):.2f}",
-        "zoo s to 1st step": f"{first(zoo):.1f}",
+        "zoo s to 1st step": _to_first_step(zoo),
         # side by side, the plain loop is stopped with the zoo: no start-up or total
-        "plain s to 1st step": "-" if side_by_side else f"{first(plain):.1f}",
+        "plain s to 1st step": "-" if side_by_side else _to_first_step(plain),
         "zoo s total": f"{total(zoo):.1f}",
         "plain s total": "-" if side_by_side else f"{total(plain):.1f}",
     }

@@ -15,9 +15,9 @@ mode, separate processes, shows that, with more noise. CPU only.
     PYTHONPATH=scripts python train.py model=cnn torch_threads=1 allow_targets=[interleaved] \\
         +callbacks.plain._target_=interleaved.InterleavedPlainLoop +callbacks.plain.spec=SPEC.json
 
-writes <run>/interleaved.json: per epoch, the steps, and the zoo's and the plain loop's samples
-and seconds (SPEC.json: what scripts/benchmark.py's _plain_inputs returns; `benchmark.py
-overhead` does all of this).
+It is the Throughput callback (its clock, its <run>/throughput.json) with, per epoch, the zoo's
+own seconds and the plain loop's steps, samples and seconds (SPEC.json: what
+scripts/benchmark.py's _plain_inputs returns; `benchmark.py overhead` does all of this).
 """
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ from pathlib import Path
 import lightning as L
 from plain_loop import PlainLoop
 
+from mlzoo.callbacks.throughput import Throughput
 
-class InterleavedPlainLoop(L.Callback):
+
+class InterleavedPlainLoop(Throughput):
     def __init__(self, spec: str) -> None:
+        super().__init__()
         self.spec = json.loads(Path(spec).read_text())
-        self.epochs: list[dict[str, float]] = []
-        self.first_step_at: float | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if pl_module.device.type != "cpu":
@@ -42,34 +43,20 @@ class InterleavedPlainLoop(L.Callback):
         self.plain = PlainLoop(self.spec)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start = self._end = time.perf_counter()
-        self._plain_seconds, self._plain_samples, self._zoo_samples, self._steps = 0.0, 0, 0, 0
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self.first_step_at is None:
-            self.first_step_at = time.time()
+        super().on_train_epoch_start(trainer, pl_module)
+        self._steps, self._plain_samples, self._plain_seconds = 0, 0, 0.0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._zoo_samples += len(batch[0])
-        self._steps += 1
         start = time.perf_counter()
         self._plain_samples += self.plain.step()
-        self._end = time.perf_counter()
-        self._plain_seconds += self._end - start
+        self._plain_seconds += time.perf_counter() - start
+        self._steps += 1
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)  # clock: after
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # _end: the last training batch's (validation, after it, is not counted)
-        wall = self._end - self._start
-        self.epochs.append(
-            {
-                "steps": self._steps,
-                "zoo_samples": self._zoo_samples,
-                "zoo_seconds": wall - self._plain_seconds,
-                "plain_samples": self._plain_samples,
-                "plain_seconds": self._plain_seconds,
-            }
+        super().on_train_epoch_end(trainer, pl_module)
+        epoch = self.epochs[-1]
+        epoch["seconds"] -= self._plain_seconds  # the zoo's own
+        epoch.update(
+            steps=self._steps, plain_samples=self._plain_samples, plain_seconds=self._plain_seconds
         )
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        out = Path(trainer.default_root_dir) / "interleaved.json"
-        out.write_text(json.dumps({"first_step_at": self.first_step_at, "epochs": self.epochs}))

@@ -24,6 +24,7 @@ class PlainLoop:
     def __init__(self, spec: dict) -> None:
         saved = torch.load(spec["file"], weights_only=False)  # our own file: the net, pickled
         self.net, self.x, self.y = saved["net"], saved["x"], saved["y"]
+        self.net.train()  # once: nothing here ever evaluates
         make = getattr(torch.optim, spec["optimizer"])
         self.optimizer = make(self.net.parameters(), **spec["optimizer_kwargs"])
         self.batch_size, self.indexed = spec["batch_size"], spec["indexed"]
@@ -52,7 +53,6 @@ class PlainLoop:
 
     def step(self) -> int:
         """The next batch (a new epoch when one ends) and one training step on it: its size."""
-        self.net.train()
         batch = next(self._batches, None) if self._batches is not None else None
         if batch is None:
             self._batches = self.epoch()
@@ -66,7 +66,6 @@ def main(spec: dict) -> None:
     loop = PlainLoop(spec)
     first, epochs = None, []
     for _ in range(spec["epochs"]):
-        loop.net.train()
         start, samples = time.perf_counter(), 0
         for xb, yb in loop.epoch():
             if first is None:
