@@ -11,11 +11,12 @@ stderr and exit code 1, and the run folder this invocation created is removed.
 
 from __future__ import annotations
 
-import inspect
+import contextlib
 import json
 import logging
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -29,9 +30,20 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from mlzoo.core import guard
+from mlzoo.core.build import instantiate_all, instantiate_model
 from mlzoo.core.errors import ZooError
-from mlzoo.core.targets import check_targets
-from mlzoo.core.typecheck import check_types
+from mlzoo.core.files import check_can_create, describe, fault, write_text_atomically
+from mlzoo.core.resume import (
+    changed_settings,
+    check_fits,
+    is_rank_zero_process,
+    lock_run,
+    resolve_resume,
+    resume_record,
+)
+from mlzoo.core.targets import allowed_by_user, check_config
+from mlzoo.core.typecheck import check_types, check_values
 
 log = logging.getLogger("mlzoo")
 
@@ -59,10 +71,14 @@ def _quiet_known_noise() -> None:
     _QUIETED = True
     # `import lightning` gives its logger a console handler of its own; when Hydra has set up
     # logging (a root handler), that handler would print every message twice.
-    lightning_logger = logging.getLogger("lightning")
+    # (lightning.pytorch and lightning.fabric do the same, and stop propagating, when imported
+    # before Hydra set up logging.)
     if logging.getLogger().handlers:
-        for handler in list(lightning_logger.handlers):
-            lightning_logger.removeHandler(handler)
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            lightning_logger = logging.getLogger(name)
+            for handler in list(lightning_logger.handlers):
+                lightning_logger.removeHandler(handler)
+            lightning_logger.propagate = True
     for pattern in (
         ".*does not have many workers.*",
         ".*exists and is not empty.*",
@@ -119,90 +135,6 @@ def _choices() -> dict[str, str]:
     return {}
 
 
-def _check_checkpoint(path: Path, trust: bool = False) -> None:
-    """Fail early, with one line, on a missing, corrupt, foreign or pickling checkpoint file."""
-    from mlzoo.core.checkpoint import check_lightning_checkpoint, read_checkpoint
-
-    check_lightning_checkpoint(read_checkpoint(path, "ckpt_path", trust), path)
-
-
-def _resolve_resume(cfg: DictConfig, fresh_dir: Path) -> tuple[str | None, Path]:
-    """Turn ``ckpt_path`` into a file and the run folder to continue in.
-
-    A checkpoint in ``<run>/checkpoints/`` of a zoo run under ``paths.log_dir`` resumes *in* ``<run>``,
-    so TensorBoard curves continue in the same run and no second folder appears; any other file
-    starts a new run folder from its weights and training state.
-    """
-    ckpt = cfg.get("ckpt_path")
-    if ckpt is None:
-        return None, fresh_dir
-    if str(ckpt) == "last":
-        log_dir = Path(cfg.paths.log_dir)
-        found = [
-            p
-            for p in log_dir.rglob("last.ckpt")
-            if cfg.name in p.parts and fresh_dir.resolve() not in p.resolve().parents
-        ]
-        if not found:
-            raise ZooError(
-                f"ckpt_path=last: no last.ckpt of a '{cfg.name}' run under {log_dir.resolve()}; "
-                "train one first, or pass ckpt_path=<file>"
-            )
-        path = max(found, key=lambda p: p.stat().st_mtime)
-    else:
-        path = Path(str(ckpt)).expanduser()
-    _check_checkpoint(path, bool(cfg.get("trust_checkpoint")))
-    run_dir = path.parent.parent
-    log_dir = Path(cfg.paths.log_dir).resolve()
-    is_zoo_run = (
-        path.parent.name == "checkpoints"
-        and (run_dir / "config.yaml").is_file()
-        and log_dir in run_dir.resolve().parents
-    )
-    return str(path), run_dir if is_zoo_run else fresh_dir
-
-
-def _check_fits(ckpt_path: str, model: Any, trust: bool = False) -> None:
-    """Refuse, before anything is written, a checkpoint whose weights or optimizer do not match the
-    model and optimizer this command line builds (resume with the run's own settings)."""
-    from mlzoo.core.checkpoint import read_checkpoint
-
-    ckpt = read_checkpoint(ckpt_path, "ckpt_path", trust)
-    theirs, ours = ckpt["state_dict"], model.state_dict()
-    for key in sorted(set(theirs) | set(ours)):
-        if key not in theirs or key not in ours or theirs[key].shape != ours[key].shape:
-            shapes = [tuple(d[key].shape) if key in d else "missing" for d in (theirs, ours)]
-            raise ZooError(
-                f"ckpt_path: {ckpt_path} does not fit this model: {key} is {shapes[0]} in the "
-                f"checkpoint and {shapes[1]} here; resume with the run's own settings "
-                "(its config.yaml)"
-            )
-    saved = ckpt.get("optimizer_states") or []
-    if saved:
-        configured = model.configure_optimizers()
-        if isinstance(configured, dict):
-            configured = configured["optimizer"]
-        if isinstance(configured, tuple) and len(configured) == 2:  # ([optimizers], [schedulers])
-            configured = configured[0]
-        optimizers = configured if isinstance(configured, list | tuple) else [configured]
-        optimizers = [o["optimizer"] if isinstance(o, dict) else o for o in optimizers]
-        if len(optimizers) != len(saved):
-            raise ZooError(
-                f"ckpt_path: {ckpt_path} holds {len(saved)} optimizer states, this model has "
-                f"{len(optimizers)} optimizers; resume with the run's own settings"
-            )
-        for optimizer, state in zip(optimizers, saved, strict=True):
-            # every setting of this optimizer must be in the saved groups (a concept may add
-            # its own keys to a group, e.g. PPO's base_lr for its annealing)
-            keys = set(state["param_groups"][0]) - {"params", "initial_lr"}
-            if not set(optimizer.defaults) <= keys:
-                raise ZooError(
-                    f"ckpt_path: {ckpt_path} was written with another optimizer (its settings "
-                    f"{sorted(keys)}, this one's {sorted(optimizer.defaults)}); resume with the "
-                    "run's own optimizer"
-                )
-
-
 def _discard(run_dir: Path, keep: set[str] | frozenset[str] = frozenset()) -> None:
     """Undo a run folder this invocation created: remove every entry in it but ``keep`` (what was
     there before, e.g. a user's files under ``hydra.run.dir=.``), and the folder if then empty."""
@@ -213,22 +145,6 @@ def _discard(run_dir: Path, keep: set[str] | frozenset[str] = frozenset()) -> No
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     if not any(run_dir.iterdir()):
         run_dir.rmdir()
-
-
-# --------------------------------------------------------------------------------------------
-# instantiation
-# --------------------------------------------------------------------------------------------
-def _instantiate_model(model_cfg: DictConfig, datamodule: Any) -> Any:
-    """Instantiate the model, filling what the data decides (input shape, task, classes, ...)."""
-    target = hydra.utils.get_class(model_cfg._target_)
-    accepted = inspect.signature(target.__init__).parameters
-    spec = getattr(datamodule, "spec", {})
-    from_data = {k: v for k, v in spec.items() if k in accepted and k not in model_cfg}
-    return hydra.utils.instantiate(model_cfg, _convert_="all", **from_data)
-
-
-def _instantiate_all(group: DictConfig | None) -> list[Any]:
-    return [hydra.utils.instantiate(c) for c in (group or {}).values() if c is not None]
 
 
 def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -302,97 +218,163 @@ def _check_multirun_ddp(cfg: DictConfig) -> None:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run one training job from a composed config; return (and write) its summary."""
-    import lightning as L
+    """Run one training job from a composed config; return (and write) its summary.
 
-    from mlzoo.callbacks.finite import NonFiniteError, first_non_finite
-
+    preflight (checks, the run folder) -> build -> fit -> test and summarize. A mistake found
+    before training starts removes what this invocation created and nothing else."""
     start = time.time()
     _quiet_known_noise()
     _drop_nvml_check_without_a_driver()
     fresh_dir = Path(cfg.paths.output_dir)
     # What the folder held before this run (Hydra only adds .hydra/ and train.log to a new one).
     keep = {p.name for p in fresh_dir.glob("*")} - {".hydra", "train.log"}
-    trust = bool(cfg.get("trust_checkpoint"))
-    try:
-        check_targets(cfg, cfg.get("allow_targets") or ())
-        check_types(cfg)
-        _check_multirun_ddp(cfg)
-        ckpt_path, run_dir = _resolve_resume(cfg, fresh_dir)
-        if run_dir != fresh_dir:
-            log.info(f"Resuming {ckpt_path} in {run_dir}")
+    with contextlib.ExitStack() as held:  # holds a resumed run's lock until the run ends
+        try:
+            ckpt_path, run_dir = _preflight(cfg, fresh_dir, keep, held)
+            datamodule, model, loggers, trainer = _build(cfg, ckpt_path, run_dir != fresh_dir)
+        except InstantiationException as err:
             _discard(fresh_dir, keep)
-            with open_dict(cfg):
-                cfg.paths.output_dir = str(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if cfg.get("torch_threads") is not None:
-            import torch
-
-            torch.set_num_threads(int(cfg.torch_threads))
-        if cfg.get("seed") is not None:  # `if cfg.seed:` would skip seed=0
-            L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-        datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
-        model = _instantiate_model(cfg.model, datamodule)
-        callbacks = _instantiate_all(cfg.get("callbacks"))
-        loggers = _instantiate_all(cfg.get("logger"))
-        clip = {}
-        if not model.automatic_optimization and cfg.trainer.get("gradient_clip_val"):
-            # Lightning clips only under automatic optimization (and refuses the setting
-            # otherwise): a manual-optimization concept clips itself, in ZooModule.clip_manual
-            model.manual_clip_val = float(cfg.trainer.gradient_clip_val)
-            model.manual_clip_algorithm = cfg.trainer.get("gradient_clip_algorithm") or "norm"
-            clip = {"gradient_clip_val": None, "gradient_clip_algorithm": None}
-        trainer = hydra.utils.instantiate(
-            cfg.trainer, callbacks=callbacks, logger=loggers or False, **clip
+            raise ZooError(_one_line(err)) from None
+        except (ZooError, ValueError, TypeError, RuntimeError, KeyError, OSError) as err:
+            _discard(fresh_dir, keep)
+            raise ZooError(_one_line(err)) from None
+        except OmegaConfBaseException as err:  # not a ValueError: a bad interpolation, say
+            _discard(fresh_dir, keep)
+            raise ZooError(_one_line(err)) from None
+        if trainer.is_global_zero:  # under DDP, every rank runs this function: rank zero writes
+            record = run_dir / "config.yaml" if ckpt_path is None else resume_record(run_dir)
+            write_text_atomically(record, OmegaConf.to_yaml(cfg, resolve=True))
+            _log_hparams(loggers, cfg)
+        trust = bool(cfg.get("trust_checkpoint"))
+        diverged = _fit(trainer, model, datamodule, ckpt_path, trust, (fresh_dir, keep))
+        summary = _summarize(cfg, trainer, model, datamodule, run_dir, ckpt_path, diverged, start)
+    if diverged:
+        raise diverged
+    if trainer.interrupted:
+        saved = [getattr(cb, "saved", None) for cb in trainer.callbacks]
+        resume_from = next((p for p in saved if p is not None), run_dir / "checkpoints/last.ckpt")
+        raise ZooError(
+            f"run stopped (Ctrl-C or SIGTERM) at step {trainer.global_step}; saved "
+            f"{resume_from}; resume with ckpt_path={resume_from}"
         )
-        if ckpt_path is not None:
-            _check_fits(ckpt_path, model, trust)
-        if cfg.get("compile"):
-            # the networks, not the LightningModule (metrics and logging stay eager); in place,
-            # so state_dict keys and checkpoints are the same as without compiling
-            for child in model.children():
-                if any(True for _ in child.parameters()):
-                    child.compile()
-    except InstantiationException as err:
-        _discard(fresh_dir, keep)
-        raise ZooError(_one_line(err)) from None
-    except (ZooError, ValueError, TypeError, RuntimeError, KeyError, OmegaConfBaseException) as err:
-        _discard(fresh_dir, keep)
-        raise ZooError(_one_line(err)) from None
+    return summary
 
-    if trainer.is_global_zero:  # under DDP, every rank runs this function: rank zero writes
-        name = "config.yaml" if ckpt_path is None else f"config.resume-{int(start)}.yaml"
-        _write_atomically(run_dir / name, OmegaConf.to_yaml(cfg, resolve=True))
-        _log_hparams(loggers, cfg)
 
-    diverged: NonFiniteError | None = None
+def _preflight(
+    cfg: DictConfig, fresh_dir: Path, keep: set[str], held: contextlib.ExitStack
+) -> tuple[str | None, Path]:
+    """What can be refused before anything is built: code in the config, types and values, a
+    resume that cannot be; then the run folder (the resumed run's, locked, or the new one)."""
+    check_config(cfg, cfg.get("allow_targets") or ())
+    check_types(cfg)
+    check_values(cfg)
+    _check_multirun_ddp(cfg)
+    ckpt_path, run_dir = resolve_resume(cfg, fresh_dir)
+    if run_dir != fresh_dir:
+        if is_rank_zero_process():  # DDP's other ranks join rank zero's resume
+            held.enter_context(lock_run(run_dir))
+        log.info(f"Resuming {ckpt_path} in {run_dir}")
+        _discard(fresh_dir, keep)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(run_dir)
+    check_can_create(run_dir, "hydra.run.dir")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise fault(err, run_dir, "create the run folder") from None
+    return ckpt_path, run_dir
+
+
+def _build(cfg: DictConfig, ckpt_path: str | None, resumed_in_place: bool) -> tuple:
+    """(data module, model, loggers, Trainer), with a resumed checkpoint checked against them."""
+    import lightning as L
+
+    if cfg.get("torch_threads") is not None:
+        import torch
+
+        torch.set_num_threads(int(cfg.torch_threads))
+    if cfg.get("seed") is not None:  # `if cfg.seed:` would skip seed=0
+        L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    with allowed_by_user(cfg.get("allow_targets") or ()):  # a backbone checkpoint, say
+        datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+        model = instantiate_model(cfg.model, datamodule)
+    callbacks = instantiate_all(cfg.get("callbacks"))
+    loggers = instantiate_all(cfg.get("logger"))
+    clip = {}
+    if not model.automatic_optimization and cfg.trainer.get("gradient_clip_val"):
+        # Lightning clips only under automatic optimization (and refuses the setting
+        # otherwise): a manual-optimization concept clips itself, in ZooModule.clip_manual
+        model.manual_clip_val = float(cfg.trainer.gradient_clip_val)
+        model.manual_clip_algorithm = cfg.trainer.get("gradient_clip_algorithm") or "norm"
+        clip = {"gradient_clip_val": None, "gradient_clip_algorithm": None}
+    trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, **clip
+    )
+    if ckpt_path is not None:
+        check_fits(ckpt_path, model, bool(cfg.get("trust_checkpoint")))
+        if resumed_in_place:
+            for line in changed_settings(cfg, Path(cfg.paths.output_dir)):
+                log.info(f"Resume applies a changed setting: {line}")
+    if cfg.get("compile"):
+        # the networks, not the LightningModule (metrics and logging stay eager); in place,
+        # so state_dict keys and checkpoints are the same as without compiling
+        for child in model.children():
+            if any(True for _ in child.parameters()):
+                child.compile()
+    return datamodule, model, loggers, trainer
+
+
+def _fit(
+    trainer: Any, model: Any, datamodule: Any, ckpt_path: str | None, trust: bool, undo: tuple
+) -> Any:
+    """trainer.fit; returns the NonFiniteError if training diverged. A mistake that shows only
+    once fit starts, before any step, is one line and undoes the new run folder."""
+    from mlzoo.callbacks.finite import NonFiniteError, first_non_finite
+
+    fresh_dir, keep = undo
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust)
     except SystemExit:  # Ctrl-C and SIGTERM end fit with SystemExit: write the summary first
         if not trainer.interrupted:
             raise
     except NonFiniteError as err:
-        diverged = err
+        return err
+    except ZooError:
+        raise  # already one line (e.g. a checkpoint that could not be written)
     except Exception as err:
         found = first_non_finite(dict(model.named_parameters()))
         if found is not None:  # e.g. a distribution refusing NaN logits: the weights diverged
-            diverged = NonFiniteError(
+            return NonFiniteError(
                 f"weight {found[0]} became {found[1]} by step {trainer.global_step} "
                 f"({_one_line(err)[:200]}); lower the learning rate or clip gradients"
             )
-        elif trainer.global_step > 0 or ckpt_path is not None:
+        if isinstance(err, OSError) and describe(err):
+            raise ZooError(f"a file could not be written: {_one_line(err)}") from None
+        if trainer.global_step > 0 or ckpt_path is not None:
             raise  # a crash in the middle of training: the traceback is what a user needs
-        else:
-            # A mistake that only shows once fit starts (a bad learning rate, an empty split, ...).
-            _discard(fresh_dir, keep)
-            raise ZooError(_one_line(err)) from None
-    if trainer.global_step == 0 and ckpt_path is None and not trainer.interrupted and not diverged:
+        # A mistake that only shows once fit starts (a bad learning rate, an empty split, ...).
+        _discard(fresh_dir, keep)
+        raise ZooError(_one_line(err)) from None
+    if trainer.global_step == 0 and ckpt_path is None and not trainer.interrupted:
         _discard(fresh_dir, keep)
         raise ZooError(
             "no training step ran (is the training split smaller than one batch, or "
             "trainer.max_epochs / max_steps 0?); nothing was learned"
         )
+    return None
 
+
+def _summarize(
+    cfg: DictConfig,
+    trainer: Any,
+    model: Any,
+    datamodule: Any,
+    run_dir: Path,
+    ckpt_path: str | None,
+    diverged: Any,
+    start: float,
+) -> dict[str, Any]:
+    """Test the best checkpoint (a completed run), then write and print summary.json."""
     ckpt_cb = trainer.checkpoint_callback
     best = getattr(ckpt_cb, "best_model_path", "") or ""
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -406,7 +388,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for key, value in trainer.callback_metrics.items():
         if key.startswith("val/"):
             metrics.setdefault(key, float(value))
-
     choices = _choices()
     best_score = getattr(ckpt_cb, "best_model_score", None)
     summary = {
@@ -429,25 +410,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "status": status,
     }
     if trainer.is_global_zero:
-        _write_atomically(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        write_text_atomically(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         _print_summary(summary)
-    if diverged:
-        raise diverged
-    if trainer.interrupted:
-        saved = [getattr(cb, "saved", None) for cb in trainer.callbacks]
-        resume_from = next((p for p in saved if p is not None), last)
-        raise ZooError(
-            f"run stopped (Ctrl-C or SIGTERM) at step {trainer.global_step}; saved "
-            f"{resume_from}; resume with ckpt_path={resume_from}"
-        )
     return summary
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write a small text file through a temporary name, so that it is never seen half written."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _one_line(err: BaseException) -> str:
@@ -494,6 +459,13 @@ def main() -> None:
         if arg.startswith("="):  # Hydra's parser fails on this with a traceback
             print(f"error: {arg!r} is not an override: write key=value", file=sys.stderr)
             sys.exit(1)
+        numbers = re.findall(r"(?<![\w./-])\d{31,}(?![\w./-])", arg.split("=", 1)[-1])
+        digits = max((len(n) for n in numbers), default=0)
+        if digits:  # beyond any setting (and past 4,300 digits Python will not parse it)
+            key = arg.split("=", 1)[0]
+            print(f"error: {key}: a {digits}-digit number is out of range", file=sys.stderr)
+            sys.exit(1)
+    guard.install()  # every config Hydra composes is checked before Hydra acts on it
     _hydra_main()
 
 

@@ -125,14 +125,15 @@ def _plain_inputs(overrides: list[str], folder: Path) -> dict:
     import torch
     from hydra import compose, initialize_config_dir
 
-    from mlzoo.train import CONFIG_DIR, _instantiate_model
+    from mlzoo.core.build import instantiate_model
+    from mlzoo.train import CONFIG_DIR
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     torch.manual_seed(0)
     dm = hydra.utils.instantiate(cfg.data, _convert_="all")
     dm.setup()
-    module = _instantiate_model(cfg.model, dm)
+    module = instantiate_model(cfg.model, dm)
     configured = module.configure_optimizers()
     optimizer = configured["optimizer"] if isinstance(configured, dict) else configured
     kwargs = {

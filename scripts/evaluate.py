@@ -16,12 +16,6 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-
-from mlzoo.core.checkpoint import load_checkpoint
-from mlzoo.core.errors import ZooError
-from mlzoo.rl.episodes import run_episodes
-
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -29,11 +23,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--video", action="store_true", help="record episodes (moviepy)")
+    p.add_argument(
+        "--allow-targets",
+        nargs="+",
+        default=[],
+        metavar="MODULE",
+        help="modules or names whose _target_s you trust in this run's config (your own code)",
+    )
     args = p.parse_args(argv)
+    if args.episodes < 1:
+        print("error: --episodes must be >= 1", file=sys.stderr)
+        return 1
+    # imported after parsing: --help and bad arguments answer at once
+    import numpy as np
+
+    from mlzoo.core.checkpoint import load_checkpoint
+    from mlzoo.core.errors import ZooError
+    from mlzoo.rl.episodes import run_episodes
+
     try:
-        if args.episodes < 1:
-            raise ZooError("--episodes must be >= 1")
-        model, envs, _ = load_checkpoint(args.checkpoint)
+        model, envs, _ = load_checkpoint(args.checkpoint, allow_targets=args.allow_targets)
         if not callable(getattr(model, "act", None)) or not hasattr(envs, "make_env"):
             raise ZooError(f"{type(model).__name__} is not an RL agent (no act())")
         kwargs = {}

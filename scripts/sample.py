@@ -25,11 +25,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import torch
-from torchvision.utils import save_image
-
-from mlzoo.core.checkpoint import load_checkpoint
-from mlzoo.core.errors import ZooError
+# torch, torchvision and the zoo are imported after the arguments are parsed: --help and a bad
+# argument answer at once (importing them takes seconds).
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,12 +48,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ddpm.add_argument("--eta", type=float, default=None, help="DDIM noise (0 deterministic)")
     ddpm.add_argument("--guidance", type=float, default=None, help="classifier-free guidance w")
-    ddpm.add_argument("--labels", default=None, help="class labels, e.g. 3 or 0,1,2 (cycled)")
+    ddpm.add_argument(
+        "--labels", type=labels, default=None, help="class labels, e.g. 3 or 0,1,2 (cycled)"
+    )
+    p.add_argument(
+        "--allow-targets",
+        nargs="+",
+        default=[],
+        metavar="MODULE",
+        help="modules or names whose _target_s you trust in this run's config (your own code)",
+    )
     return p.parse_args(argv)
+
+
+def labels(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: class labels are integers, e.g. 3 or 0,1,2"
+        ) from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: class labels are >= 0")
+    return values
 
 
 def sampler_options(model, args: argparse.Namespace, n: int) -> dict:
     """Keyword arguments for model.sample(): only those the user set, and only if it takes them."""
+    import torch
+
+    from mlzoo.core.errors import ZooError
+
     opts: dict = {}
     if args.steps is not None:
         opts["steps"] = None if str(args.steps).lower() in ("ddpm", "none") else int(args.steps)
@@ -65,8 +87,8 @@ def sampler_options(model, args: argparse.Namespace, n: int) -> dict:
     if args.guidance is not None:
         opts["guidance"] = args.guidance
     if args.labels is not None:
-        labels = torch.tensor([int(v) for v in str(args.labels).split(",")])
-        opts["labels"] = labels.repeat(n // len(labels) + 1)[:n]
+        chosen = torch.tensor(args.labels)
+        opts["labels"] = chosen.repeat(n // len(chosen) + 1)[:n]
     accepted = inspect.signature(model.sample).parameters
     unknown = sorted(k for k in opts if k not in accepted)
     if unknown:
@@ -77,10 +99,17 @@ def sampler_options(model, args: argparse.Namespace, n: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.num < 1 or args.batch < 1 or args.grid < 0:
+        print("error: --num and --batch must be >= 1, --grid >= 0", file=sys.stderr)
+        return 1
+    import torch
+    from torchvision.utils import save_image
+
+    from mlzoo.core.checkpoint import load_checkpoint
+    from mlzoo.core.errors import ZooError
+
     try:
-        if args.num < 1 or args.batch < 1:
-            raise ZooError("--num and --batch must be >= 1")
-        model, datamodule, cfg = load_checkpoint(args.checkpoint)
+        model, datamodule, cfg = load_checkpoint(args.checkpoint, allow_targets=args.allow_targets)
         if not callable(getattr(model, "sample", None)):
             raise ZooError(f"{type(model).__name__} is not a generative model (no sample())")
         out = args.out or (

@@ -10,14 +10,18 @@ no pickled code runs. A file that holds pickled Python objects is refused unless
 
 Loading a model: every run folder holds the resolved ``config.yaml`` beside ``checkpoints/``, so a
 checkpoint alone is enough: scripts (sample.py, evaluate.py) and transfer learning rebuild the
-exact model from it. Its ``_target_`` classes pass the same allowlist as a training run's
-(mlzoo.core.targets). Constructor arguments recorded in the checkpoint (``hyper_parameters``) take
-precedence over the config's, e.g. the backbone file a transfer run actually used.
+exact model from it. Constructor arguments recorded in the checkpoint (``hyper_parameters``) take
+precedence over the config's (e.g. the backbone file a transfer run actually used); the merged
+config passes the same trust check as a training run's (mlzoo.core.targets) before anything in it
+is built.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -39,22 +43,44 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
+        from mlzoo.core.files import fault
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one
+        except (OSError, RuntimeError) as err:  # torch.save reports a full disk as RuntimeError
+            cause = err if isinstance(err, OSError) else _os_error_in(err)
+            if cause is None:
+                raise
+            kept = "; the previous checkpoint is kept whole" if path.exists() else ""
+            raise ZooError(f"{fault(cause, path, 'write the checkpoint')}{kept}") from None
         finally:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
         folder = os.open(path.parent, os.O_RDONLY)
         try:  # make the rename itself durable
             os.fsync(folder)
         finally:
             os.close(folder)
+
+
+def _os_error_in(err: BaseException) -> OSError | None:
+    """The OSError behind torch.save's RuntimeError ("unexpected pos ..."): its zip writer hits
+    the failed write (no space, file-size limit) and reports it as a RuntimeError."""
+    seen = err
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    if "write failed" in str(err) or "unexpected pos" in str(err):
+        return OSError(errno.ENOSPC, "no space left or file-size limit reached")
+    return None
 
 
 def read_checkpoint(path: str | Path, option: str = "ckpt_path", trust: bool = False) -> Any:
@@ -83,6 +109,11 @@ def read_checkpoint(path: str | Path, option: str = "ckpt_path", trust: bool = F
         ) from None
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:160] if text else type(err).__name__
+
+
 def check_lightning_checkpoint(ckpt: Any, path: str | Path, option: str = "ckpt_path") -> None:
     """Refuse a readable file that is not a Lightning checkpoint (a bare state_dict, say)."""
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "global_step" not in ckpt:
@@ -93,11 +124,19 @@ def check_lightning_checkpoint(ckpt: Any, path: str | Path, option: str = "ckpt_
 
 
 def load_checkpoint(
-    path: str | Path, option: str = "checkpoint", trust: bool = False
+    path: str | Path,
+    option: str = "checkpoint",
+    trust: bool = False,
+    allow_targets: Iterable[str] = (),
 ) -> tuple[Any, Any, DictConfig]:
-    """(model in eval mode on the CPU, its data module, the run's config) for a zoo checkpoint."""
-    from mlzoo.core.targets import check_targets
-    from mlzoo.train import _instantiate_model
+    """(model in eval mode on the CPU, its data module, the run's config) for a zoo checkpoint.
+
+    The run folder's config.yaml and the checkpoint's hyperparameters are someone else's data:
+    they are merged, then checked as one config (mlzoo.core.targets) before anything is built.
+    Only the caller's ``allow_targets`` (and the command line's, during a run) widen the check;
+    the ones the loaded config.yaml records are ignored."""
+    from mlzoo.core.build import instantiate_model
+    from mlzoo.core.targets import check_config, user_allowed
 
     path = Path(path)
     ckpt = read_checkpoint(path, option, trust)
@@ -113,14 +152,22 @@ def load_checkpoint(
         cfg = OmegaConf.load(cfg_path)
     except Exception as err:
         raise ZooError(f"{cfg_path}: unreadable ({' '.join(str(err).split())[:200]})") from None
-    check_targets(cfg, cfg.get("allow_targets") or (), where=str(cfg_path))
+    if not isinstance(cfg, DictConfig) or not isinstance(cfg.get("model"), DictConfig):
+        raise ZooError(f"{cfg_path}: not a zoo run's config (no model section)")
+    recorded = ckpt.get("hyper_parameters") or {}
+    if not isinstance(recorded, dict):
+        raise ZooError(f"{path}: its hyper_parameters are not a mapping")
+    try:
+        with open_dict(cfg):
+            for key, value in recorded.items():
+                if key in cfg.model:
+                    cfg.model[key] = value
+    except Exception as err:  # a value OmegaConf cannot hold (a tensor, say): not a zoo run's
+        raise ZooError(f"{path}: unusable hyper_parameters ({_first_line(err)})") from None
+    allowed = (*allow_targets, *user_allowed())
+    check_config(cfg, allowed, where=f"{cfg_path} with the hyperparameters of {path.name}")
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
-    recorded = ckpt.get("hyper_parameters", {})
-    with open_dict(cfg):
-        for key, value in recorded.items():
-            if key in cfg.model:
-                cfg.model[key] = value
-    model = _instantiate_model(cfg.model, datamodule)
+    model = instantiate_model(cfg.model, datamodule)
     state = ckpt["state_dict"]
     try:
         model.load_state_dict(state)

@@ -1,88 +1,264 @@
-"""Which classes and functions a config may name in ``_target_``.
+"""The trust boundary: configs and checkpoints are data, never code.
 
-Hydra instantiates whatever ``_target_`` names, so a config (or one override on the command line,
-or the config.yaml of a downloaded run folder) could otherwise call any function in any installed
-module: ``+callbacks.x._target_=os.system``. Before anything is instantiated, every ``_target_`` in
-the composed config is checked against the packages a zoo run is built from; anything else is
-refused with one line, unless the user names its module in ``allow_targets`` (for their own
-models or callbacks: ``allow_targets=[mypackage]``).
+Hydra instantiates whatever ``_target_`` names, and ``logging.config`` builds whatever a logging
+handler's ``class`` names, so a config could otherwise call any function of any installed module:
+``+callbacks.x._target_=os.system``, a downloaded run folder's config.yaml, or the hyperparameters
+stored in a checkpoint. Before anything is built, every config goes through :func:`check_config`:
+
+- each ``_target_`` is resolved to the object it names and that *object* is compared with the
+  zoo's list (so ``mlzoo.train.shutil.copyfile`` is ``shutil.copyfile``, and refused): the
+  classes of a few families (torch.optim's optimizers, torch.nn's layers, Lightning's callbacks
+  and loggers, ...), the zoo's own classes, and a few named factory functions;
+- a module is imported to resolve a target only when the target's top-level package is one the
+  zoo is built from (resolving ``evil.x`` would run ``evil``'s top-level code);
+- ``_target_`` values built from interpolations (``${oc.env:...}``) are refused: what is checked
+  must be what is built;
+- anything else that imports code is refused: a gymnasium ``entry_point`` (gymnasium.make
+  imports any ``module:callable``), ``module:Env`` environment ids, Hydra callbacks, and logging
+  handlers, formatters and filters other than the standard console and file ones (with the file
+  inside the run folder), ``()`` factories and ``ext://`` references but sys.stdout/sys.stderr.
+
+The whole config is checked, Hydra's own section included: ``main()`` installs
+mlzoo.core.guard, which checks every config Hydra composes (the run's, and each run of a sweep)
+before Hydra sets up logging or instantiates its callbacks.
+
+The opt-in is the command line's alone: ``allow_targets=[mypackage]`` (modules or exact names
+whose targets the user trusts). A config.yaml read from a run folder cannot grant itself more.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import importlib
+import inspect
+import sys
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mlzoo.core.errors import ZooError
 
-ALLOWED_MODULES = (
-    "mlzoo",
-    "torch",
-    "torchvision",
-    "torchmetrics",
-    "lightning",
-    "gymnasium",
-    "ale_py",
-    "transformers",
-    "peft",
+# Packages whose modules may be imported to resolve a target (importing is running code).
+PACKAGES = ("mlzoo", "torch", "torchvision", "torchmetrics", "lightning", "gymnasium", "optuna")
+PACKAGES_EXTRA = ("signal",)  # signal.Signals (trainer=slurm's requeue signal)
+
+# (module, base class): the classes that module exports which subclass the base.
+FAMILIES = (
+    ("torch.optim", "torch.optim.Optimizer"),
+    ("torch.optim.lr_scheduler", "torch.optim.lr_scheduler.LRScheduler"),
+    ("torch.nn", "torch.nn.Module"),
+    ("torchvision.transforms.v2", "torch.nn.Module"),
+    ("torchvision.transforms", "object"),
+    ("torchmetrics", "torchmetrics.Metric"),
+    ("torchmetrics.classification", "torchmetrics.Metric"),
+    ("torchmetrics.regression", "torchmetrics.Metric"),
+    ("lightning.pytorch.callbacks", "lightning.pytorch.callbacks.Callback"),
+    ("lightning.pytorch.loggers", "lightning.pytorch.loggers.Logger"),
+    ("lightning.pytorch.strategies", "lightning.pytorch.strategies.Strategy"),
+    ("lightning.pytorch.plugins.environments", "lightning.fabric.plugins.ClusterEnvironment"),
+    ("lightning.pytorch.profilers", "lightning.pytorch.profilers.Profiler"),
+    ("gymnasium.wrappers", "gymnasium.Wrapper"),
+    ("optuna.samplers", "optuna.samplers.BaseSampler"),
+    ("optuna.pruners", "optuna.pruners.BasePruner"),
 )
-# Exact names outside those packages that a shipped config uses.
-ALLOWED_NAMES = ("signal.Signals",)  # trainer=slurm: the requeue signal
-# Inside allowed packages, entry points that load or run code from files or the network.
-DENIED = (
-    "torch.load",
-    "torch.hub",
-    "torch.jit.load",
-    "torch.package",
-    "torch.utils.cpp_extension",
-    "torch.ops",
-    "torch.classes",
-    "torch.serialization",
-    "transformers.AutoModel.from_pretrained",  # trust_remote_code lives behind these
-    "transformers.pipeline",
+# Exact classes and functions outside the families.
+EXACT = (
+    "lightning.pytorch.Trainer",
+    "signal.Signals",
+    "mlzoo.nets.cnn.small_resnet18",  # a factory function (configs/model/cnn.yaml's resnet)
 )
+# Inside the families, classes that write where a config says or record the screen.
+EXCLUDED = ("gymnasium.wrappers.RecordVideo", "gymnasium.wrappers.HumanRendering")
+# The zoo's own classes (defined under mlzoo., not re-exported there) of these kinds.
+ZOO_BASES = (
+    "torch.nn.Module",
+    "lightning.pytorch.LightningDataModule",
+    "lightning.pytorch.callbacks.Callback",
+    "lightning.pytorch.loggers.Logger",
+    "lightning.fabric.plugins.CheckpointIO",
+)
+# Hydra's launchers and sweepers: Hydra itself only builds registered plugins from these.
+HYDRA_PLUGIN_KEYS = ("hydra.launcher._target_", "hydra.sweeper._target_")
+HYDRA_PLUGIN_PACKAGES = ("hydra._internal.core_plugins.", "hydra_plugins.")
+# logging.config: the classes a handler, formatter or filter may name; streams it may reference.
+LOGGING_CLASSES = (
+    "logging.StreamHandler",
+    "logging.FileHandler",
+    "logging.NullHandler",
+    "logging.Formatter",
+    "colorlog.ColoredFormatter",
+    "rich.logging.RichHandler",
+)
+LOGGING_STREAMS = ("ext://sys.stdout", "ext://sys.stderr")
+RUN_FOLDER = ("${hydra.runtime.output_dir}/", "${hydra:runtime.output_dir}/")
+LOGGING_SECTIONS = ("hydra.job_logging", "hydra.hydra_logging")
+
+# What the command line allowed (allow_targets), for checkpoints loaded while a run is built
+# (a transfer backbone, DPO's SFT reference): never what a loaded file says of itself.
+_ALLOWED_BY_USER: ContextVar[tuple[str, ...]] = ContextVar("allow_targets", default=())
+
+
+@contextlib.contextmanager
+def allowed_by_user(extra: Iterable[str]) -> Iterator[None]:
+    token = _ALLOWED_BY_USER.set(tuple(str(e) for e in extra or ()))
+    try:
+        yield
+    finally:
+        _ALLOWED_BY_USER.reset(token)
+
+
+def user_allowed() -> tuple[str, ...]:
+    return _ALLOWED_BY_USER.get()
 
 
 def _within(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
 
-def is_allowed(target: str, extra: Iterable[str] = ()) -> bool:
-    if any(_within(target, prefix) for prefix in extra):
-        return True  # the user's explicit choice wins, even over DENIED
-    if any(_within(target, d) for d in DENIED):
+def _locate(path: str) -> Any:
+    """The object a dotted path names, importing as little as needed (hydra's own rule)."""
+    from hydra.utils import get_object
+
+    return get_object(path)
+
+
+def _is(obj: Any, name: str) -> bool:
+    """``obj`` is the object ``name`` names (never importing a package that is not loaded yet:
+    a resolved object's own package always is)."""
+    if name.split(".", 1)[0] not in sys.modules:
         return False
-    return target in ALLOWED_NAMES or any(_within(target, m) for m in ALLOWED_MODULES)
+    try:
+        return _locate(name) is obj
+    except Exception:
+        return False
 
 
-def _targets(node: Any, path: str) -> Iterable[tuple[str, Any]]:
+def _family_member(obj: Any) -> bool:
+    if not inspect.isclass(obj):
+        return False
+    top = str(getattr(obj, "__module__", "")).split(".", 1)[0]
+    for module_name, base_name in FAMILIES:
+        if module_name.split(".", 1)[0] != top:
+            continue
+        module = importlib.import_module(module_name)
+        base = object if base_name == "object" else _locate(base_name)
+        if getattr(module, obj.__name__, None) is obj and issubclass(obj, base):
+            return True
+    return False
+
+
+def _zoo_class(obj: Any) -> bool:
+    if not inspect.isclass(obj) or not str(getattr(obj, "__module__", "")).startswith("mlzoo."):
+        return False
+    return issubclass(obj, tuple(_locate(b) for b in ZOO_BASES))
+
+
+def resolve_target(target: str) -> Any:
+    """The object ``target`` names, or a ZooError (its package must be one the zoo uses)."""
+    top = target.split(".", 1)[0]
+    if top not in PACKAGES + PACKAGES_EXTRA:
+        raise ZooError(f"{target}: not in a package the zoo is built from")
+    try:
+        return _locate(target)
+    except Exception as err:
+        raise ZooError(f"{target}: cannot be found ({' '.join(str(err).split())[:120]})") from None
+
+
+def is_allowed(target: Any, extra: Iterable[str] = ()) -> bool:
+    """Whether a ``_target_`` value names an allowed class or function (see the module's text)."""
+    if not isinstance(target, str) or "${" in target:
+        return False
+    if any(_within(target, str(prefix)) for prefix in extra):
+        return True  # the user's explicit choice on the command line
+    try:
+        obj = resolve_target(target)
+    except ZooError:
+        return False
+    if any(_is(obj, name) for name in EXCLUDED):
+        return False
+    return _zoo_class(obj) or any(_is(obj, name) for name in EXACT) or _family_member(obj)
+
+
+def _refuse_target(key: str, target: Any, where: str) -> ZooError:
+    if not isinstance(target, str) or "${" in target:
+        return ZooError(
+            f"{key}={target} ({where}): a _target_ must be written out as a dotted name, not "
+            "built from an interpolation or another value (what is checked must be what is built)"
+        )
+    name = target
+    with contextlib.suppress(ZooError):
+        obj = resolve_target(target)
+        name = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', '?')}"
+    resolved = f", which is {name}," if name != target else ""
+    allow = target.split(".")[0] if name == target else name
+    return ZooError(
+        f"{key}={target} ({where}){resolved} is not a class the zoo instantiates (configs and "
+        "checkpoints are data, never code: see the README's Security model). If you trust it, "
+        f"allow it on the command line: allow_targets=[{allow}]"
+    )
+
+
+def _walk(node: Any, path: str) -> Iterator[tuple[str, str, Any]]:
+    """(path, key, value) of every entry of a nested dict/list tree."""
     if isinstance(node, dict):
         for key, value in node.items():
             here = f"{path}.{key}" if path else str(key)
-            if key == "_target_":
-                yield here, value
-            else:
-                yield from _targets(value, here)
+            yield here, str(key), value
+            yield from _walk(value, here)
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            yield from _targets(value, f"{path}[{i}]")
+            yield from _walk(value, f"{path}[{i}]")
 
 
-def check_targets(cfg: DictConfig, extra: Iterable[str] = (), where: str = "config") -> None:
-    """Raise a ZooError for the first ``_target_`` outside the allowlist (``hydra`` is skipped:
-    Hydra's own launchers and sweepers are instantiated by Hydra before any run starts)."""
-    extra = [str(e) for e in extra]
-    try:
-        tree = OmegaConf.to_container(cfg, resolve=True)
-    except Exception:  # an interpolation that only Hydra can resolve: check the raw strings
-        tree = OmegaConf.to_container(cfg, resolve=False)
-    tree.pop("hydra", None)
-    for key, target in _targets(tree, ""):
-        if not isinstance(target, str) or not is_allowed(target, extra):
+def _check_logging(path: str, key: str, value: Any, where: str) -> None:
+    """logging.config.dictConfig's code-naming keys, under hydra.job_logging / hydra_logging."""
+    if key in ("class", "()") and value not in LOGGING_CLASSES:
+        raise ZooError(
+            f"{path}={value} ({where}): logging may use only {', '.join(LOGGING_CLASSES)}"
+        )
+    if isinstance(value, str) and value.startswith("ext://") and value not in LOGGING_STREAMS:
+        raise ZooError(f"{path}={value} ({where}): logging may reference only sys.stdout/stderr")
+    if key == "filename":
+        name = str(value)
+        inside = name.startswith(RUN_FOLDER) and ".." not in Path(name).parts
+        if not inside:
             raise ZooError(
-                f"{key}={target} ({where}) is not a class the zoo instantiates: targets must "
-                f"come from {', '.join(ALLOWED_MODULES)}. If you trust it, allow its module: "
-                f"allow_targets=[{str(target).split('.')[0]}]"
+                f"{path}={name} ({where}): a log file must lie in the run folder "
+                f"({RUN_FOLDER[0]}<name>); nothing outside it is written"
             )
+
+
+def check_tree(tree: Any, extra: Iterable[str] = (), where: str = "config") -> None:
+    """Raise one ZooError line for the first entry of ``tree`` (a plain, unresolved container)
+    that would import or run code the zoo does not vouch for."""
+    extra = tuple(str(e) for e in extra or ())
+    for path, key, value in _walk(tree, ""):
+        if key == "_target_":
+            if path in HYDRA_PLUGIN_KEYS and str(value).startswith(HYDRA_PLUGIN_PACKAGES):
+                continue
+            if not is_allowed(value, extra):
+                raise _refuse_target(path, value, where)
+        elif key == "entry_point":
+            raise ZooError(
+                f"{path}={value} ({where}): an environment's entry_point imports and runs "
+                "code; register your environment in your own package and name its id"
+            )
+        elif key == "env_id" and isinstance(value, str) and ":" in value:
+            raise ZooError(
+                f"{path}={value} ({where}): a 'module:Env' id makes gymnasium import that "
+                "module; import it yourself and register the environment, then name its id"
+            )
+        if any(path.startswith(s + ".") for s in LOGGING_SECTIONS):
+            _check_logging(path, key, value, where)
+
+
+def check_config(cfg: DictConfig | dict, extra: Iterable[str] = (), where: str = "config") -> None:
+    """:func:`check_tree` of a config, unresolved: an interpolation is not followed, it is refused
+    where code is named (a target built from ``${oc.env:...}`` is not what was checked)."""
+    tree = cfg
+    if isinstance(cfg, DictConfig | ListConfig):
+        tree = OmegaConf.to_container(cfg, resolve=False)
+    check_tree(tree, extra, where)

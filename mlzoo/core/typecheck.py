@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections.abc
 import inspect
+import math
 import types
 import typing
 from typing import Any
@@ -120,3 +121,45 @@ def check_types(cfg: DictConfig) -> None:
     for key in sorted(tree, key=lambda k: (k not in ("trainer", "data"), k)):
         if key not in _TOP:
             _walk(tree[key], key)
+
+
+def _values(node: Any, path: str) -> Any:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _values(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _values(value, f"{path}[{i}]")
+    else:
+        yield path, node
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Refuse values that no setting takes, naming the key: NaN anywhere, integers beyond 64 bits,
+    a seed outside [0, 2**32), a learning rate that is not a finite number > 0, negative or
+    non-finite gradient clipping."""
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    tree.pop("hydra", None)
+    # trainer and data first: where interpolations come from (model.scheduler.T_max)
+    ordered = {k: tree[k] for k in sorted(tree, key=lambda k: (k not in ("trainer", "data"), k))}
+    for path, value in _values(ordered, ""):
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number:
+            continue
+        if isinstance(value, int) and abs(value) >= 2**63:
+            shown = f"a {len(str(abs(value)))}-digit number" if abs(value) > 10**30 else value
+            raise ZooError(f"{path}: {shown} is out of range (64-bit integers at most)")
+        if value != value:  # NaN
+            raise ZooError(f"{path}: NaN is not a setting")
+        key = path.rsplit(".", 1)[-1]
+        if key == "lr" and not (math.isfinite(value) and value > 0):
+            raise ZooError(f"{path}: a learning rate must be a finite number > 0, got {value}")
+    seed = tree.get("seed")
+    if seed is not None and not 0 <= seed < 2**32:
+        raise ZooError(f"seed: must be in [0, 2**32) = [0, 4294967296) or null, got {seed}")
+    clip = (tree.get("trainer") or {}).get("gradient_clip_val")
+    if clip is not None and not (math.isfinite(clip) and clip >= 0):
+        raise ZooError(
+            f"trainer.gradient_clip_val: must be a finite number >= 0 (0 or null: no clipping), "
+            f"got {clip}"
+        )

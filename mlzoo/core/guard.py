@@ -1,0 +1,109 @@
+"""Every config Hydra composes is checked before Hydra acts on it.
+
+Hydra sets up logging (``hydra.job_logging``: handlers it constructs by class name), builds its
+callbacks, launcher and sweeper, and writes ``.hydra/`` into the run folder, all before the task
+function (mlzoo.train.train) starts. So the checks that must come first run on the composition
+itself: the trust check of mlzoo.core.targets over the whole config, Hydra's section included, and,
+for the command line's own composition, a run (or sweep) folder that can be created and does not
+already hold a run (Hydra would write over its .hydra/ and train.log).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mlzoo.core.errors import ZooError
+from mlzoo.core.files import check_can_create
+from mlzoo.core.targets import check_config
+
+_RUN_ARTIFACTS = (".hydra", "train.log", "config.yaml", "summary.json", "checkpoints")
+_GUARDED = False
+_FIRST = [True]  # the next composition is the command line's own
+
+
+def _command_line_allow(overrides: list[str]) -> tuple[str, ...]:
+    for item in overrides:
+        if re.match(r"^\+*allow_targets=", item):
+            value = item.split("=", 1)[1].strip("[] ")
+            return tuple(v.strip(" '\"") for v in value.split(",") if v.strip())
+    return ()
+
+
+def _resolved(cfg: DictConfig, key: str) -> str | None:
+    """A key of a freshly composed config, resolved as Hydra will resolve it (``hydra:``
+    interpolations read HydraConfig, which Hydra sets only later: set it for a copy, then back)."""
+    import copy
+
+    from hydra.core.hydra_config import HydraConfig
+
+    holder = HydraConfig.instance()
+    before = holder.cfg
+    try:
+        holder.set_config(copy.deepcopy(cfg))
+        value = OmegaConf.select(holder.cfg, key)
+    except Exception:
+        return None  # not resolvable yet: Hydra itself will report it
+    finally:
+        holder.cfg = before
+    return None if value is None else str(value)
+
+
+def _check_new_folder(cfg: DictConfig, option: str) -> None:
+    """Refuse a run (or sweep) folder that cannot be created, or already holds a run."""
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        return  # a DDP rank Lightning started: it joins rank 0's folder, on purpose
+    folder = _resolved(cfg, option)
+    if folder is None:
+        return
+    check_can_create(folder, option)
+    path = Path(folder)
+    if path.is_dir():
+        found = [name for name in _RUN_ARTIFACTS if (path / name).exists()]
+        if found:
+            raise ZooError(
+                f"{option}={path} already holds a run ({', '.join(found)}); nothing earlier is "
+                "overwritten: choose a new folder (to continue that run: ckpt_path=<its "
+                "checkpoints/last.ckpt>)"
+            )
+        if option == "hydra.sweep.dir" and any(path.iterdir()):
+            raise ZooError(f"{option}={path} is not empty; choose a new folder for the sweep")
+
+
+def install() -> None:
+    """Check every config Hydra composes from now on, before Hydra configures logging or builds its
+    callbacks, launcher or sweeper; the first composition (the command line's) also refuses a
+    run or sweep folder that already holds a run. A refusal prints one ``error:`` line and exits 1.
+
+    (Hydra offers no public hook that runs before it acts on a config: its Callback hooks are
+    themselves built from the config. So the one method every composition passes through,
+    ConfigLoaderImpl.load_configuration, is wrapped; tests/test_trust.py fails if it moves.)"""
+    global _GUARDED
+    _FIRST[0] = True
+    if _GUARDED:
+        return
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.types import RunMode
+
+    compose = ConfigLoaderImpl.load_configuration
+
+    def checked(self, config_name, overrides, run_mode, *args, **kwargs):  # type: ignore[no-untyped-def]
+        cfg = compose(self, config_name, overrides, run_mode, *args, **kwargs)
+        try:
+            check_config(cfg, _command_line_allow(list(overrides)), where="command line")
+            if _FIRST[0]:  # Hydra's first look, to learn the mode: the whole command line
+                _FIRST[0] = False
+                multi = bool({"-m", "--multirun"} & set(sys.argv[1:]))
+                multi = multi or OmegaConf.select(cfg, "hydra.mode") == RunMode.MULTIRUN
+                _check_new_folder(cfg, "hydra.sweep.dir" if multi else "hydra.run.dir")
+        except ZooError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(1)
+        return cfg
+
+    ConfigLoaderImpl.load_configuration = checked
+    _GUARDED = True

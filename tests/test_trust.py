@@ -1,0 +1,471 @@
+"""Configs and checkpoints from others are data, never code; nothing earlier is ever lost.
+
+Each attack names code that would run if the check were missing (the poisoned pickle is proven
+live at the start: loading it creates its marker file), and goes through the real entry points: train.py's main() with Hydra's own
+command-line parsing, scripts/sample.py and scripts/evaluate.py. Each case must exit non-zero
+with exactly one ``error:`` line naming what was refused, no traceback, no marker file, and the
+earlier run folder byte for byte as it was (sha256 of every file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import pickle
+import resource
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from omegaconf import OmegaConf
+
+from mlzoo.core.errors import ZooError
+from mlzoo.core.resume import resume_record
+from mlzoo.core.targets import check_config, check_tree, is_allowed
+
+from conftest import ROOT
+
+TRAIN = [sys.executable, str(ROOT / "train.py")]
+
+
+def fingerprint(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+class _Touch:
+    """Unpickling this runs ``touch <path>``: the payload a poisoned pickle carries."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
+# --- the objects, not the names -------------------------------------------------------------
+def test_targets_are_compared_as_objects_not_as_names() -> None:
+    for target in (
+        "torch.optim.AdamW",
+        "torch.nn.modules.linear.Linear",  # torch.nn.Linear by another path: the same class
+        "torch.optim.lr_scheduler.CosineAnnealingLR",
+        "mlzoo.models.mlp.MLPModule",
+        "mlzoo.nets.cnn.small_resnet18",
+        "lightning.pytorch.callbacks.ModelCheckpoint",
+        "gymnasium.wrappers.AtariPreprocessing",
+        "signal.Signals",
+    ):
+        assert is_allowed(target), target
+    for target in (
+        "mlzoo.core.checkpoint.torch.load",  # torch.load, reached through a zoo module
+        "mlzoo.train.shutil.copyfile",
+        "mlzoo.core.checkpoint.read_checkpoint",  # a zoo function, not a class it builds
+        "mlzoo.train.train",
+        "torch.load",
+        "torch.save",
+        "torch.hub.load",
+        "gymnasium.make",
+        "gymnasium.envs.registration.EnvSpec",
+        "gymnasium.wrappers.RecordVideo",
+        "builtins.eval",
+        "os.system",
+        "${oc.env:TARGET}",
+        None,
+    ):
+        assert not is_allowed(target), target
+    assert is_allowed("collections.OrderedDict", ["collections"])  # the user's opt-in
+    assert not is_allowed("collections.OrderedDict")
+
+
+def test_resolving_a_target_never_imports_a_foreign_module(tmp_path: Path) -> None:
+    (tmp_path / "sideeffect.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w')\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert not is_allowed("sideeffect.anything")
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert "sideeffect" not in sys.modules and not (tmp_path / "imported").exists()
+
+
+def test_logging_and_code_naming_values_are_refused() -> None:
+    job_logging = {"handlers": {"h": {"class": "logging.StreamHandler"}}}
+    check_tree({"hydra": {"job_logging": job_logging}})  # the standard ones pass
+    bad = [
+        ({"formatters": {"f": {"()": "os.system"}}}, r"\(\)=os.system"),
+        ({"handlers": {"h": {"class": "logging.handlers.SocketHandler"}}}, "SocketHandler"),
+        ({"handlers": {"h": {"stream": "ext://os.system"}}}, "ext://os.system"),
+        ({"handlers": {"h": {"filename": "/tmp/x.log"}}}, "run folder"),
+        ({"handlers": {"h": {"filename": "${hydra.runtime.output_dir}/../x"}}}, "run folder"),
+    ]
+    for section, message in bad:
+        with pytest.raises(ZooError, match=message):
+            check_tree({"hydra": {"hydra_logging": section}})
+    with pytest.raises(ZooError, match="entry_point"):
+        check_tree({"data": {"env_kwargs": {"spec": {"entry_point": "os:system"}}}})
+    with pytest.raises(ZooError, match="module:Env"):
+        check_tree({"data": {"env_id": "evil:Env-v0"}})
+    with pytest.raises(ZooError, match="interpolation"):
+        check_tree({"model": {"_target_": "${oc.env:X}"}})
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [[], ["hparams_search=mlp_optuna"], ["hydra/launcher=submitit_local"], ["trainer=slurm"]],
+    ids=lambda o: " ".join(o) or "default",
+)
+def test_shipped_configs_pass_the_check_hydra_section_included(overrides: list[str]) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from mlzoo.train import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    assert "job_logging" in cfg.hydra
+    check_config(cfg)
+
+
+def test_resume_records_are_never_overwritten(tmp_path: Path) -> None:
+    first = resume_record(tmp_path)
+    first.write_text("a")
+    second = resume_record(tmp_path)
+    assert second != first and not second.exists()
+
+
+# --- through the real entry points -----------------------------------------------------------
+RUNNER = r"""
+import contextlib, importlib.util, io, json, sys, traceback
+from pathlib import Path
+from mlzoo.train import main
+root, cases = Path(sys.argv[2]), json.loads(sys.argv[1])
+
+def script(name):
+    spec = importlib.util.spec_from_file_location(name, root / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+results = []
+for kind, args in cases:
+    err = io.StringIO()
+    code = 0
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            if kind == "train":
+                flags = [a for a in args if a.startswith("-")]  # -m comes before overrides
+                rest = [a for a in args if not a.startswith("-")]
+                sys.argv = ["train.py", *flags, "trainer=debug", "logger=none", *rest]
+                main()
+            else:
+                code = script(kind)(args)
+        except SystemExit as e:
+            code = e.code
+        except BaseException:
+            code = "escaped"
+            traceback.print_exc()
+    results.append({"args": args, "code": code, "stderr": err.getvalue()})
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def earlier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding one finished run (logs/runs/mlp-digits/<time>/)."""
+    home = tmp_path_factory.mktemp("earlier")
+    out = subprocess.run(
+        [*TRAIN, "trainer=debug", "logger=none"], cwd=home, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return home
+
+
+def _tampered(run: Path, dest: Path, config=None, hparams=None) -> Path:
+    """A copy of a run folder with its config.yaml and/or checkpoint hyperparameters changed;
+    returns its last.ckpt."""
+    shutil.copytree(run, dest)
+    if config is not None:
+        cfg = yaml.safe_load((dest / "config.yaml").read_text())
+        config(cfg)
+        (dest / "config.yaml").write_text(yaml.safe_dump(cfg))
+    ckpt = dest / "checkpoints" / "last.ckpt"
+    if hparams is not None:
+        state = torch.load(ckpt, weights_only=True)
+        state["hyper_parameters"].update(hparams)
+        torch.save(state, ckpt)
+        torch.load(ckpt, weights_only=True)  # still a clean, weights-only file
+    return ckpt
+
+
+@pytest.mark.slow
+def test_code_from_configs_and_checkpoints_never_runs(earlier: Path, tmp_path: Path) -> None:
+    [run] = earlier.glob("logs/runs/mlp-digits/*")
+    last = run / "checkpoints" / "last.ckpt"
+    mark = tmp_path / "marks"
+    mark.mkdir()
+
+    # payloads, each proven live first
+    evil_pkl = tmp_path / "evil.pkl"
+    evil_pkl.write_bytes(pickle.dumps(_Touch(mark / "live")))
+    with contextlib.suppress(RuntimeError):  # it runs, then torch finds no tensors in it
+        torch.load(evil_pkl, weights_only=False)
+    assert (mark / "live").exists(), "the pickle payload is not live"
+    (mark / "live").unlink()
+    (tmp_path / "evilmod.py").write_text(
+        f"open({str(mark / 'imported')!r}, 'w')\nimport sys\nstream = sys.stdout\n"
+    )
+
+    def torch_load(cfg):  # mlzoo.core.checkpoint.torch.load is torch.load
+        cfg["data"] = {"_target_": "mlzoo.core.checkpoint.torch.load", "f": str(evil_pkl)}
+        cfg["data"]["weights_only"] = False
+
+    def gym_entry_point(cfg):
+        spec = {"_target_": "gymnasium.envs.registration.EnvSpec", "id": "Pwn-v0"}
+        spec |= {"entry_point": "os:system", "kwargs": {"command": f"touch {mark}/gym"}}
+        cfg["data"] = {"_target_": "gymnasium.make", "id": spec}
+
+    def grants_itself(cfg):
+        torch_load(cfg)
+        cfg["allow_targets"] = ["mlzoo", "torch", "os"]
+
+    shared = tmp_path / "shared"
+    t_load = _tampered(run, shared / "a", config=torch_load)
+    t_gym = _tampered(run, shared / "b", config=gym_entry_point)
+    t_self = _tampered(run, shared / "c", config=grants_itself)
+    hp = {"net": {"_target_": "torch.load", "f": str(evil_pkl), "weights_only": False}}
+    t_hparams = _tampered(run, shared / "d", hparams=hp)
+
+    gym = [
+        "+callbacks.x._target_=gymnasium.make",
+        "+callbacks.x.id._target_=gymnasium.envs.registration.EnvSpec",
+        "+callbacks.x.id.id=Pwn-v0",
+        "+callbacks.x.id.entry_point=os:system",
+        f"+callbacks.x.id.kwargs.command='touch {mark}/cli-gym'",
+    ]
+    cases: list[tuple[str, list[str], str]] = [
+        ("train", gym, "gymnasium.make"),
+        # the same EnvSpec nested in an allowed callback's arguments
+        (
+            "train",
+            [*gym[1:], "+callbacks.x._target_=mlzoo.callbacks.rng.RNGStateCallback"],
+            "callbacks.x.id",
+        ),
+        (
+            "train",
+            [
+                "+hydra.callbacks.x._target_=os.system",
+                f"+hydra.callbacks.x.command='touch {mark}/h'",
+            ],
+            "hydra.callbacks.x._target_=os.system",
+        ),
+        (
+            "train",
+            [
+                "model.net._target_=mlzoo.core.checkpoint.torch.load",
+                f"+model.net.f={evil_pkl}",
+                "+model.net.weights_only=false",
+            ],
+            "which is torch.serialization.load",
+        ),
+        (
+            "train",
+            [
+                "+callbacks.x._target_=mlzoo.train.shutil.copyfile",
+                f"+callbacks.x.src={evil_pkl}",
+                f"+callbacks.x.dst={last}",
+            ],
+            "which is shutil.copyfile",
+        ),
+        (
+            "train",
+            ["+callbacks.x._target_=torch.save", "+callbacks.x.obj=1", f"+callbacks.x.f={last}"],
+            "torch.save",
+        ),
+        (
+            "train",
+            [
+                "hydra.job_logging.handlers.file.class=zipfile.ZipFile",
+                "+hydra.job_logging.handlers.file.mode=w",
+            ],
+            "zipfile.ZipFile",
+        ),
+        (
+            "train",
+            [
+                f"hydra.job_logging.handlers.file.filename={last}",
+                "+hydra.job_logging.handlers.file.mode=w",
+            ],
+            "must lie in the run folder",
+        ),
+        ("train", ["hydra.job_logging.handlers.console.stream=ext://evilmod.stream"], "ext://"),
+        (
+            "train",
+            ["model.net._target_=${oc.env:EVIL_TARGET}", "+model.net.command=x"],
+            "interpolation",
+        ),
+        ("train", ["model=dqn", "data.env_id=evilmod:Pwn-v0"], "module:Env"),
+        (
+            "train",
+            ["-m", "model.net._target_=mlzoo.nets.mlp.MLP,mlzoo.train.os.system"],
+            "which is posix.system",
+        ),
+        # folders that already hold a run are never written into
+        ("train", [f"hydra.run.dir={run}"], "already holds a run"),
+        ("train", ["-m", "seed=1,2", f"hydra.sweep.dir={run}"], "already holds a run"),
+        # run folders and checkpoints from others
+        ("sample", [str(t_load)], "which is torch.serialization.load"),
+        ("evaluate", [str(t_load)], "which is torch.serialization.load"),
+        ("sample", [str(t_gym)], "gymnasium.make"),
+        ("evaluate", [str(t_gym)], "gymnasium.make"),
+        ("sample", [str(t_self)], "torch.serialization.load"),
+        ("sample", [str(t_hparams)], "net._target_=torch.load"),
+        ("train", ["model=transfer", f"model.backbone.checkpoint={t_hparams}"], "torch.load"),
+        ("train", ["model=dpo", f"model.sft_checkpoint={t_hparams}"], "torch.load"),
+        ("train", ["model=dpo", f"model.sft_checkpoint={t_gym}"], "gymnasium.make"),
+    ]
+    before = fingerprint(earlier / "logs")
+    env = {**os.environ, "EVIL_TARGET": "os.system", "PYTHONPATH": str(tmp_path)}
+    payload = json.dumps([[kind, args] for kind, args, _ in cases])
+    out = subprocess.run(
+        [sys.executable, "-c", RUNNER, payload, str(ROOT)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    failures = []
+    for (kind, args, reason), result in zip(cases, results, strict=True):
+        stderr = result["stderr"]
+        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+        problems = [
+            "exit code 0" if result["code"] in (0, None) else "",
+            "a traceback" if "Traceback" in stderr or result["code"] == "escaped" else "",
+            f"{len(errors)} error: lines" if len(errors) != 1 else "",
+            f"no {reason!r} in the message" if reason not in stderr else "",
+        ]
+        if any(problems):
+            failures.append(
+                f"{kind} {args}: {', '.join(p for p in problems if p)}\n  {stderr[-600:]}"
+            )
+    assert not failures, f"{len(failures)} of {len(cases)} cases:\n" + "\n".join(failures)
+    assert not list(mark.iterdir()), f"code ran: {sorted(p.name for p in mark.iterdir())}"
+    assert fingerprint(earlier / "logs") == before, "an earlier run folder changed"
+    assert not list(tmp_path.glob("logs/runs/*/*")), "a refused run left a folder"
+
+
+# --- nothing earlier is lost --------------------------------------------------------------------
+@pytest.mark.slow
+def test_resume_is_refused_while_another_resume_holds_the_run(earlier: Path) -> None:
+    [run] = earlier.glob("logs/runs/mlp-digits/*")
+    before = fingerprint(run)
+    held = os.open(run, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running resume holds it
+        out = subprocess.run(
+            [*TRAIN, "trainer=debug", "logger=none", "ckpt_path=last", "trainer.max_steps=12"],
+            cwd=earlier,
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        os.close(held)
+    assert out.returncode == 1 and "being resumed by another process" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert fingerprint(run) == before
+    assert len(list(earlier.glob("logs/runs/mlp-digits/*"))) == 1
+
+
+@pytest.mark.slow
+def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
+    """The file-size limit (ulimit -f) hit while a resume writes its checkpoint: one line naming
+    the file and the cause; the earlier last.ckpt whole and loadable."""
+    first = subprocess.run(
+        [*TRAIN, "trainer=debug", "logger=none"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    [last] = tmp_path.glob("logs/runs/mlp-digits/*/checkpoints/last.ckpt")
+    digest, size = hashlib.sha256(last.read_bytes()).hexdigest(), last.stat().st_size
+    limit = size // 4
+    assert limit > 64_000  # room for the small files (config, log), none for a checkpoint
+
+    def small_files_only() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    out = subprocess.run(
+        [*TRAIN, "trainer=debug", "logger=none", "ckpt_path=last", "trainer.max_steps=12"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        preexec_fn=small_files_only,
+    )
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 1 and len(errors) == 1, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    assert "file-size limit" in errors[0] and ".ckpt" in errors[0], errors
+    assert hashlib.sha256(last.read_bytes()).hexdigest() == digest
+    assert torch.load(last, weights_only=True)["global_step"] == 6
+    assert not list(last.parent.glob(".*.tmp-*")), "a temporary file was left behind"
+
+
+@pytest.mark.slow
+def test_odd_values_and_file_system_faults_get_one_line(earlier: Path, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    cases = [
+        (["seed=-1"], "seed: must be in [0, 2**32)"),
+        ([f"seed={2**40}"], "seed: must be in [0, 2**32)"),
+        (["seed=" + "9" * 5000], "seed: a 5000-digit number"),
+        ([f"trainer.max_epochs={2**70}"], "trainer.max_epochs"),
+        (["model.optimizer.lr=nan"], "model.optimizer.lr: NaN"),
+        (["model.optimizer.lr=inf"], "model.optimizer.lr: a learning rate"),
+        (["model.optimizer.lr=0"], "model.optimizer.lr: a learning rate"),
+        (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val"),
+        (["model=dcgan", "trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val"),
+        ([f"paths.log_dir={tmp_path / 'afile'}"], "is a file, not a directory"),
+        (["name=" + "n" * 300], "a file system allows 255"),
+        (["ckpt_path=last", "model.optimizer.lr=0.5"], "model.optimizer.lr was 0.001"),
+    ]
+    before = fingerprint(earlier / "logs")
+    out = subprocess.run(
+        [sys.executable, "-c", RUNNER, json.dumps([["train", a] for a, _ in cases]), str(ROOT)],
+        cwd=earlier,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    failures = []
+    for (args, reason), result in zip(cases, json.loads(out.stdout.splitlines()[-1]), strict=True):
+        errors = [line for line in result["stderr"].splitlines() if line.startswith("error:")]
+        if result["code"] in (0, None, "escaped") or len(errors) != 1 or reason not in errors[0]:
+            failures.append(f"{args}: {result['code']} {result['stderr'][-500:]}")
+    assert not failures, "\n".join(failures)
+    assert fingerprint(earlier / "logs") == before
+    assert len(list(earlier.glob("logs/runs/*/*"))) == 1
+
+    # a script's bad argument: argparse's one line, before anything is loaded
+    sample = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "sample.py"), "x.ckpt", "--labels", "x"],
+        capture_output=True,
+        text=True,
+    )
+    assert sample.returncode == 2 and "class labels are integers" in sample.stderr
+    assert "Traceback" not in sample.stderr
+
+
+def test_check_config_accepts_an_omegaconf_tree() -> None:
+    check_config(OmegaConf.create({"model": {"_target_": "mlzoo.models.mlp.MLPModule"}}))
+    with pytest.raises(ZooError, match=r"os\.system"):
+        check_config(OmegaConf.create({"model": {"_target_": "os.system"}}))
