@@ -339,8 +339,6 @@ def _fit(
             raise
     except NonFiniteError as err:
         return err
-    except ZooError:
-        raise  # already one line (e.g. a checkpoint that could not be written)
     except Exception as err:
         found = first_non_finite(dict(model.named_parameters()))
         if found is not None:  # e.g. a distribution refusing NaN logits: the weights diverged
@@ -348,9 +346,11 @@ def _fit(
                 f"weight {found[0]} became {found[1]} by step {trainer.global_step} "
                 f"({_one_line(err)[:200]}); lower the learning rate or clip gradients"
             )
-        if isinstance(err, OSError) and describe(err):
-            raise ZooError(f"a file could not be written: {_one_line(err)}") from None
-        if trainer.global_step > 0 or ckpt_path is not None:
+        if trainer.global_step > 0 or ckpt_path is not None:  # the run folder holds progress
+            if isinstance(err, ZooError):
+                raise  # already one line (e.g. a checkpoint that could not be written)
+            if isinstance(err, OSError) and describe(err):
+                raise ZooError(f"a file could not be written: {_one_line(err)}") from None
             raise  # a crash in the middle of training: the traceback is what a user needs
         # A mistake that only shows once fit starts (a bad learning rate, an empty split, ...).
         _discard(fresh_dir, keep)

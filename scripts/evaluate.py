@@ -16,6 +16,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from mlzoo.core.targets import add_allow_targets_argument
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -23,13 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--video", action="store_true", help="record episodes (moviepy)")
-    p.add_argument(
-        "--allow-targets",
-        nargs="+",
-        default=[],
-        metavar="MODULE",
-        help="modules or names whose _target_s you trust in this run's config (your own code)",
-    )
+    add_allow_targets_argument(p)
     args = p.parse_args(argv)
     if args.episodes < 1:
         print("error: --episodes must be >= 1", file=sys.stderr)

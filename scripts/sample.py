@@ -25,6 +25,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from mlzoo.core.targets import add_allow_targets_argument
+
 # torch, torchvision and the zoo are imported after the arguments are parsed: --help and a bad
 # argument answer at once (importing them takes seconds).
 
@@ -51,13 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ddpm.add_argument(
         "--labels", type=labels, default=None, help="class labels, e.g. 3 or 0,1,2 (cycled)"
     )
-    p.add_argument(
-        "--allow-targets",
-        nargs="+",
-        default=[],
-        metavar="MODULE",
-        help="modules or names whose _target_s you trust in this run's config (your own code)",
-    )
+    add_allow_targets_argument(p)
     return p.parse_args(argv)
 
 

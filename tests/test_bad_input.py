@@ -2,19 +2,18 @@
 no Python traceback, and leaves every earlier run folder exactly as it was.
 
 The cases run through the real entry point (mlzoo.train.main, Hydra's command-line parsing
-included) in one subprocess, one after another, instead of one interpreter per case: the code
-path is the command line's, the start-up cost is paid once.
+included) in one subprocess, one after another (tests/cli_cases.py).
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from cli_cases import run_cases
 
 from conftest import ROOT
 
@@ -79,6 +78,7 @@ CASES: list[tuple[list[str], str]] = [
     # empty data and missing files
     (["data=mnist"], "MNIST"),
     (["data=cifar10", "data.root=/nonexistent"], "CIFAR"),
+    (["data=mnist", "data.root={mnist}"], "holds pickled Python objects"),
     (["model=sft", "data=jsonl", "data.source=/nonexistent.jsonl"], "nonexistent.jsonl"),
     (["model=sft", "data=jsonl", "data.source={empty}"], "empty"),
     (["model=sft", "data=jsonl", "data.source={badjson}"], "badjson.jsonl:2"),
@@ -111,26 +111,6 @@ CASES: list[tuple[list[str], str]] = [
     (["model.net._target_=subprocess.run"], "subprocess.run"),
 ]
 
-RUNNER = r"""
-import contextlib, io, json, sys, traceback
-from mlzoo.train import main
-results = []
-for args in json.loads(sys.argv[1]):
-    err = io.StringIO()
-    sys.argv = ["train.py", "trainer=debug", "logger=none", *args]
-    code = 0
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            main()
-        except SystemExit as e:
-            code = e.code
-        except BaseException:
-            code = "escaped"
-            traceback.print_exc()
-    results.append({"args": args, "code": code, "stderr": err.getvalue()})
-print(json.dumps(results))
-"""
-
 
 def fingerprint(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
@@ -156,6 +136,10 @@ def test_bad_input_gives_one_clear_line_and_touches_nothing(tmp_path: Path) -> N
     (files / "empty_ckpt.ckpt").write_bytes(b"")
     torch.save(ckpt["state_dict"], files / "bare_state_dict.ckpt")
     torch.save({**ckpt, "extra": subprocess.CompletedProcess([], 0)}, files / "pickled.ckpt")
+    processed = files / "mnist" / "MNIST" / "processed"  # torchvision's legacy files, poisoned
+    processed.mkdir(parents=True)
+    for name in ("training.pt", "test.pt"):
+        torch.save(subprocess.CompletedProcess([], 0), processed / name)
     (files / "empty.jsonl").write_text("")
     (files / "badjson.jsonl").write_text('{"prompt": "1+1=", "completion": "2"}\n{oops\n')
     paths = {p.stem: str(p) for p in files.iterdir()} | {"last": str(last)}
@@ -168,26 +152,9 @@ def test_bad_input_gives_one_clear_line_and_touches_nothing(tmp_path: Path) -> N
     cases = [([fill(a) for a in args], reason) for args, reason in CASES]
     before = fingerprint(tmp_path / "logs")
 
-    out = subprocess.run(
-        [sys.executable, "-c", RUNNER, json.dumps([args for args, _ in cases])],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=1800,
+    failures = run_cases(
+        [("train", args, reason) for args, reason in cases], tmp_path, strict=False
     )
-    assert out.returncode == 0, out.stderr[-3000:]
-    results = json.loads(out.stdout.strip().splitlines()[-1])
-    failures = []
-    for (args, reason), result in zip(cases, results, strict=True):
-        stderr = result["stderr"]
-        lines = [line for line in stderr.splitlines() if line.strip()]
-        problems = [
-            "exit code 0" if result["code"] in (0, None) else "",
-            "a traceback" if "Traceback" in stderr or result["code"] == "escaped" else "",
-            f"no {reason!r} in the message" if reason not in stderr else "",
-        ]
-        if any(problems):
-            failures.append(f"{args}: {', '.join(p for p in problems if p)}:\n    {lines[:6]}")
     assert not failures, f"{len(failures)} of {len(cases)} cases:\n" + "\n".join(failures)
     assert fingerprint(tmp_path / "logs") == before, "a failed run changed an earlier run folder"
     runs = sorted(p.name for p in tmp_path.glob("logs/runs/*/*"))

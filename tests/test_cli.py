@@ -153,7 +153,9 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_that_resumes(signame: str, tmp_pat
     step = torch.load(interrupted, weights_only=True)["global_step"]
     assert step > 0
     max_epochs = step // 21 + 2  # 21 batches per epoch on digits
-    out = cli(f"ckpt_path={interrupted}", f"trainer.max_epochs={max_epochs}", cwd=tmp_path)
+    # a shorter run than planned, on the run's own schedule (a resume cannot change it)
+    finish = [f"trainer.max_epochs={max_epochs}", "model.scheduler.T_max=1000"]
+    out = cli(f"ckpt_path={interrupted}", *finish, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     [summary] = summaries(tmp_path / "logs")
     assert summary["resumed_from"] == str(interrupted) and summary["global_step"] > step
@@ -289,9 +291,9 @@ def test_sigkill_at_random_moments_always_leaves_loadable_checkpoints(tmp_path: 
     assert len(runs) == 1, "resuming made new run folders"
     [last] = tmp_path.glob("logs/runs/*/*/checkpoints/last.ckpt")
     epochs = torch.load(last, weights_only=True)["epoch"] + 2  # one more whole epoch
-    out = cli(
-        *args[:2], f"trainer.max_epochs={epochs}", "logger=none", "ckpt_path=last", cwd=tmp_path
-    )
+    # fewer epochs than planned, the run's own schedule kept (a resume cannot change it)
+    finish = [f"trainer.max_epochs={epochs}", "model.scheduler.T_max=40"]
+    out = cli(*args[:2], *finish, "logger=none", "ckpt_path=last", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     [summary] = summaries(tmp_path / "logs")
     assert summary["status"] == "completed" and summary["epochs"] == epochs

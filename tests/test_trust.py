@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from cli_cases import run_cases
 from omegaconf import OmegaConf
 
 from mlzoo.core.errors import ZooError
@@ -144,41 +145,6 @@ def test_resume_records_are_never_overwritten(tmp_path: Path) -> None:
 
 
 # --- through the real entry points -----------------------------------------------------------
-RUNNER = r"""
-import contextlib, importlib.util, io, json, sys, traceback
-from pathlib import Path
-from mlzoo.train import main
-root, cases = Path(sys.argv[2]), json.loads(sys.argv[1])
-
-def script(name):
-    spec = importlib.util.spec_from_file_location(name, root / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-results = []
-for kind, args in cases:
-    err = io.StringIO()
-    code = 0
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            if kind == "train":
-                flags = [a for a in args if a.startswith("-")]  # -m comes before overrides
-                rest = [a for a in args if not a.startswith("-")]
-                sys.argv = ["train.py", *flags, "trainer=debug", "logger=none", *rest]
-                main()
-            else:
-                code = script(kind)(args)
-        except SystemExit as e:
-            code = e.code
-        except BaseException:
-            code = "escaped"
-            traceback.print_exc()
-    results.append({"args": args, "code": code, "stderr": err.getvalue()})
-print(json.dumps(results))
-"""
-
-
 @pytest.fixture(scope="module")
 def earlier(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding one finished run (logs/runs/mlp-digits/<time>/)."""
@@ -335,31 +301,7 @@ def test_code_from_configs_and_checkpoints_never_runs(earlier: Path, tmp_path: P
     ]
     before = fingerprint(earlier / "logs")
     env = {**os.environ, "EVIL_TARGET": "os.system", "PYTHONPATH": str(tmp_path)}
-    payload = json.dumps([[kind, args] for kind, args, _ in cases])
-    out = subprocess.run(
-        [sys.executable, "-c", RUNNER, payload, str(ROOT)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1200,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    results = json.loads(out.stdout.strip().splitlines()[-1])
-    failures = []
-    for (kind, args, reason), result in zip(cases, results, strict=True):
-        stderr = result["stderr"]
-        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-        problems = [
-            "exit code 0" if result["code"] in (0, None) else "",
-            "a traceback" if "Traceback" in stderr or result["code"] == "escaped" else "",
-            f"{len(errors)} error: lines" if len(errors) != 1 else "",
-            f"no {reason!r} in the message" if reason not in stderr else "",
-        ]
-        if any(problems):
-            failures.append(
-                f"{kind} {args}: {', '.join(p for p in problems if p)}\n  {stderr[-600:]}"
-            )
+    failures = run_cases(cases, tmp_path, env=env)
     assert not failures, f"{len(failures)} of {len(cases)} cases:\n" + "\n".join(failures)
     assert not list(mark.iterdir()), f"code ran: {sorted(p.name for p in mark.iterdir())}"
     assert fingerprint(earlier / "logs") == before, "an earlier run folder changed"
@@ -438,19 +380,7 @@ def test_odd_values_and_file_system_faults_get_one_line(earlier: Path, tmp_path:
         (["ckpt_path=last", "model.optimizer.lr=0.5"], "model.optimizer.lr was 0.001"),
     ]
     before = fingerprint(earlier / "logs")
-    out = subprocess.run(
-        [sys.executable, "-c", RUNNER, json.dumps([["train", a] for a, _ in cases]), str(ROOT)],
-        cwd=earlier,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    failures = []
-    for (args, reason), result in zip(cases, json.loads(out.stdout.splitlines()[-1]), strict=True):
-        errors = [line for line in result["stderr"].splitlines() if line.startswith("error:")]
-        if result["code"] in (0, None, "escaped") or len(errors) != 1 or reason not in errors[0]:
-            failures.append(f"{args}: {result['code']} {result['stderr'][-500:]}")
+    failures = run_cases([("train", args, reason) for args, reason in cases], earlier)
     assert not failures, "\n".join(failures)
     assert fingerprint(earlier / "logs") == before
     assert len(list(earlier.glob("logs/runs/*/*"))) == 1
@@ -469,3 +399,74 @@ def test_check_config_accepts_an_omegaconf_tree() -> None:
     check_config(OmegaConf.create({"model": {"_target_": "mlzoo.models.mlp.MLPModule"}}))
     with pytest.raises(ZooError, match=r"os\.system"):
         check_config(OmegaConf.create({"model": {"_target_": "os.system"}}))
+
+
+# --- data files from others ------------------------------------------------------------------
+def test_cifar_batches_are_unpickled_as_arrays_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlzoo.data.vision import CIFAR10DataModule
+
+    from fakedata import skip_cifar_md5, write_cifar10
+
+    payload = pickle.dumps(_Touch(tmp_path / "live"))
+    pickle.loads(payload)
+    assert (tmp_path / "live").exists(), "the payload is not live"
+    write_cifar10(tmp_path)
+    skip_cifar_md5(monkeypatch)
+    assert len(CIFAR10DataModule(root=str(tmp_path), batch_size=8).load().train.x) == 100
+    (tmp_path / "cifar-10-batches-py" / "data_batch_2").write_bytes(
+        pickle.dumps(_Touch(tmp_path / "ran"), protocol=2)
+    )
+    with pytest.raises(ZooError, match=r"data_batch_2 was refused: posix\.system"):
+        CIFAR10DataModule(root=str(tmp_path)).load()
+    assert not (tmp_path / "ran").exists()
+
+
+def test_jsonl_lines_end_at_newline_only_and_bad_lines_name_file_and_line(tmp_path: Path) -> None:
+    from mlzoo.data.text_pairs import read_jsonl
+
+    good = tmp_path / "good.jsonl"
+    rows = [{"prompt": "a\u2028b", "completion": "c\u2029d\x85"}, {"prompt": "1", "response": "2"}]
+    good.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\r\n")
+    assert [r["prompt"] for r in read_jsonl(good, "sft")] == ["a\u2028b", "1"]
+    assert read_jsonl(good, "sft")[1]["_where"] == f"{good}:2"
+    bad = tmp_path / "bad.jsonl"
+    lines = [b'{"prompt": "1", "completion": "2"}', b"3", b"null", b"\xff\xfe", b'{"prompt": "x"}']
+    bad.write_bytes(b"\n".join(lines))
+    with pytest.raises(ZooError) as info:
+        read_jsonl(bad, "sft", "data.val_path")
+    message = str(info.value)
+    assert message.startswith("data.val_path: ") and "\n" not in message
+    for n, reason in [
+        (2, "not a JSON object but int"),
+        (3, "not a JSON object but NoneType"),
+        (4, "not UTF-8"),
+    ]:
+        assert f"{bad}:{n}: {reason}" in message, message
+    assert (
+        f"{bad}:5: a sft line needs string fields" in message
+        and "(completion is missing)" in message
+    )
+    assert f"{bad}:1" not in message
+
+
+@pytest.mark.slow
+def test_an_example_longer_than_the_context_is_refused_by_file_and_line(tmp_path: Path) -> None:
+    train = tmp_path / "train.jsonl"
+    train.write_text(
+        "".join(json.dumps({"prompt": f"{i}+1=", "completion": "x"}) + "\n" for i in range(40))
+    )
+    val = tmp_path / "val.jsonl"
+    val.write_text(json.dumps({"prompt": "1+1=", "completion": "2"}) + "\n")
+    val.write_text(val.read_text() + json.dumps({"prompt": "9" * 40, "completion": "2"}) + "\n")
+    args = ["model=sft", "data=jsonl", f"data.source={train}", f"data.val_path={val}"]
+    out = subprocess.run(
+        [*TRAIN, "trainer=debug", "logger=none", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert f"error: {val}:2: prompt and response take 42 positions" in out.stderr, out.stderr
+    assert not list(tmp_path.glob("logs/runs/*/*")), "the refused run left a folder"

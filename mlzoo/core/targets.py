@@ -262,3 +262,14 @@ def check_config(cfg: DictConfig | dict, extra: Iterable[str] = (), where: str =
     if isinstance(cfg, DictConfig | ListConfig):
         tree = OmegaConf.to_container(cfg, resolve=False)
     check_tree(tree, extra, where)
+
+
+def add_allow_targets_argument(parser: Any) -> None:
+    """A script's ``--allow-targets``: the command line's opt-in for a loaded run's own code."""
+    parser.add_argument(
+        "--allow-targets",
+        nargs="+",
+        default=[],
+        metavar="MODULE",
+        help="modules or names whose _target_s you trust in this run's config (your own code)",
+    )

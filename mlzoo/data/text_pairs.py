@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mlzoo.core.errors import ZooError
+from mlzoo.core.files import fault
 from mlzoo.data.base import EpochSampler
 from mlzoo.lm.arithmetic import ArithmeticTask
 from mlzoo.lm.tokenizer import DEFAULT_ALPHABET
@@ -30,30 +31,54 @@ from mlzoo.lm.tokenizer import DEFAULT_ALPHABET
 KINDS = {"sft": ("prompt", "response"), "preference": ("prompt", "chosen", "rejected")}
 
 
-def read_jsonl(path: Path, kind: str) -> list[dict[str, str]]:
+def read_jsonl(path: Path, kind: str, option: str = "data.source") -> list[dict[str, str]]:
+    """The examples of a JSONL file, each with its ``_where`` (file:line). Lines end at "\\n"
+    only (JSON strings may hold U+2028 and other characters str.splitlines would split on);
+    every bad line is reported as file:line with its reason, up to five in one message."""
     if not path.is_file():
-        raise ZooError(f"data.path: no file {path}")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        raise ZooError(f"{option}: no file {path}")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise fault(err, path, "read") from None
+    need = KINDS[kind]
+    fields = ", ".join(need) if kind == "preference" else "prompt, completion (or response)"
+    rows, bad = [], []
+    for n, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            bad.append(f"{n}: not UTF-8 (byte {err.start + 1} of the line)")
+            continue
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ZooError(f"{path}:{n}: not JSON ({err.msg})") from None
+            bad.append(f"{n}: not JSON ({err.msg}, column {err.colno})")
+            continue
+        if not isinstance(row, dict):
+            bad.append(f"{n}: not a JSON object but {type(row).__name__}")
+            continue
         if kind == "sft" and "response" not in row and "completion" in row:
             row["response"] = row["completion"]
-        if not isinstance(row, dict) or any(not isinstance(row.get(k), str) for k in KINDS[kind]):
-            keys = ", ".join(KINDS[kind]) if kind == "preference" else "prompt, completion"
-            raise ZooError(f"{path}:{n}: a {kind} line needs string fields {keys}")
-        rows.append({k: row[k] for k in KINDS[kind]})
+        missing = [k for k in need if not isinstance(row.get(k), str)]
+        if missing:
+            name = "completion" if missing[0] == "response" else missing[0]
+            bad.append(f"{n}: a {kind} line needs string fields {fields} ({name} is missing)")
+            continue
+        rows.append({**{k: row[k] for k in need}, "_where": f"{path}:{n}"})
+    if bad:
+        more = f" (and {len(bad) - 5} more bad lines)" if len(bad) > 5 else ""
+        raise ZooError(f"{option}: " + "; ".join(f"{path}:{b}" for b in bad[:5]) + more)
     if not rows:
-        raise ZooError(f"{path}: no examples")
+        raise ZooError(f"{option}: {path} holds no examples")
     return rows
 
 
 def collate(rows: list[dict[str, Any]]) -> dict[str, list]:
-    return {key: [r[key] for r in rows] for key in rows[0]}
+    """A batch of strings per field (``_where``, a row's file:line, stays out of batches)."""
+    return {key: [r[key] for r in rows] for key in rows[0] if not key.startswith("_")}
 
 
 class TextPairsDataModule(L.LightningDataModule):
@@ -104,8 +129,8 @@ class TextPairsDataModule(L.LightningDataModule):
             }
         else:
             rows = read_jsonl(Path(source).expanduser(), kind)
-            val = read_jsonl(Path(val_path), kind) if val_path else None
-            test = read_jsonl(Path(test_path), kind) if test_path else None
+            val = read_jsonl(Path(val_path), kind, "data.val_path") if val_path else None
+            test = read_jsonl(Path(test_path), kind, "data.test_path") if test_path else None
             random.Random(data_seed).shuffle(rows)
             n_test = 0 if test else max(1, int(len(rows) * test_fraction))
             n_val = 0 if val else max(1, int(len(rows) * val_fraction))
@@ -124,7 +149,10 @@ class TextPairsDataModule(L.LightningDataModule):
         the JSONL files."""
         if self.task is not None:
             return {"alphabet": ArithmeticTask.ALPHABET}
-        seen = {c for rows in self.splits.values() for r in rows for v in r.values() for c in v}
+        texts = [
+            v for rows in self.splits.values() for r in rows for k, v in r.items() if k[0] != "_"
+        ]
+        seen = {c for text in texts for c in text}
         extra = "".join(sorted(seen - set(DEFAULT_ALPHABET)))
         return {"alphabet": DEFAULT_ALPHABET + extra}
 

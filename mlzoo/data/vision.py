@@ -13,13 +13,17 @@ training image through torchvision's random transforms (crops; flips too for CIF
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision import datasets
+from torchvision.datasets import cifar
 from torchvision.transforms import v2
 
 from mlzoo.core.errors import ZooError
@@ -93,6 +97,11 @@ class TorchvisionDataModule(TensorDataModule):
         name, expected = self.dataset_cls.__name__, Path(self.root).resolve() / self.folder
         try:
             return self.dataset_cls(self.root, train=train, download=self.download)
+        except pickle.UnpicklingError as err:  # a file of pickled objects, refused as such
+            raise ZooError(
+                f"{name}: a file under {expected.parent} holds pickled Python objects, refused "
+                f"({' '.join(str(err).split())[:160]}); delete it to read the published files"
+            ) from None
         except (RuntimeError, OSError) as err:
             if self.download:
                 reason = " ".join(str(err).split())[:300]
@@ -160,6 +169,27 @@ class FashionMNISTDataModule(TorchvisionDataModule):
     std = (0.3530,)
 
 
+class ArraysOnly(pickle.Unpickler):
+    """CIFAR-10's batches are pickled dicts of numpy arrays. Unpickling can call any function a
+    file names, so only numpy's array reconstruction may be named; anything else is refused,
+    never called (a data set from elsewhere is data, never code)."""
+
+    ALLOWED = frozenset(
+        {
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("_codecs", "encode"),  # how protocol 2 writes bytes (a string's encoding, no code)
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not array data")
+
+
 class CIFAR10DataModule(TorchvisionDataModule):
     """CIFAR-10 natural images, 32x32 colour, 10 classes, 50,000 / 10,000."""
 
@@ -168,3 +198,34 @@ class CIFAR10DataModule(TorchvisionDataModule):
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2470, 0.2435, 0.2616)
     padding, flip = 4, True  # the usual CIFAR recipe: pad 4, random 32x32 crop, random flip
+
+    def _dataset(self, train: bool) -> SimpleNamespace:
+        """The published batches, read with :class:`ArraysOnly` (torchvision's reader would
+        unpickle them with pickle.load); torchvision still downloads them when asked."""
+        if self.download:
+            super()._dataset(train)
+        folder = Path(self.root).resolve() / self.folder
+        files = self.dataset_cls.train_list if train else self.dataset_cls.test_list
+        data, targets = [], []
+        for name, md5 in files:
+            path = folder / name
+            if not cifar.check_integrity(str(path), md5):  # there, and the published file
+                raise ZooError(
+                    f"CIFAR10 files not found in {folder} ({name} missing or not the published "
+                    "file): add data.download=true to download them, or set data.root to the "
+                    "folder that holds them"
+                )
+            try:
+                with open(path, "rb") as f:
+                    entry = ArraysOnly(f, encoding="latin1").load()
+                data.append(np.asarray(entry["data"], dtype=np.uint8))
+                targets.extend(entry.get("labels", entry.get("fine_labels", [])))
+            except pickle.UnpicklingError as err:
+                raise ZooError(f"CIFAR10: {path} was refused: {err}") from None
+            except Exception as err:
+                raise ZooError(
+                    f"CIFAR10: {path} is not a CIFAR-10 batch ({type(err).__name__}: "
+                    f"{' '.join(str(err).split())[:120]})"
+                ) from None
+        images = np.vstack(data).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # torchvision's HWC
+        return SimpleNamespace(data=images, targets=targets)

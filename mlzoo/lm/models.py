@@ -33,6 +33,11 @@ class HFCausalLM(nn.Module):
     def vocab_size(self) -> int:
         return int(self.hf.config.vocab_size)
 
+    @property
+    def max_len(self) -> int | None:
+        """The context length (positions the model was built for), when the config says."""
+        return getattr(self.hf.config, "max_position_embeddings", None)
+
     def forward(self, ids: Tensor) -> Tensor:
         return self.hf(input_ids=ids).logits
 

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mlzoo.core.errors import ZooError
+
 
 def pack(tokenizer, prompts: Sequence[str], responses: Sequence[str]) -> tuple[Tensor, Tensor]:
     """Right-padded ids of "[bos] prompt response [eos]" and a mask of the response tokens
@@ -28,6 +30,25 @@ def pack(tokenizer, prompts: Sequence[str], responses: Sequence[str]) -> tuple[T
     for i, (s, m) in enumerate(zip(seqs, masks, strict=True)):
         ids[i, : len(s)], mask[i, : len(m)] = torch.tensor(s), torch.tensor(m)
     return ids, mask
+
+
+def check_context(splits: dict[str, list[dict]], tokenizer, max_len: int | None, fields) -> None:
+    """Refuse, naming its file:line, an example longer than the model's context: "[bos] prompt
+    response [eos]" feeds all but its last token to the model. Training and held-out alike."""
+    if not max_len:
+        return
+    for split, rows in splits.items():
+        for i, row in enumerate(rows):
+            prompt = 1 + len(tokenizer.encode(row["prompt"]))
+            longest = max(len(tokenizer.encode(row[f])) for f in fields)
+            needed = prompt + longest  # the inputs: every token but the final eos
+            if needed > max_len:
+                where = row.get("_where") or f"the {split} split's example {i}"
+                raise ZooError(
+                    f"{where}: prompt and response take {needed} positions, longer than the "
+                    f"model's context of {max_len}; shorten the example or use a larger context "
+                    "(model.gpt.max_len for the zoo's GPT)"
+                )
 
 
 def token_logprobs(lm: nn.Module, ids: Tensor) -> Tensor:

@@ -39,7 +39,7 @@ from torch import Tensor
 
 from mlzoo.core.errors import ZooError
 from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
-from mlzoo.lm.sequences import pack, sample, sequence_logprob
+from mlzoo.lm.sequences import check_context, pack, sample, sequence_logprob
 
 LOSSES = ("sigmoid", "ipo")
 
@@ -133,6 +133,12 @@ class DPOModule(ZooModule):
         keys = list(zip(batch["prompt"], batch["chosen"], batch["rejected"], strict=True))
         values = torch.tensor([self._ref_cache[k] for k in keys], device=self.device)
         return values[:, 0], values[:, 1]
+
+    def setup(self, stage: str) -> None:
+        splits = getattr(self.trainer.datamodule, "splits", None) if self._trainer else None
+        if splits:  # an example longer than the context fails here, by file:line, not mid-run
+            max_len = getattr(self.policy, "max_len", None)
+            check_context(splits, self.tokenizer, max_len, ["chosen", "rejected"])
 
     def on_fit_start(self) -> None:
         """precompute_reference: log pi_ref of every training pair once, before training (saves

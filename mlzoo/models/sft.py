@@ -21,7 +21,7 @@ import torch
 
 from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
 from mlzoo.lm.models import build_lm, build_tokenizer
-from mlzoo.lm.sequences import pack, sample, token_logprobs
+from mlzoo.lm.sequences import check_context, pack, sample, token_logprobs
 from mlzoo.lm.tokenizer import DEFAULT_ALPHABET
 
 
@@ -46,6 +46,11 @@ class SFTModule(ZooModule):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.lm(ids)
+
+    def setup(self, stage: str) -> None:
+        splits = getattr(self.trainer.datamodule, "splits", None) if self._trainer else None
+        if splits:  # an example longer than the context fails here, by file:line, not mid-run
+            check_context(splits, self.tokenizer, getattr(self.lm, "max_len", None), ["response"])
 
     def loss(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
         ids, mask = (t.to(self.device) for t in pack(self.tokenizer, prompts, responses))
