@@ -33,7 +33,13 @@ from omegaconf.errors import OmegaConfBaseException
 from mlzoo.core import guard
 from mlzoo.core.build import instantiate_all, instantiate_model
 from mlzoo.core.errors import ZooError
-from mlzoo.core.files import check_can_create, describe, fault, write_text_atomically
+from mlzoo.core.files import (
+    check_can_create,
+    describe,
+    fault,
+    run_artifacts,
+    write_text_atomically,
+)
 from mlzoo.core.resume import (
     changed_settings,
     check_fits,
@@ -217,6 +223,10 @@ def _check_multirun_ddp(cfg: DictConfig) -> None:
         )
 
 
+# What a constructor raises for a value it cannot take (a bad size, a missing file, ...).
+_USER_MISTAKES = (ValueError, TypeError, RuntimeError, KeyError, OSError)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one training job from a composed config; return (and write) its summary.
 
@@ -232,13 +242,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         try:
             ckpt_path, run_dir = _preflight(cfg, fresh_dir, keep, held)
             datamodule, model, loggers, trainer = _build(cfg, ckpt_path, run_dir != fresh_dir)
-        except InstantiationException as err:
-            _discard(fresh_dir, keep)
-            raise ZooError(_one_line(err)) from None
-        except (ZooError, ValueError, TypeError, RuntimeError, KeyError, OSError) as err:
-            _discard(fresh_dir, keep)
-            raise ZooError(_one_line(err)) from None
-        except OmegaConfBaseException as err:  # not a ValueError: a bad interpolation, say
+        except (ZooError, InstantiationException, OmegaConfBaseException, *_USER_MISTAKES) as err:
             _discard(fresh_dir, keep)
             raise ZooError(_one_line(err)) from None
         if trainer.is_global_zero:  # under DDP, every rank runs this function: rank zero writes
@@ -270,6 +274,13 @@ def _preflight(
     check_values(cfg)
     _check_multirun_ddp(cfg)
     ckpt_path, run_dir = resolve_resume(cfg, fresh_dir)
+    earlier = run_artifacts(fresh_dir, ignore=(".hydra", "train.log"))  # Hydra's, just written
+    if earlier and is_rank_zero_process():  # (DDP's other ranks join rank zero's new folder)
+        # paths.output_dir pointed at an earlier run: never written into or removed
+        raise ZooError(
+            f"paths.output_dir={fresh_dir} already holds a run ({', '.join(earlier)}); choose a "
+            "new folder (to continue that run: ckpt_path=<its checkpoints/last.ckpt>)"
+        )
     if run_dir != fresh_dir:
         if is_rank_zero_process():  # DDP's other ranks join rank zero's resume
             held.enter_context(lock_run(run_dir))

@@ -278,7 +278,9 @@ def test_read_checkpoint_errors_name_the_file(tmp_path: Path) -> None:
 # --- 5. the _target_ allowlist --------------------------------------------------------------------
 def test_targets_outside_the_allowlist_are_refused(tmp_path: Path) -> None:
     evil = ["+callbacks.evil._target_=os.system", f"+callbacks.evil.command=touch {tmp_path}/pwned"]
-    with pytest.raises(ZooError, match=r"callbacks.evil._target_=os.system .*allow_targets=\[os\]"):
+    with pytest.raises(
+        ZooError, match=r"callbacks.evil._target_=os.system .*allow_targets=\[os\.system\]"
+    ):
         run_training(["trainer=debug", *evil], tmp_path / "logs")
     assert not (tmp_path / "pwned").exists()
     assert not list((tmp_path / "logs").glob("runs/*/*")), "a refused run left a folder"

@@ -86,6 +86,8 @@ def test_targets_are_compared_as_objects_not_as_names() -> None:
         assert not is_allowed(target), target
     assert is_allowed("collections.OrderedDict", ["collections"])  # the user's opt-in
     assert not is_allowed("collections.OrderedDict")
+    assert is_allowed("mlzoo.train.shutil.copyfile", ["shutil.copyfile"])  # by what it is
+    assert not is_allowed("mlzoo.train.shutil.copyfile", ["shutil.rmtree"])
 
 
 def test_resolving_a_target_never_imports_a_foreign_module(tmp_path: Path) -> None:
@@ -288,6 +290,9 @@ def test_code_from_configs_and_checkpoints_never_runs(earlier: Path, tmp_path: P
         # folders that already hold a run are never written into
         ("train", [f"hydra.run.dir={run}"], "already holds a run"),
         ("train", ["-m", "seed=1,2", f"hydra.sweep.dir={run}"], "already holds a run"),
+        ("train", [f"paths.output_dir={run}"], "already holds a run"),
+        ("train", [f"hydra.output_subdir={run}/.hydra"], "inside the run's own folder"),
+        ("train", ["-m", "seed=1,2", f"hydra.sweep.subdir=../../runs/x/{run.name}"], "without .."),
         # run folders and checkpoints from others
         ("sample", [str(t_load)], "which is torch.serialization.load"),
         ("evaluate", [str(t_load)], "which is torch.serialization.load"),
@@ -298,6 +303,7 @@ def test_code_from_configs_and_checkpoints_never_runs(earlier: Path, tmp_path: P
         ("train", ["model=transfer", f"model.backbone.checkpoint={t_hparams}"], "torch.load"),
         ("train", ["model=dpo", f"model.sft_checkpoint={t_hparams}"], "torch.load"),
         ("train", ["model=dpo", f"model.sft_checkpoint={t_gym}"], "gymnasium.make"),
+        ("train", ["model=transfer", f"model.backbone.checkpoint={t_gym}"], "gymnasium.make"),
     ]
     before = fingerprint(earlier / "logs")
     env = {**os.environ, "EVIL_TARGET": "os.system", "PYTHONPATH": str(tmp_path)}

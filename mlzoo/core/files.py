@@ -27,6 +27,16 @@ CAUSES = {
 }
 
 
+# What a zoo run leaves in its folder (Hydra adds .hydra/ and train.log before the run starts).
+RUN_ARTIFACTS = (".hydra", "train.log", "config.yaml", "summary.json", "checkpoints")
+
+
+def run_artifacts(folder: str | Path, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Which of a run's files ``folder`` already holds (none: it is not an earlier run)."""
+    path = Path(folder)
+    return [n for n in RUN_ARTIFACTS if n not in ignore and (path / n).exists()]
+
+
 def describe(err: OSError) -> str | None:
     """The cause of a file-system fault in words, or None if it is not one of those."""
     return CAUSES.get(err.errno)

@@ -3,9 +3,9 @@
 Hydra sets up logging (``hydra.job_logging``: handlers it constructs by class name), builds its
 callbacks, launcher and sweeper, and writes ``.hydra/`` into the run folder, all before the task
 function (mlzoo.train.train) starts. So the checks that must come first run on the composition
-itself: the trust check of mlzoo.core.targets over the whole config, Hydra's section included, and,
-for the command line's own composition, a run (or sweep) folder that can be created and does not
-already hold a run (Hydra would write over its .hydra/ and train.log).
+itself: the trust check of mlzoo.core.targets over Hydra's section (train() checks the rest before
+it builds anything), and, for the command line's own composition, a run (or sweep) folder that
+can be created and does not already hold a run (Hydra would write over its .hydra/ and train.log).
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from mlzoo.core.errors import ZooError
-from mlzoo.core.files import check_can_create
-from mlzoo.core.targets import check_config
+from mlzoo.core.files import check_can_create, run_artifacts
+from mlzoo.core.targets import check_tree
 
-_RUN_ARTIFACTS = (".hydra", "train.log", "config.yaml", "summary.json", "checkpoints")
 _GUARDED = False
 _FIRST = [True]  # the next composition is the command line's own
 
@@ -63,7 +62,7 @@ def _check_new_folder(cfg: DictConfig, option: str) -> None:
     check_can_create(folder, option)
     path = Path(folder)
     if path.is_dir():
-        found = [name for name in _RUN_ARTIFACTS if (path / name).exists()]
+        found = run_artifacts(path)
         if found:
             raise ZooError(
                 f"{option}={path} already holds a run ({', '.join(found)}); nothing earlier is "
@@ -94,7 +93,12 @@ def install() -> None:
     def checked(self, config_name, overrides, run_mode, *args, **kwargs):  # type: ignore[no-untyped-def]
         cfg = compose(self, config_name, overrides, run_mode, *args, **kwargs)
         try:
-            check_config(cfg, _command_line_allow(list(overrides)), where="command line")
+            # Hydra's own section: what Hydra builds before the run starts. The rest is checked
+            # by train() before it builds anything (resolving it here would import torch and
+            # Lightning for every --help).
+            hydra_section = OmegaConf.to_container(cfg.hydra, resolve=False)
+            allow = _command_line_allow(list(overrides))
+            check_tree({"hydra": hydra_section}, allow, where="command line")
             if _FIRST[0]:  # Hydra's first look, to learn the mode: the whole command line
                 _FIRST[0] = False
                 multi = bool({"-m", "--multirun"} & set(sys.argv[1:]))

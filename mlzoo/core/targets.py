@@ -19,8 +19,9 @@ stored in a checkpoint. Before anything is built, every config goes through :fun
   inside the run folder), ``()`` factories and ``ext://`` references but sys.stdout/sys.stderr.
 
 The whole config is checked, Hydra's own section included: ``main()`` installs
-mlzoo.core.guard, which checks every config Hydra composes (the run's, and each run of a sweep)
-before Hydra sets up logging or instantiates its callbacks.
+mlzoo.core.guard, which checks Hydra's section of every config Hydra composes (the run's, and each
+run of a sweep) before Hydra sets up logging or instantiates its callbacks; train() checks the
+rest before it builds anything.
 
 The opt-in is the command line's alone: ``allow_targets=[mypackage]`` (modules or exact names
 whose targets the user trusts). A config.yaml read from a run folder cannot grant itself more.
@@ -177,6 +178,9 @@ def is_allowed(target: Any, extra: Iterable[str] = ()) -> bool:
         obj = resolve_target(target)
     except ZooError:
         return False
+    canonical = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
+    if any(_within(canonical, str(prefix)) for prefix in extra):
+        return True  # allowed by what it is (allow_targets=[shutil.copyfile])
     if any(_is(obj, name) for name in EXCLUDED):
         return False
     return _zoo_class(obj) or any(_is(obj, name) for name in EXACT) or _family_member(obj)
@@ -193,11 +197,10 @@ def _refuse_target(key: str, target: Any, where: str) -> ZooError:
         obj = resolve_target(target)
         name = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', '?')}"
     resolved = f", which is {name}," if name != target else ""
-    allow = target.split(".")[0] if name == target else name
     return ZooError(
         f"{key}={target} ({where}){resolved} is not a class the zoo instantiates (configs and "
         "checkpoints are data, never code: see the README's Security model). If you trust it, "
-        f"allow it on the command line: allow_targets=[{allow}]"
+        f"allow it on the command line: allow_targets=[{target}]"
     )
 
 
@@ -251,6 +254,13 @@ def check_tree(tree: Any, extra: Iterable[str] = (), where: str = "config") -> N
                 f"{path}={value} ({where}): a 'module:Env' id makes gymnasium import that "
                 "module; import it yourself and register the environment, then name its id"
             )
+        elif path in ("hydra.output_subdir", "hydra.sweep.subdir") and value is not None:
+            name = str(value)
+            if Path(name).is_absolute() or ".." in Path(name).parts:
+                raise ZooError(
+                    f"{path}={name} ({where}): must be a folder inside the run's own folder "
+                    "(relative, without ..): Hydra would write over what is there"
+                )
         if any(path.startswith(s + ".") for s in LOGGING_SECTIONS):
             _check_logging(path, key, value, where)
 
