@@ -476,3 +476,57 @@ def test_an_example_longer_than_the_context_is_refused_by_file_and_line(tmp_path
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert f"error: {val}:2: prompt and response take 42 positions" in out.stderr, out.stderr
     assert not list(tmp_path.glob("logs/runs/*/*")), "the refused run left a folder"
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path):
+    """``tmpfs(size_kb, read_only)``: a small file system of its own (needs mount rights, as
+    root in CI; skipped elsewhere), unmounted after the test."""
+    mounted: list[Path] = []
+
+    def mount(size_kb: int, read_only: bool = False) -> Path:
+        point = tmp_path / f"fs{len(mounted)}"
+        point.mkdir()
+        out = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(point)],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()[:100]}")
+        mounted.append(point)
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+@pytest.mark.slow
+def test_no_space_and_read_only_file_systems_get_one_line(
+    earlier: Path, tmp_path: Path, tmpfs
+) -> None:
+    [run] = earlier.glob("logs/runs/mlp-digits/*")
+    # ENOSPC: the earlier run copied onto a file system with room for small files only
+    used = sum(p.stat().st_size for p in run.rglob("*") if p.is_file()) // 1024
+    full = tmpfs(used + 256)
+    shutil.copytree(earlier / "logs", full / "logs")
+    [last] = full.glob("logs/runs/mlp-digits/*/checkpoints/last.ckpt")
+    digest = hashlib.sha256(last.read_bytes()).hexdigest()
+    resume = ["trainer=debug", "logger=none", "ckpt_path=last", "trainer.max_steps=12"]
+    out = subprocess.run([*TRAIN, *resume], cwd=full, capture_output=True, text=True)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 1 and len(errors) == 1, out.stderr[-2000:]
+    assert "no space left on the device" in errors[0] and "Traceback" not in out.stderr, errors
+    assert errors[0].startswith("error: cannot write the checkpoint") and "kept whole" in errors[0]
+    assert hashlib.sha256(last.read_bytes()).hexdigest() == digest
+    # read-only: refused before anything is written
+    read_only = tmpfs(64, read_only=True)
+    logs = f"paths.log_dir={read_only}/logs"
+    out = subprocess.run(
+        [*TRAIN, "trainer=debug", logs], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stderr.startswith("error: hydra.run.dir=") and "read-only" in out.stderr
