@@ -66,7 +66,7 @@ def test_lite0_recognises_photos_as_imagenet_classes_random_weights_do_not() -> 
 
 def test_lora_on_lite0_wraps_the_1x1_convolutions_only() -> None:
     net = timm_backbone(LITE0, pretrained=False)
-    add_lora(net, [r"blocks\..*\.conv_pwl?", "conv_head"], r=8, alpha=16.0)
+    add_lora(net, [r"blocks\..*\.conv_pwl?"], r=16, alpha=32.0)  # the preset's
     wrapped = [layer.base for layer in lora_layers(net)]
     assert wrapped and all(conv.kernel_size == (1, 1) for conv in wrapped)
     assert all(conv.groups == 1 for conv in wrapped)  # no depthwise convolution among them
