@@ -232,10 +232,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     preflight (checks, the run folder) -> build -> fit -> test and summarize. A mistake found
     before training starts removes what this invocation created and nothing else."""
+    import lightning  # noqa: F401  (first: importing it adds the console handlers quieted next)
+
     start = time.time()
     _quiet_known_noise()
     _drop_nvml_check_without_a_driver()
     fresh_dir = Path(cfg.paths.output_dir)
+    earlier = run_artifacts(fresh_dir, ignore=(".hydra", "train.log"))  # Hydra's, just written
+    if earlier and is_rank_zero_process():  # (DDP's other ranks join rank zero's new folder)
+        # paths.output_dir points at an earlier run: refused before anything is written there
+        if HydraConfig.initialized():  # Hydra's own new folder (its .hydra/, train.log) goes
+            own = Path(HydraConfig.get().runtime.output_dir)
+            if own.resolve() != fresh_dir.resolve():
+                _discard(own, {p.name for p in own.glob("*")} - {".hydra", "train.log"})
+        raise ZooError(
+            f"paths.output_dir={fresh_dir} already holds a run ({', '.join(earlier)}); choose a "
+            "new folder (to continue that run: ckpt_path=<its checkpoints/last.ckpt>)"
+        )
     # What the folder held before this run (Hydra only adds .hydra/ and train.log to a new one).
     keep = {p.name for p in fresh_dir.glob("*")} - {".hydra", "train.log"}
     with contextlib.ExitStack() as held:  # holds a resumed run's lock until the run ends
@@ -274,13 +287,6 @@ def _preflight(
     check_values(cfg)
     _check_multirun_ddp(cfg)
     ckpt_path, run_dir = resolve_resume(cfg, fresh_dir)
-    earlier = run_artifacts(fresh_dir, ignore=(".hydra", "train.log"))  # Hydra's, just written
-    if earlier and is_rank_zero_process():  # (DDP's other ranks join rank zero's new folder)
-        # paths.output_dir pointed at an earlier run: never written into or removed
-        raise ZooError(
-            f"paths.output_dir={fresh_dir} already holds a run ({', '.join(earlier)}); choose a "
-            "new folder (to continue that run: ckpt_path=<its checkpoints/last.ckpt>)"
-        )
     if run_dir != fresh_dir:
         if is_rank_zero_process():  # DDP's other ranks join rank zero's resume
             held.enter_context(lock_run(run_dir))
