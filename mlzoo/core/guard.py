@@ -26,6 +26,7 @@ _FIRST = [True]  # the next composition is the command line's own
 
 
 def _command_line_allow(overrides: list[str]) -> tuple[str, ...]:
+    """allow_targets as the command line gives it: a config file cannot grant it to itself."""
     for item in overrides:
         if re.match(r"^\+*allow_targets=", item):
             value = item.split("=", 1)[1].strip("[] ")
