@@ -117,3 +117,24 @@ def test_a_bad_lite0_weights_file_is_one_line(
     torch.save({"_conv_stem.weight": torch.zeros(1)}, bad)  # readable, but not Lite0's
     with pytest.raises(ZooError, match="not the EfficientNet-Lite0 state dict"):
         pretrained.imagenet_lite0()
+
+
+@pytest.mark.parametrize("data", ["mnist", "fashion_mnist", "cifar10"])
+def test_imagenet_backbone_runs_on_the_vision_data_sets(
+    data: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`experiment=transfer_imagenet data=mnist|fashion_mnist|cifar10` (fake files in the real
+    formats): grey images become RGB, 28x28 and 32x32 are resized, 10 labels per class."""
+    from fakedata import skip_cifar_md5, write_cifar10, write_mnist
+
+    root = tmp_path / "data"
+    if data == "cifar10":
+        write_cifar10(root, n_per_batch=20, n_test=40)
+        skip_cifar_md5(monkeypatch)
+    else:
+        write_mnist(root, folder="MNIST" if data == "mnist" else "FashionMNIST")
+    overrides = ["experiment=transfer_imagenet", f"data={data}", f"data.root={root}"]
+    summary = run_training(
+        [*overrides, "model.mode=lora", "trainer=debug", "logger=none"], tmp_path / "logs"
+    )
+    assert summary["data"] == data and 0.0 <= summary["metrics"]["test/acc"] <= 1.0
