@@ -68,8 +68,16 @@ def test_dpo_loss_matches_hand_computed_values() -> None:
     smooth, _, _ = dpo_loss(pw, pl, rw, rl, beta=0.5, label_smoothing=0.1)
     expected = 0.9 * math.log(1 + math.exp(-1)) + 0.1 * math.log(1 + math.exp(1))
     torch.testing.assert_close(smooth, torch.tensor([expected]))
-    ipo, _, _ = dpo_loss(pw, pl, rw, rl, beta=0.5, loss_type="ipo")  # (h - 1/(2 beta))^2
+    ipo, _, _ = dpo_loss(pw, pl, rw, rl, beta=0.5, loss_type="ipo_sum")  # (h - 1/(2 beta))^2
     torch.testing.assert_close(ipo, torch.tensor([1.0]))
+    n_w, n_l = torch.tensor([2.0]), torch.tensor([4.0])  # per token: h_tok = 1/2 + 1/4
+    ipo, _, _ = dpo_loss(
+        pw, pl, rw, rl, beta=0.5, loss_type="ipo", chosen_tokens=n_w, rejected_tokens=n_l
+    )
+    torch.testing.assert_close(ipo, torch.tensor([0.0625]))
+    robust, _, _ = dpo_loss(pw, pl, rw, rl, beta=0.5, loss_type="robust", label_smoothing=0.1)
+    expected = (0.9 * math.log(1 + math.exp(-1)) - 0.1 * math.log(1 + math.exp(1))) / 0.8
+    torch.testing.assert_close(robust, torch.tensor([expected]))
     same = torch.randn(8)
     at_init, _, _ = dpo_loss(same, same - 1, same, same - 1, beta=0.1)
     torch.testing.assert_close(at_init, torch.full((8,), math.log(2)))

@@ -9,6 +9,11 @@ JSONL, one object per line, in the shapes that TRL and public preference sets us
 Batches are lists of strings (``{"prompt": [...], "response": [...]}`` or ``{"prompt", "chosen",
 "rejected"}``): the model tokenizes them with its own tokenizer. For the arithmetic task the data
 module also offers ``task`` (the ground-truth scorer), which SFT and DPO use to score samples.
+
+On-policy preference pairs (``pairs="on_policy"``, the arithmetic task): the training split holds
+prompts only, and the pairs are made by the model being trained, which samples its own responses
+before training starts (DPO's pre-stage, mlzoo/models/dpo.py) and hands them back with
+:meth:`TextPairsDataModule.set_train_pairs`.
 """
 
 from __future__ import annotations
@@ -92,6 +97,10 @@ class TextPairsDataModule(L.LightningDataModule):
         p_correct, max_error, error_step: the arithmetic task's demonstrator
             (mlzoo/lm/arithmetic.py).
         data_seed: seed of generation and of the JSONL split (not the run's seed).
+        pairs: ``offline`` (generated or read) or ``on_policy`` (sampled by the policy: see the
+            module's docstring).
+        prompt_format, answer, low: the arithmetic task's question, how an answer is read from
+            a response, and the smallest operand (mlzoo/lm/arithmetic.py).
     """
 
     def __init__(
@@ -110,17 +119,35 @@ class TextPairsDataModule(L.LightningDataModule):
         max_error: int = 1,
         error_step: int = 10,
         data_seed: int = 0,
+        pairs: str = "offline",
+        prompt_format: str = "{a:02d}+{b:02d}=",
+        answer: str = "digits",
+        low: int = 0,
     ) -> None:
         super().__init__()
         if kind not in KINDS:
             raise ZooError(f"data.kind must be one of {sorted(KINDS)}, got {kind!r}")
         if batch_size < 1 or min(num_train, num_val, num_test) < 1:
             raise ZooError("data.batch_size and data.num_* must be >= 1")
-        self.kind, self.batch_size = kind, batch_size
+        if pairs not in ("offline", "on_policy"):
+            raise ZooError(f"data.pairs must be offline or on_policy, got {pairs!r}")
+        if pairs == "on_policy" and (kind != "preference" or source != "arithmetic"):
+            raise ZooError(
+                "data.pairs=on_policy needs preference pairs on a task with a ground truth "
+                "(model=dpo, data.source=arithmetic)"
+            )
+        self.kind, self.batch_size, self.pairs = kind, batch_size, pairs
         self.task: ArithmeticTask | None = None
         if source == "arithmetic":
-            self.task = ArithmeticTask(p_correct, max_error, error_step)
+            try:
+                self.task = ArithmeticTask(
+                    p_correct, max_error, error_step, prompt_format, answer, low
+                )
+            except ValueError as err:
+                raise ZooError(f"data: {err}") from None
             make = self.task.sft_examples if kind == "sft" else self.task.preference_pairs
+            if pairs == "on_policy":
+                make = self._prompts
             self.splits = {
                 split: make(split, n, data_seed + i)
                 for i, (split, n) in enumerate(
@@ -141,6 +168,26 @@ class TextPairsDataModule(L.LightningDataModule):
                 "val": val or rows[n_test : n_test + n_val],
                 "train": rows[n_test + n_val :],
             }
+
+    def _prompts(self, split: str, n: int, seed: int) -> list[dict[str, str]]:
+        """Training prompts without responses (n of them, distinct when the split has n)."""
+        prompts = self.task.prompts(split)
+        rng = random.Random(seed)
+        chosen = rng.sample(prompts, n) if n <= len(prompts) else rng.choices(prompts, k=n)
+        return [{"prompt": p} for p in chosen]
+
+    def train_prompts(self) -> list[str]:
+        return [row["prompt"] for row in self.splits["train"]]
+
+    def set_train_pairs(self, pairs: list[dict[str, str]]) -> None:
+        """The training pairs a policy sampled for :meth:`train_prompts` (on-policy pairs)."""
+        if not pairs:
+            raise ZooError(
+                "data.pairs=on_policy: no prompt had both a right and a wrong sample; sample "
+                "more responses a prompt (model.samples_per_prompt) or more prompts "
+                "(data.num_train)"
+            )
+        self.splits["train"] = pairs
 
     @property
     def spec(self) -> dict[str, Any]:

@@ -14,24 +14,53 @@ paper's controlled-sentiment task where pairs were ranked by a ground-truth clas
 
 Prompts are split into train/val/test by a fixed hash of the operands, so held-out prompts are
 never seen in training, whatever the seed.
+
+For a pretrained chat model the prompt is a question (``prompt_format``, e.g. "What is {a} +
+{b}? Answer with the number only.") and the answer read from a response is its last number
+(``answer="last_number"``), so that "17 + 25 = 42" counts as 42 and "To solve this, we need to"
+as no answer.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import zlib
+
+ANSWERS = ("digits", "last_number")
 
 
 class ArithmeticTask:
     ALPHABET = "0123456789+="  # every character of prompts and right answers
 
-    def __init__(self, p_correct: float = 0.3, max_error: int = 1, error_step: int = 10) -> None:
+    def __init__(
+        self,
+        p_correct: float = 0.3,
+        max_error: int = 1,
+        error_step: int = 10,
+        prompt_format: str = "{a:02d}+{b:02d}=",
+        answer: str = "digits",
+        low: int = 0,
+    ) -> None:
         if not 0.0 <= p_correct <= 1.0 or max_error < 1 or error_step < 1:
             raise ValueError(
                 "need 0 <= p_correct <= 1, max_error >= 1 and error_step >= 1: "
                 f"{p_correct}, {max_error}, {error_step}"
             )
+        if not 0 <= low <= 99:
+            raise ValueError(f"low (the smallest operand) must be in 0..99, got {low}")
+        if answer not in ANSWERS:
+            raise ValueError(f"answer must be one of {ANSWERS}, got {answer!r}")
+        try:
+            sample = prompt_format.format(a=12, b=34)
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"prompt_format {prompt_format!r}: {err!r}") from None
+        if re.findall(r"\d+", sample)[:2] != ["12", "34"]:
+            raise ValueError(
+                f"prompt_format {prompt_format!r} must show {{a}} then {{b}} as its first numbers"
+            )
         self.p_correct, self.max_error, self.error_step = p_correct, max_error, error_step
+        self.prompt_format, self.answer, self.low = prompt_format, answer, low
 
     @staticmethod
     def split_of(a: int, b: int) -> str:
@@ -40,23 +69,29 @@ class ArithmeticTask:
 
     def prompts(self, split: str) -> list[str]:
         return [
-            f"{a:02d}+{b:02d}="
-            for a in range(100)
-            for b in range(100)
+            self.prompt_format.format(a=a, b=b)
+            for a in range(self.low, 100)
+            for b in range(self.low, 100)
             if self.split_of(a, b) == split
         ]
 
     @staticmethod
     def truth(prompt: str) -> int:
-        a, b = prompt.rstrip("=").split("+")
+        a, b = re.findall(r"\d+", prompt)[:2]  # the operands: the prompt's first two numbers
         return int(a) + int(b)
 
-    def score(self, prompt: str, response: str) -> float:
-        """-|response - a - b|; -100 when the response is not a number."""
+    def answer_of(self, response: str) -> int | None:
+        """The number a response gives: all of it (``digits``) or its last number."""
         text = response.strip()
-        if not text.isdigit() or len(text) > 4:
-            return -100.0
-        return -float(abs(int(text) - self.truth(prompt)))
+        if self.answer == "last_number":
+            numbers = re.findall(r"\d+", text)
+            text = numbers[-1] if numbers else ""
+        return int(text) if text.isdigit() and len(text) <= 4 else None
+
+    def score(self, prompt: str, response: str) -> float:
+        """-|answer - a - b|; -100 when the response gives no number."""
+        answer = self.answer_of(response)
+        return -100.0 if answer is None else -float(abs(answer - self.truth(prompt)))
 
     def demonstration(self, prompt: str, rng: random.Random) -> str:
         """A noisy demonstration: right with probability p_correct, else off by a slip."""

@@ -17,11 +17,12 @@ from mlzoo.core.errors import ZooError
 
 
 def pack(tokenizer, prompts: Sequence[str], responses: Sequence[str]) -> tuple[Tensor, Tensor]:
-    """Right-padded ids of "[bos] prompt response [eos]" and a mask of the response tokens
-    (eos included): the tokens whose likelihood SFT trains and DPO compares."""
+    """Right-padded ids of "[bos] prompt response [eos]" (tokenizer.prompt_ids: a chat model's
+    template around the prompt) and a mask of the response tokens (eos included): the tokens
+    whose likelihood SFT trains and DPO compares."""
     seqs, masks = [], []
     for p, r in zip(prompts, responses, strict=True):
-        prompt, response = [tokenizer.bos_id, *tokenizer.encode(p)], tokenizer.encode(r)
+        prompt, response = tokenizer.prompt_ids(p), tokenizer.encode(r)
         seqs.append([*prompt, *response, tokenizer.eos_id])
         masks.append([False] * len(prompt) + [True] * (len(response) + 1))
     width = max(map(len, seqs))
@@ -39,8 +40,8 @@ def check_context(splits: dict[str, list[dict]], tokenizer, max_len: int | None,
         return
     for split, rows in splits.items():
         for i, row in enumerate(rows):
-            prompt = 1 + len(tokenizer.encode(row["prompt"]))
-            longest = max(len(tokenizer.encode(row[f])) for f in fields)
+            prompt = len(tokenizer.prompt_ids(row["prompt"]))
+            longest = max((len(tokenizer.encode(row[f])) for f in fields if f in row), default=0)
             needed = prompt + longest  # the inputs: every token but the final eos
             if needed > max_len:
                 where = row.get("_where") or f"the {split} split's example {i}"
@@ -62,6 +63,28 @@ def sequence_logprob(lm: nn.Module, ids: Tensor, response_mask: Tensor) -> Tenso
     return (token_logprobs(lm, ids) * response_mask[:, 1:]).sum(-1)
 
 
+def _token_by_token(
+    lm: nn.Module, ids: Tensor, tokenizer, max_new_tokens: int, temperature: float, generator
+) -> Tensor:
+    """The prompts ``ids`` (B, T) extended token by token until every row has its eos."""
+    done = torch.zeros(len(ids), dtype=torch.bool, device=ids.device)
+    for _ in range(max_new_tokens):
+        logits = lm(ids)[:, -1].float()
+        logits[:, tokenizer.vocab_size :] = float("-inf")  # a model's vocab may be padded
+        if temperature == 0:
+            nxt = logits.argmax(-1)
+        else:  # y_t ~ softmax(logits / T)
+            probs = F.softmax(logits / temperature, dim=-1)
+            nxt = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1)
+            nxt = nxt.to(ids.device)
+        nxt = torch.where(done, torch.full_like(nxt, tokenizer.eos_id), nxt)
+        ids = torch.cat([ids, nxt[:, None]], dim=1)
+        done |= nxt == tokenizer.eos_id
+        if bool(done.all()):
+            break
+    return ids
+
+
 @torch.no_grad()
 def sample(
     lm: nn.Module,
@@ -70,32 +93,38 @@ def sample(
     max_new_tokens: int = 8,
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
+    batch_size: int = 64,
 ) -> list[str]:
-    """One response per prompt, token by token until eos: temperature 0 is greedy decoding.
-    Prompts are batched by token length, so no padding is ever fed to the model."""
+    """One response per prompt, until eos: temperature 0 is greedy decoding. Prompts are
+    batched by token length (at most ``batch_size`` a batch), so no padding is ever fed to the
+    model. A Hugging Face model
+    samples with transformers' generate (``lm.generate_ids``: a key/value cache instead of the
+    whole sequence again at each token; ``generator`` is then not used)."""
     device = next(lm.parameters()).device
     by_length: dict[int, list[int]] = defaultdict(list)
-    encoded = [[tokenizer.bos_id, *tokenizer.encode(p)] for p in prompts]
+    encoded = [tokenizer.prompt_ids(p) for p in prompts]
     for i, e in enumerate(encoded):
         by_length[len(e)].append(i)
     out: list[str] = [""] * len(prompts)
-    for indices in by_length.values():
+    batches = [
+        rows[i : i + batch_size]
+        for rows in by_length.values()
+        for i in range(0, len(rows), batch_size)
+    ]
+    for indices in batches:
         ids = torch.tensor([encoded[i] for i in indices], device=device)
-        start, done = ids.shape[1], torch.zeros(len(indices), dtype=torch.bool, device=device)
-        for _ in range(max_new_tokens):
-            logits = lm(ids)[:, -1].float()
-            logits[:, tokenizer.vocab_size :] = float("-inf")  # a model's vocab may be padded
-            if temperature == 0:
-                nxt = logits.argmax(-1)
-            else:  # y_t ~ softmax(logits / T)
-                probs = F.softmax(logits / temperature, dim=-1)
-                nxt = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1)
-                nxt = nxt.to(device)
-            nxt = torch.where(done, torch.full_like(nxt, tokenizer.eos_id), nxt)
-            ids = torch.cat([ids, nxt[:, None]], dim=1)
-            done |= nxt == tokenizer.eos_id
-            if bool(done.all()):
-                break
+        start = ids.shape[1]
+        if hasattr(lm, "generate_ids"):
+            ids = lm.generate_ids(
+                ids,
+                max_new_tokens,
+                temperature,
+                tokenizer.eos_id,
+                tokenizer.pad_id,
+                tokenizer.vocab_size,
+            )
+        else:
+            ids = _token_by_token(lm, ids, tokenizer, max_new_tokens, temperature, generator)
         for row, i in enumerate(indices):
             tokens = ids[row, start:].tolist()
             if tokenizer.eos_id in tokens:

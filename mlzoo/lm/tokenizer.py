@@ -39,14 +39,30 @@ class CharTokenizer:
     def decode(self, ids: list[int]) -> str:
         return "".join(self.itos[i] for i in ids if i >= len(SPECIALS))
 
+    def prompt_ids(self, prompt: str) -> list[int]:
+        return [self.bos_id, *self.encode(prompt)]
+
 
 class HFTokenizer:
-    """A Hugging Face tokenizer (AutoTokenizer) behind the same interface."""
+    """A Hugging Face tokenizer (AutoTokenizer) behind the same interface.
 
-    def __init__(self, name_or_path: str) -> None:
-        from transformers import AutoTokenizer
+    ``chat``: ``auto`` applies the tokenizer's chat template when it has one; ``true`` requires
+    one; ``false`` never applies it. With the template, eos is the end of the assistant's turn
+    (the template's own end-of-turn token), so a response ends where the model would stop."""
 
-        self.tok = AutoTokenizer.from_pretrained(name_or_path)
+    def __init__(self, policy: str, download: bool = False, chat: str | bool = "auto") -> None:
+        from mlzoo.lm.hf import load_tokenizer
+
+        if chat not in ("auto", True, False):
+            raise ZooError(f"model.chat must be auto, true or false, got {chat!r}")
+        self.tok = load_tokenizer(policy, download)
+        has_template = bool(getattr(self.tok, "chat_template", None))
+        if chat is True and not has_template:
+            raise ZooError(
+                f"model.chat=true: the tokenizer of {policy!r} has no chat template "
+                "(model.chat=auto or false prompts it with plain text)"
+            )
+        self.chat = has_template and chat is not False
         eos = self.tok.eos_token_id
         self.eos_id = eos
         self.bos_id = self.tok.bos_token_id if self.tok.bos_token_id is not None else eos
@@ -61,3 +77,11 @@ class HFTokenizer:
 
     def decode(self, ids: list[int]) -> str:
         return self.tok.decode(ids, skip_special_tokens=True)
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        if not self.chat:
+            return [self.bos_id, *self.encode(prompt)]
+        text = self.tok.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+        return self.tok.encode(text, add_special_tokens=False)

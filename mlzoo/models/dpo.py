@@ -2,7 +2,7 @@
 
 Rafailov, Sharma, Mitchell, Ermon, Manning & Finn (2023), "Direct Preference Optimization: Your
 Language Model is Secretly a Reward Model"; IPO: Azar et al. (2023); conservative DPO (label
-smoothing): Mitchell (2023); the NLL term: Pang et al. (2024), "Iterative Reasoning Preference
+smoothing): Mitchell (2023); robust DPO: Chowdhury, Kini & Natarajan (2024); the NLL term: Pang et al. (2024), "Iterative Reasoning Preference
 Optimization" (TRL's rpo_alpha).
 
 RLHF maximises E[r(x, y)] - beta * KL(pi || pi_ref): a learned reward, kept close to a reference
@@ -15,7 +15,11 @@ classification loss on the policy itself:
     h    = (log pi(y_w|x) - log pi_ref(y_w|x)) - (log pi(y_l|x) - log pi_ref(y_l|x))
     L    = -log sigmoid(beta * h)                                              (DPO)
     L_ls = -(1 - eps) log sigmoid(beta * h) - eps * log sigmoid(-beta * h)     (conservative DPO)
-    L    = (h - 1 / (2 * beta))^2                                              (IPO)
+    L_r  = (-(1 - eps) log sigmoid(beta h) + eps log sigmoid(-beta h)) / (1 - 2 eps)  (robust)
+    L    = (h_tok - 1 / (2 * beta))^2                                          (IPO)
+
+where h_tok is h with each response's log-ratio divided by its number of tokens (the IPO
+authors' form, as TRL computes it); ``ipo_sum`` uses h itself.
 
 with log pi(y|x) summed over the response's tokens only. At the start pi = pi_ref, so h = 0 and
 the DPO loss is log 2. The loss only asks for a bigger gap between chosen and rejected, and it is
@@ -25,13 +29,28 @@ log-likelihood per token, L + alpha * (-log pi(y_w|x) / |y_w|), which keeps the 
 beta * (log pi - log pi_ref); reward accuracy (chosen > rejected) and margin; and, on responses
 the policy samples for held-out prompts, KL(pi || pi_ref) estimated as the mean of log pi(y|x) -
 log pi_ref(y|x). With a ground truth (the arithmetic task), ``val/win_rate``: how often the
-policy's sample scores better than the reference's for the same prompt (ties count half).
+policy's sample scores better than the reference's for the same prompt (ties count half), and
+``accuracy``: how often its greedy answer is right (``reference_accuracy``: the reference's).
+
+The policy either starts from an SFT checkpoint (``sft_checkpoint``; the reference is a frozen
+copy of it) or is a pretrained Hugging Face model (``policy``: ``smollm2``, a folder or a hub name)
+with a LoRA adapter (``lora``, through peft): then pi_ref is the same network with the adapter
+switched off, and no second copy is held in memory.
+
+On-policy pairs (the online / iterative DPO recipe: Xiong et al. 2024, Guo et al. 2024), with
+``data.pairs=on_policy``: before training, for each training prompt x, sample k responses
+y_1..y_k ~ pi_ref(.|x), score them with the task's ground truth, and pair each right response
+(chosen) with a wrong one (rejected). A prompt whose k samples are all right or all wrong
+gives no pair. The pairs are what the model itself says, so DPO moves probability between
+responses the model actually produces.
 """
 
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,9 +58,11 @@ from torch import Tensor
 
 from mlzoo.core.errors import ZooError
 from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
+from mlzoo.lm.hf import AdapterOff, TrainedWeightsOnly
+from mlzoo.lm.models import build_lm, build_tokenizer
 from mlzoo.lm.sequences import check_context, pack, sample, sequence_logprob
 
-LOSSES = ("sigmoid", "ipo")
+LOSSES = ("sigmoid", "robust", "ipo", "ipo_sum")
 
 
 def dpo_loss(
@@ -52,39 +73,72 @@ def dpo_loss(
     beta: float,
     loss_type: str = "sigmoid",
     label_smoothing: float = 0.0,
+    chosen_tokens: Tensor | None = None,
+    rejected_tokens: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Per-pair loss and the implicit rewards of the chosen and rejected responses, from summed
-    sequence log-probabilities."""
+    sequence log-probabilities (``*_tokens``: the responses' lengths, for ``ipo``)."""
     chosen_reward = beta * (policy_chosen - ref_chosen)  # r(x, y_w) = beta log pi / pi_ref
     rejected_reward = beta * (policy_rejected - ref_rejected)
     h = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+    eps = label_smoothing
     if loss_type == "sigmoid":  # -(1 - eps) log sigmoid(beta h) - eps log sigmoid(-beta h)
-        loss = -(1 - label_smoothing) * F.logsigmoid(beta * h) - label_smoothing * F.logsigmoid(
-            -beta * h
-        )
-    elif loss_type == "ipo":  # (h - 1 / (2 beta))^2
+        loss = -(1 - eps) * F.logsigmoid(beta * h) - eps * F.logsigmoid(-beta * h)
+    elif loss_type == "robust":  # the flipped-label term enters with + and the sum is rescaled
+        loss = (-(1 - eps) * F.logsigmoid(beta * h) + eps * F.logsigmoid(-beta * h)) / (1 - 2 * eps)
+    elif loss_type == "ipo":  # (h_tok - 1 / (2 beta))^2, log-ratios per response token
+        if chosen_tokens is None or rejected_tokens is None:
+            raise ValueError("loss_type ipo needs chosen_tokens and rejected_tokens")
+        h_tok = (policy_chosen - ref_chosen) / chosen_tokens - (
+            policy_rejected - ref_rejected
+        ) / rejected_tokens
+        loss = (h_tok - 1 / (2 * beta)) ** 2
+    elif loss_type == "ipo_sum":  # (h - 1 / (2 beta))^2
         loss = (h - 1 / (2 * beta)) ** 2
     else:
         raise ValueError(f"loss_type must be one of {LOSSES}, got {loss_type!r}")
     return loss, chosen_reward.detach(), rejected_reward.detach()
 
 
-class DPOModule(ZooModule):
-    """DPO on a policy initialised from an SFT checkpoint, against a frozen copy of it."""
+def on_policy_pairs(
+    prompts: list[str], responses: list[list[str]], score
+) -> tuple[list[dict[str, str]], int]:
+    """Pairs of (right, wrong) responses to the same prompt, each response used once, and how
+    many prompts gave at least one pair. ``score(prompt, response) == 0``: right."""
+    pairs, prompts_paired = [], 0
+    for prompt, ys in zip(prompts, responses, strict=True):
+        right = [y for y in ys if score(prompt, y) == 0]
+        wrong = [y for y in ys if score(prompt, y) != 0]
+        prompts_paired += bool(right and wrong)
+        for chosen, rejected in zip(right, wrong, strict=False):  # as many as the smaller side
+            pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    return pairs, prompts_paired
+
+
+class DPOModule(TrainedWeightsOnly, ZooModule):
+    """DPO on a policy from an SFT checkpoint (against a frozen copy of it) or on a pretrained
+    Hugging Face model with LoRA (against itself with the adapter off)."""
 
     def __init__(
         self,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
-        sft_checkpoint: str = "newest:sft-arithmetic",
+        sft_checkpoint: str | None = "newest:sft-arithmetic",
         log_dir: str = "logs",
+        policy: str | None = None,
+        chat: str | bool = "auto",
+        download: bool = False,
+        lora: dict[str, Any] | None = None,
         beta: float = 0.1,
         loss_type: str = "sigmoid",
         label_smoothing: float = 0.0,
         nll_weight: float = 0.0,
         precompute_reference: bool = False,
+        samples_per_prompt: int = 4,
         max_new_tokens: int = 8,
         temperature: float = 1.0,
+        sample_batch_size: int = 64,
+        long_budget: int = 0,
     ) -> None:
         super().__init__(optimizer, scheduler)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
@@ -93,9 +147,30 @@ class DPOModule(ZooModule):
                 f"model: need beta > 0, loss_type in {LOSSES}, 0 <= label_smoothing < 0.5; got "
                 f"{beta}, {loss_type!r}, {label_smoothing}"
             )
+        if samples_per_prompt < 2:
+            raise ZooError(f"model.samples_per_prompt must be >= 2, got {samples_per_prompt}")
+        if policy:  # a pretrained model: pi_ref is the policy with its adapter off
+            self.tokenizer = build_tokenizer("hf", policy, download=download, chat=chat)
+            self.policy = build_lm(policy, self.tokenizer, download=download, lora=lora).train()
+            self.reference = (
+                AdapterOff(self.policy)
+                if lora
+                else copy.deepcopy(self.policy).requires_grad_(False).eval()
+            )
+        else:
+            self._from_sft_checkpoint(sft_checkpoint, log_dir, lora)
+        self._ref_cache: dict[tuple[str, str, str], tuple[float, float]] = {}
+        self._ref_greedy: dict[str, str] = {}  # greedy decoding of pi_ref is fixed: once a prompt
+        self.pairs_sampled: list[dict[str, str]] | None = None
+
+    def _from_sft_checkpoint(self, sft_checkpoint: str | None, log_dir: str, lora) -> None:
         from mlzoo.core.checkpoint import load_checkpoint, resolve_checkpoint
         from mlzoo.models.sft import SFTModule
 
+        if not sft_checkpoint:
+            raise ZooError("model: set model.sft_checkpoint (an SFT run) or model.policy")
+        if lora:
+            raise ZooError("model.lora needs model.policy (a pretrained Hugging Face model)")
         path = resolve_checkpoint(sft_checkpoint, log_dir, "model.sft_checkpoint")
         sft, _, _ = load_checkpoint(path)
         if not isinstance(sft, SFTModule):
@@ -106,7 +181,6 @@ class DPOModule(ZooModule):
         self.tokenizer = sft.tokenizer
         self.policy = sft.lm.train()  # pi_theta starts as the SFT model ...
         self.reference = copy.deepcopy(sft.lm).requires_grad_(False).eval()  # ... pi_ref stays
-        self._ref_cache: dict[tuple[str, str, str], tuple[float, float]] = {}
 
     def train(self, mode: bool = True) -> DPOModule:
         super().train(mode)
@@ -141,30 +215,84 @@ class DPOModule(ZooModule):
             check_context(splits, self.tokenizer, max_len, ["chosen", "rejected"])
 
     def on_fit_start(self) -> None:
-        """precompute_reference: log pi_ref of every training pair once, before training (saves
-        two reference passes per step; the reference still samples for val/kl)."""
-        if not self.hparams.precompute_reference or self._ref_cache:
-            return
-        for batch in self.trainer.datamodule.train_dataloader():
+        datamodule = self.trainer.datamodule
+        if getattr(datamodule, "pairs", "offline") == "on_policy":
+            if self.pairs_sampled is None:  # a resumed run keeps the pairs it trained on
+                self.pairs_sampled = self.sample_pairs(datamodule.train_prompts(), datamodule.task)
+            datamodule.set_train_pairs(self.pairs_sampled)
+        if self.hparams.precompute_reference and not self._ref_cache:
+            self._precompute_reference(datamodule.train_dataloader())
+
+    @torch.no_grad()
+    def sample_pairs(self, prompts: list[str], task) -> list[dict[str, str]]:
+        """The on-policy pre-stage: k samples y ~ pi_ref(.|x) a prompt, paired right against
+        wrong by the ground truth. Its cost and yield go to the logger (pairs/...)."""
+        hp, k, start = self.hparams, self.hparams.samples_per_prompt, time.perf_counter()
+        flat = sample(
+            self.reference,
+            self.tokenizer,
+            [p for p in prompts for _ in range(k)],
+            hp.max_new_tokens,
+            hp.temperature,
+            batch_size=hp.sample_batch_size,
+        )
+        responses = [flat[i * k : (i + 1) * k] for i in range(len(prompts))]
+        pairs, paired = on_policy_pairs(prompts, responses, task.score)
+        right = sum(
+            task.score(p, y) == 0 for p, ys in zip(prompts, responses, strict=True) for y in ys
+        )
+        stats = {
+            "pairs/seconds": time.perf_counter() - start,
+            "pairs/samples": float(len(flat)),
+            "pairs/pairs": float(len(pairs)),
+            "pairs/prompts_paired": paired / len(prompts),
+            "pairs/sample_accuracy": right / len(flat),
+        }
+        if self.logger is not None:
+            self.logger.log_metrics(stats, step=0)
+        print(  # the pre-stage takes minutes: say what it did
+            f"on-policy pairs: {len(pairs)} pairs from {len(flat)} samples of {len(prompts)} "
+            f"prompts in {stats['pairs/seconds']:.0f} s ({stats['pairs/sample_accuracy']:.1%} "
+            "of the samples right)",
+            flush=True,
+        )
+        return pairs
+
+    def _precompute_reference(self, loader) -> None:
+        """log pi_ref of every training pair once, before training (saves the two reference
+        passes of each step; the reference still samples for val/kl)."""
+        for batch in loader:
             with torch.no_grad():
                 chosen, rejected = self._pair_logprobs(self.reference, batch)
             keys = zip(batch["prompt"], batch["chosen"], batch["rejected"], strict=True)
             for key, c, r in zip(keys, chosen.tolist(), rejected.tolist(), strict=True):
                 self._ref_cache[key] = (c, r)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.pairs_sampled is not None:
+            checkpoint["on_policy_pairs"] = self.pairs_sampled
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        pairs = checkpoint.get("on_policy_pairs")
+        if isinstance(pairs, list):
+            self.pairs_sampled = pairs
+
     def _step(self, batch: dict[str, list[str]], stage: str) -> Tensor:
         hp, n = self.hparams, len(batch["prompt"])
         pi_w, pi_l = self._pair_logprobs(self.policy, batch)
         ref_w, ref_l = self._reference_logprobs(batch)
+        tokens_w, tokens_l = (  # response tokens, eos included
+            torch.tensor([len(self.tokenizer.encode(y)) + 1 for y in batch[k]], device=self.device)
+            for k in ("chosen", "rejected")
+        )
         losses, r_w, r_l = dpo_loss(
-            pi_w, pi_l, ref_w, ref_l, hp.beta, hp.loss_type, hp.label_smoothing
+            pi_w, pi_l, ref_w, ref_l, hp.beta, hp.loss_type, hp.label_smoothing, tokens_w, tokens_l
         )
         loss = losses.mean()
         if hp.nll_weight:  # + alpha * NLL of the chosen response, per token
-            tokens = torch.tensor(
-                [len(self.tokenizer.encode(y)) + 1 for y in batch["chosen"]], device=self.device
-            )
-            loss = loss + hp.nll_weight * (-pi_w / tokens).mean()
+            loss = loss + hp.nll_weight * (-pi_w / tokens_w).mean()
         on_step = stage == "train"
         metrics = {
             "loss": loss,
@@ -191,7 +319,8 @@ class DPOModule(ZooModule):
     @torch.no_grad()
     def compare_samples(self, prompts: list[str]) -> dict[str, Tensor]:
         """Sample y ~ pi and y' ~ pi_ref for each prompt: the KL estimate mean(log pi(y|x) -
-        log pi_ref(y|x)) and, with a ground truth, the policy's win rate against the reference."""
+        log pi_ref(y|x)) and, with a ground truth, the policy's win rate against the reference
+        and both models' greedy accuracy."""
         hp = self.hparams
         mine = sample(self.policy, self.tokenizer, prompts, hp.max_new_tokens, hp.temperature)
         kl = self.logprobs(self.policy, prompts, mine) - self.logprobs(
@@ -208,15 +337,41 @@ class DPOModule(ZooModule):
             out["win_rate"] = ((s > s_ref).float() + 0.5 * (s == s_ref).float()).mean()
             out["score"], out["correct"] = s.mean(), (s == 0).float().mean()
             out["reference_correct"] = (s_ref == 0).float().mean()
+            out["accuracy"], out["reference_accuracy"] = self.greedy_accuracy(prompts, task)
         return out
 
+    def greedy_accuracy(self, prompts: list[str], task) -> tuple[Tensor, Tensor]:
+        """The share of prompts whose greedy answer (temperature 0) is right: policy, reference."""
+        hp = self.hparams
+        mine = sample(self.policy, self.tokenizer, prompts, hp.max_new_tokens, 0.0)
+        todo = [p for p in prompts if p not in self._ref_greedy]
+        if todo:
+            theirs = sample(self.reference, self.tokenizer, todo, hp.max_new_tokens, 0.0)
+            self._ref_greedy.update(zip(todo, theirs, strict=True))
+        right = [task.score(p, y) == 0 for p, y in zip(prompts, mine, strict=True)]
+        ref_right = [task.score(p, self._ref_greedy[p]) == 0 for p in prompts]
+        return torch.tensor(right).float().mean(), torch.tensor(ref_right).float().mean()
+
+    def long_budget_accuracy(self, prompts: list[str], task) -> Tensor:
+        """The reference's greedy accuracy with ``long_budget`` new tokens: room to work the sum
+        out in words, which tells learning to answer in the asked format from learning to add."""
+        answers = sample(self.reference, self.tokenizer, prompts, self.hparams.long_budget, 0.0)
+        return (
+            torch.tensor([task.score(p, y) == 0 for p, y in zip(prompts, answers, strict=True)])
+            .float()
+            .mean()
+        )
+
     def _evaluate(self, batch: dict[str, list[str]], stage: str) -> None:
-        self._step(batch, stage)
-        n = len(batch["prompt"])
+        if "chosen" in batch:  # held-out pairs (on-policy runs hold out prompts only)
+            self._step(batch, stage)
+        n, task = len(batch["prompt"]), getattr(self.trainer.datamodule, "task", None)
+        if stage == "test" and self.hparams.long_budget and task is not None:
+            key = f"test/reference_accuracy_{self.hparams.long_budget}_tokens"
+            self.log(key, self.long_budget_accuracy(batch["prompt"], task), batch_size=n)
         for key, value in self.compare_samples(batch["prompt"]).items():
-            self.log(
-                f"{stage}/{key}", value, batch_size=n, sync_dist=True, prog_bar=key == "win_rate"
-            )
+            prog = key in ("win_rate", "accuracy")
+            self.log(f"{stage}/{key}", value, batch_size=n, sync_dist=True, prog_bar=prog)
 
     def validation_step(self, batch: dict[str, list[str]], batch_idx: int) -> None:
         self._evaluate(batch, "val")

