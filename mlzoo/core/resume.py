@@ -84,6 +84,8 @@ def check_fits(ckpt_path: str, model: Any, trust: bool = False) -> None:
 
     ckpt = read_checkpoint(ckpt_path, "ckpt_path", trust)
     theirs, ours = ckpt["state_dict"], model.state_dict()
+    rebuilt = model.rebuilt_keys() if hasattr(model, "rebuilt_keys") else set()
+    ours = {k: v for k, v in ours.items() if k in theirs or k not in rebuilt}  # not saved: rebuilt
     for key in sorted(set(theirs) | set(ours)):
         if key not in theirs or key not in ours or theirs[key].shape != ours[key].shape:
             shapes = [tuple(d[key].shape) if key in d else "missing" for d in (theirs, ours)]

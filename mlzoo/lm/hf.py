@@ -224,15 +224,24 @@ class AdapterOff:
 
 def frozen_keys(module: nn.Module) -> set[str]:
     """State-dict keys of the frozen weights, which a policy rebuilds from its source when a
-    checkpoint is loaded (a LoRA model's base, DPO's reference copy)."""
-    trainable = {n for n, p in module.named_parameters() if p.requires_grad}
-    return {k for k in module.state_dict() if k not in trainable and "lora_" not in k}
+    checkpoint is loaded (a LoRA model's base, DPO's reference copy). Judged per tensor: a
+    weight tied to a trained one (the GPT's head and its embedding) is trained; buffers stay."""
+    state = module.state_dict(keep_vars=True)
+    return {
+        k
+        for k, v in state.items()
+        if isinstance(v, nn.Parameter) and not v.requires_grad and "lora_" not in k
+    }
 
 
 class TrainedWeightsOnly:
     """A LightningModule mixin: checkpoints hold the weights that train, not the frozen ones
     the module rebuilds from its hyperparameters (SmolLM2 with LoRA: 3 MB instead of 540 MB).
     Loading accepts a checkpoint without them, and only without them."""
+
+    def rebuilt_keys(self) -> set[str]:
+        """What checkpoints leave out (core.resume.check_fits does not ask for it)."""
+        return frozen_keys(self)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         frozen = frozen_keys(self)
