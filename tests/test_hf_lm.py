@@ -170,6 +170,10 @@ def test_bad_hugging_face_policies_give_one_line_and_no_run_folder(tmp_path: Pat
             "matches no layer",
         ),
         ([*sft, f"model.policy={tmp_path / 'missing.gguf'}"], "missing.gguf"),
+        (
+            [*sft, f"model.policy={with_template}", LORA.replace("r: 4", "rank: 4")],
+            "exactly the keys",
+        ),
         ([*dpo, f"model.policy={with_template}", LORA, "data.pairs=on_policy"], "no prompt had"),
         (["model=sft", "data.pairs=on_policy"], "data.pairs=on_policy needs"),
         (

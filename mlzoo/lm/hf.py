@@ -119,7 +119,7 @@ def add_peft_lora(
         raise ZooError(
             "model.lora: LoRA on a Hugging Face model needs peft (pip install peft)"
         ) from None
-    if r < 1 or alpha <= 0 or not 0 <= dropout < 1:
+    if not isinstance(r, int) or r < 1 or alpha <= 0 or not 0 <= dropout < 1:
         raise ZooError(
             f"model.lora: need r >= 1, alpha > 0, 0 <= dropout < 1; got {r}, {alpha}, {dropout}"
         )
@@ -143,6 +143,9 @@ class HFCausalLM(nn.Module):
 
     def __init__(self, policy: str, download: bool = False, lora: dict | None = None) -> None:
         super().__init__()
+        keys = {"r", "alpha", "dropout", "target_modules"}
+        if lora and set(lora) != keys:  # before the minutes a model can take to load
+            raise ZooError(f"model.lora needs exactly the keys {sorted(keys)}; got {sorted(lora)}")
         self.hf = load_model(policy, download)
         if lora:
             self.hf = add_peft_lora(self.hf, **lora)
@@ -227,11 +230,7 @@ def frozen_keys(module: nn.Module) -> set[str]:
     checkpoint is loaded (a LoRA model's base, DPO's reference copy). Judged per tensor: a
     weight tied to a trained one (the GPT's head and its embedding) is trained; buffers stay."""
     state = module.state_dict(keep_vars=True)
-    return {
-        k
-        for k, v in state.items()
-        if isinstance(v, nn.Parameter) and not v.requires_grad and "lora_" not in k
-    }
+    return {k for k, v in state.items() if isinstance(v, nn.Parameter) and not v.requires_grad}
 
 
 class TrainedWeightsOnly:

@@ -131,3 +131,10 @@ def sample(
                 tokens = tokens[: tokens.index(tokenizer.eos_id)]
             out[i] = tokenizer.decode(tokens)
     return out
+
+
+def greedy_right(lm: nn.Module, tokenizer, prompts: Sequence[str], score, budget: int) -> Tensor:
+    """1.0 where the greedy answer (temperature 0, ``budget`` new tokens) to a prompt is right,
+    ``score(prompt, answer) == 0``, else 0.0: (len(prompts),)."""
+    answers = sample(lm, tokenizer, prompts, budget, 0.0)
+    return torch.tensor([score(p, y) == 0 for p, y in zip(prompts, answers, strict=True)]).float()

@@ -60,7 +60,7 @@ from mlzoo.core.errors import ZooError
 from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
 from mlzoo.lm.hf import AdapterOff, TrainedWeightsOnly
 from mlzoo.lm.models import build_lm, build_tokenizer
-from mlzoo.lm.sequences import check_context, pack, sample, sequence_logprob
+from mlzoo.lm.sequences import check_context, greedy_right, pack, sample, sequence_logprob
 
 LOSSES = ("sigmoid", "robust", "ipo", "ipo_sum")
 
@@ -160,7 +160,7 @@ class DPOModule(TrainedWeightsOnly, ZooModule):
         else:
             self._from_sft_checkpoint(sft_checkpoint, log_dir, lora)
         self._ref_cache: dict[tuple[str, str, str], tuple[float, float]] = {}
-        self._ref_greedy: dict[str, str] = {}  # greedy decoding of pi_ref is fixed: once a prompt
+        self._ref_greedy: dict[str, float] = {}  # pi_ref's greedy answer right (1.0) or not
         self.pairs_sampled: list[dict[str, str]] | None = None
 
     def _from_sft_checkpoint(self, sft_checkpoint: str | None, log_dir: str, lora) -> None:
@@ -341,26 +341,15 @@ class DPOModule(TrainedWeightsOnly, ZooModule):
         return out
 
     def greedy_accuracy(self, prompts: list[str], task) -> tuple[Tensor, Tensor]:
-        """The share of prompts whose greedy answer (temperature 0) is right: policy, reference."""
-        hp = self.hparams
-        mine = sample(self.policy, self.tokenizer, prompts, hp.max_new_tokens, 0.0)
+        """The share of prompts whose greedy answer (temperature 0) is right: policy, reference
+        (whose greedy answers never change: each prompt's is computed once)."""
+        budget = self.hparams.max_new_tokens
+        mine = greedy_right(self.policy, self.tokenizer, prompts, task.score, budget)
         todo = [p for p in prompts if p not in self._ref_greedy]
         if todo:
-            theirs = sample(self.reference, self.tokenizer, todo, hp.max_new_tokens, 0.0)
-            self._ref_greedy.update(zip(todo, theirs, strict=True))
-        right = [task.score(p, y) == 0 for p, y in zip(prompts, mine, strict=True)]
-        ref_right = [task.score(p, self._ref_greedy[p]) == 0 for p in prompts]
-        return torch.tensor(right).float().mean(), torch.tensor(ref_right).float().mean()
-
-    def long_budget_accuracy(self, prompts: list[str], task) -> Tensor:
-        """The reference's greedy accuracy with ``long_budget`` new tokens: room to work the sum
-        out in words, which tells learning to answer in the asked format from learning to add."""
-        answers = sample(self.reference, self.tokenizer, prompts, self.hparams.long_budget, 0.0)
-        return (
-            torch.tensor([task.score(p, y) == 0 for p, y in zip(prompts, answers, strict=True)])
-            .float()
-            .mean()
-        )
+            theirs = greedy_right(self.reference, self.tokenizer, todo, task.score, budget)
+            self._ref_greedy.update(zip(todo, theirs.tolist(), strict=True))
+        return mine.mean(), torch.tensor([self._ref_greedy[p] for p in prompts]).mean()
 
     def _evaluate(self, batch: dict[str, list[str]], stage: str) -> None:
         if "chosen" in batch:  # held-out pairs (on-policy runs hold out prompts only)
@@ -368,7 +357,16 @@ class DPOModule(TrainedWeightsOnly, ZooModule):
         n, task = len(batch["prompt"]), getattr(self.trainer.datamodule, "task", None)
         if stage == "test" and self.hparams.long_budget and task is not None:
             key = f"test/reference_accuracy_{self.hparams.long_budget}_tokens"
-            self.log(key, self.long_budget_accuracy(batch["prompt"], task), batch_size=n)
+            # the reference with room to work the sum out in words: learning to answer in the
+            # asked format, told apart from learning to add
+            right = greedy_right(
+                self.reference,
+                self.tokenizer,
+                batch["prompt"],
+                task.score,
+                self.hparams.long_budget,
+            )
+            self.log(key, right.mean(), batch_size=n)
         for key, value in self.compare_samples(batch["prompt"]).items():
             prog = key in ("win_rate", "accuracy")
             self.log(f"{stage}/{key}", value, batch_size=n, sync_dist=True, prog_bar=prog)

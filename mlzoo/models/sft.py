@@ -24,7 +24,7 @@ import torch
 from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
 from mlzoo.lm.hf import TrainedWeightsOnly
 from mlzoo.lm.models import build_lm, build_tokenizer
-from mlzoo.lm.sequences import check_context, pack, sample, token_logprobs
+from mlzoo.lm.sequences import check_context, greedy_right, pack, sample, token_logprobs
 from mlzoo.lm.tokenizer import DEFAULT_ALPHABET
 
 
@@ -86,9 +86,10 @@ class SFTModule(TrainedWeightsOnly, ZooModule):
             )
             self.log(f"{stage}/score", scores.mean(), batch_size=n, sync_dist=True)
             self.log(f"{stage}/correct", (scores == 0).float().mean(), batch_size=n, sync_dist=True)
-            greedy = sample(self.lm, self.tokenizer, batch["prompt"], hp.max_new_tokens, 0.0)
-            right = [task.score(p, r) == 0 for p, r in zip(batch["prompt"], greedy, strict=True)]
-            accuracy = torch.tensor(right).float().mean()
+            right = greedy_right(
+                self.lm, self.tokenizer, batch["prompt"], task.score, hp.max_new_tokens
+            )
+            accuracy = right.mean()
             self.log(f"{stage}/accuracy", accuracy, prog_bar=True, batch_size=n, sync_dist=True)
 
     def validation_step(self, batch: dict[str, list[str]], batch_idx: int) -> None:
