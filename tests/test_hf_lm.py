@@ -16,7 +16,7 @@ from mlzoo.core.errors import ZooError
 from mlzoo.lm.arithmetic import ArithmeticTask
 from mlzoo.models.dpo import on_policy_pairs
 
-from conftest import run_training
+from conftest import load_script, run_training
 
 QUESTION = "What is {a} + {b}? Answer with the number only."
 TEMPLATE = (
@@ -113,6 +113,45 @@ def test_sft_with_peft_lora_keeps_only_the_adapter_in_its_checkpoint(tmp_path: P
     for key, value in ckpt["state_dict"].items():  # the trained adapter, back in place
         torch.testing.assert_close(model.state_dict()[key], value)
     assert any(v.abs().sum() > 0 for k, v in ckpt["state_dict"].items() if "lora_B" in k)
+
+
+def test_export_merges_the_lora_adapter_into_a_folder_transformers_loads(
+    tmp_path: Path, capsys
+) -> None:
+    """scripts/export.py --format hf: the merged model (no peft in it) gives the trained
+    policy's logits, and the folder is a policy the zoo itself can start from."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    export = load_script("export")
+    folder = str(tiny_llama(tmp_path / "m"))
+    common = [f"model.policy={folder}", "model.tokenizer=hf", "trainer=debug", "logger=none"]
+    summary = run_training(["model=sft", *common, LORA], tmp_path / "logs")
+    ckpt, out = summary["last_checkpoint"], tmp_path / "merged"
+    assert export.main([ckpt, "--format", "hf", "-o", str(out)]) == 0
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    assert not any("lora_" in k for k in merged.state_dict())
+    model, _, _ = load_checkpoint(ckpt)
+    ids = torch.tensor([[*model.tokenizer.prompt_ids("What is 1 + 2?"), 5, 6, 7]])
+    with torch.no_grad(), model.lm.hf.disable_adapter():
+        base = model.lm(ids)
+    with torch.no_grad():
+        trained, exported = model.lm(ids), merged(input_ids=ids).logits
+    assert (trained - base).abs().max() > 1e-4  # the adapter is trained: merging matters
+    torch.testing.assert_close(exported, trained, atol=1e-5, rtol=1e-5)
+    assert AutoTokenizer.from_pretrained(out).chat_template == TEMPLATE
+    again = run_training(["model=sft", *common, f"model.policy={out}"], tmp_path / "logs2")
+    assert math.isfinite(again["metrics"]["test/loss"])
+    capsys.readouterr()
+    gpt = run_training(["model=sft", "trainer=debug", "logger=none"], tmp_path / "logs3")
+    cases = [
+        ([ckpt, "--format", "hf", "-o", str(out)], "exists"),
+        ([gpt["last_checkpoint"], "--format", "hf"], "no Hugging Face policy"),
+    ]
+    for args, message in cases:
+        assert export.main(args) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and message in err, (args, err)
+    assert not (Path(gpt["run_dir"]) / "export").exists()
 
 
 def test_dpo_on_a_lora_policy_has_the_adapter_off_as_its_reference(tmp_path: Path) -> None:
