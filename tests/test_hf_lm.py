@@ -246,13 +246,20 @@ SMALL = ["data.num_train=150", "data.num_val=8", "data.num_test=40", "trainer.ma
 
 
 @pytest.mark.slow
-def test_smollm2_loads_offline_with_its_chat_template() -> None:
+def test_smollm2_loads_offline_with_its_chat_template(tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
     from mlzoo.lm.models import build_lm, build_tokenizer
 
     tok = build_tokenizer("hf", "smollm2")
     assert tok.chat and tok.tok.decode(tok.prompt_ids("2+2?")).startswith("<|im_start|>system")
     lm = build_lm("smollm2", tok)
     assert 134_000_000 < sum(p.numel() for p in lm.parameters()) < 135_000_000
+    lm.hf.save_pretrained(tmp_path / "hf")  # dequantised: a plain float32 model, exportable
+    ids = torch.tensor([tok.prompt_ids("2+2?")])
+    with torch.no_grad():
+        again = AutoModelForCausalLM.from_pretrained(tmp_path / "hf")(input_ids=ids).logits
+        torch.testing.assert_close(again, lm(ids))
 
 
 @pytest.mark.slow

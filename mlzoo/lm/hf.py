@@ -102,11 +102,21 @@ def load_model(policy: str, download: bool = False) -> nn.Module:
     _gguf_ready(gguf_file)
     transformers = _transformers()
     try:
-        return transformers.AutoModelForCausalLM.from_pretrained(
+        model = transformers.AutoModelForCausalLM.from_pretrained(
             source, gguf_file=gguf_file, local_files_only=not download, dtype=torch.float32
         )
     except (OSError, ValueError) as err:
         raise _cannot_load("weights", policy, err, download) from None
+    quantizer = getattr(model, "hf_quantizer", None)
+    if gguf_file and quantizer is not None and _plain_float32(model):
+        # every GGUF block was dequantised into a float32 nn.Linear / nn.Embedding: the
+        # quantizer left on the model only stops save_pretrained (scripts/export.py)
+        quantizer.remove_quantization_config(model)
+    return model
+
+
+def _plain_float32(model: nn.Module) -> bool:
+    return all(type(p) is nn.Parameter and p.dtype == torch.float32 for p in model.parameters())
 
 
 def add_peft_lora(
