@@ -5,7 +5,8 @@ DPOTrainer, timed step by step. Prints one JSON line.
     python scripts/bench_dpo.py zoo --model DIR --pairs pairs.jsonl --steps 10 --batch 8
     python scripts/bench_dpo.py trl --model DIR --pairs pairs.jsonl --steps 10 --batch 8
 
-Both: the same folder's weights (float32), the same LoRA (peft) on the same modules, the
+Both: the same folder's weights in float32 (TRL's defaults bf16=True and
+gradient_checkpointing=True are turned off: the zoo does neither on a CPU), the same LoRA (peft) on the same modules, the
 reference as the same network with the adapter off, recomputed every step (TRL's default:
 precompute_ref_log_probs=False; the zoo's precompute_reference=false), sigmoid loss with beta
 0.1, AdamW at a constant learning rate without weight decay, no gradient clipping, the same pairs
@@ -123,6 +124,8 @@ def run_trl(args: argparse.Namespace, pairs: list[dict[str, str]]) -> tuple[list
         save_strategy="no",
         logging_strategy="no",
         use_cpu=True,
+        bf16=False,  # TRL's defaults (bf16, gradient checkpointing), off: the zoo's float32
+        gradient_checkpointing=False,
         dataloader_num_workers=0,
         disable_tqdm=True,
     )

@@ -341,3 +341,22 @@ def test_dpo_loss_and_rewards_equal_trl_on_the_same_batch(
     if loss_type == "ipo":  # the summed form differs from TRL's (and the IPO authors') per token
         summed, _, _ = dpo_loss(pi[:4], pi[4:], ref[:4], ref[4:], 0.1, "ipo_sum")
         assert abs(float(summed.mean()) - theirs) > 1e-3
+
+
+def test_the_dpo_benchmark_runs_the_zoo_and_trl_on_the_same_tokens(tmp_path: Path, capsys) -> None:
+    """scripts/bench_dpo.py (benchmark.py dpo's worker) on a tiny Llama: both libraries train
+    the asked steps, and their batches hold the same number of tokens a pair."""
+    import json
+
+    pytest.importorskip("trl")
+    bench, benchmark = load_script("bench_dpo"), load_script("benchmark")
+    folder = tiny_llama(tmp_path / "m")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(p) + "\n" for p in benchmark._dpo_pairs(12)))
+    results = {}
+    for library in ("zoo", "trl"):
+        args = [library, "--model", str(folder), "--pairs", str(pairs), "--steps", "3"]
+        assert bench.main([*args, "--batch", "4", "--work", str(tmp_path)]) == 0
+        results[library] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert len(results[library]["step_seconds"]) == 3
+    assert results["zoo"]["tokens_per_pair"] == results["trl"]["tokens_per_pair"]

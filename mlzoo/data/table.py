@@ -1,0 +1,239 @@
+"""Your own table: a CSV or Parquet file, one row an example, one column the target.
+
+    python train.py model=mlp data=table data.path=houses.csv data.target=price
+
+Preprocessing is fitted on the training split alone (a statistic of the validation or test rows
+would leak into training), held by a ``TablePreprocessor`` and saved in every checkpoint (the
+data module's ``state_dict``), so that scripts/predict.py encodes new rows exactly as training
+did, without the training file:
+
+- numeric columns: standardised, x' = (x - mean_train) / std_train (a constant column: x - mean);
+- text / categorical columns: one-hot over the categories seen in the training split (a category
+  first seen later encodes as all zeros); a column with more distinct values than
+  ``max_categories`` is refused (an id or free text: leave it out with ``data.features``);
+- missing values (``missing``): ``error`` (one line naming the columns), ``drop`` (the rows), or
+  ``fill`` (numeric: the training mean, i.e. 0 after scaling; categorical: no category, all
+  zeros). A row without a target is always dropped unless ``missing=error``.
+
+The task (``task: auto``): classification when the target is text, boolean, or integers with at
+most ``max_classes`` distinct values; otherwise regression (the target standardised for the loss,
+metrics reported in its own units). Class names are the target's sorted distinct values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mlzoo.core.errors import ZooError
+from mlzoo.data.base import Loaded, Split, TensorDataModule
+
+MISSING = ("error", "drop", "fill")
+
+
+def read_table(path: str | Path, option: str = "data.path"):
+    """A pandas DataFrame from a .csv, .tsv or .parquet file; one line for anything unreadable."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ZooError(
+            f"{option}: reading tables needs pandas: pip install 'mlzoo[tables]'"
+        ) from None
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ZooError(f"{option}: no file {path}")
+    readers = {".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t")}
+    readers[".parquet"] = pd.read_parquet
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        raise ZooError(f"{option}: {path} is not .csv, .tsv or .parquet")
+    try:
+        frame = reader(path)
+    except Exception as err:  # pandas / pyarrow: many error types, one message
+        first = " ".join(str(err).split())[:200]
+        raise ZooError(f"{option}: cannot read {path} ({first})") from None
+    if frame.empty:
+        raise ZooError(f"{option}: {path} has no rows")
+    return frame
+
+
+@dataclass
+class TablePreprocessor:
+    """Column encoding fitted on training rows; a plain dict in checkpoints (``to_dict``)."""
+
+    features: list[str]
+    missing: str = "error"
+    categories: dict[str, list[str]] = field(default_factory=dict)  # categorical columns
+    mean: dict[str, float] = field(default_factory=dict)  # numeric columns
+    std: dict[str, float] = field(default_factory=dict)
+
+    @staticmethod
+    def is_numeric(column) -> bool:
+        import pandas as pd
+
+        return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+    def fit(self, frame, max_categories: int) -> TablePreprocessor:
+        for name in self.features:
+            column = frame[name]
+            if self.is_numeric(column):
+                mean, std = float(column.mean()), float(column.std(ddof=1))
+                self.mean[name] = mean
+                self.std[name] = std if std > 0 and std == std else 1.0  # constant: x - mean
+                continue
+            values = sorted(column.dropna().astype(str).unique())
+            if len(values) > max_categories:
+                raise ZooError(
+                    f"data.features: column {name!r} is not numeric and has {len(values)} "
+                    f"distinct values (> data.max_categories={max_categories}): an id or free "
+                    "text cannot be one-hot encoded; leave it out with data.features=[...]"
+                )
+            self.categories[name] = values
+        return self
+
+    @property
+    def width(self) -> int:
+        return sum(len(self.categories.get(n, [])) + (n in self.mean) for n in self.features)
+
+    def transform(self, frame) -> torch.Tensor:
+        """(rows, width) float32 features, columns in ``features`` order."""
+        missing = [n for n in self.features if n not in frame.columns]
+        if missing:
+            raise ZooError(f"the table lacks the column(s) {missing} the model was trained on")
+        parts = []
+        for name in self.features:
+            column = frame[name]
+            if name in self.mean:
+                try:
+                    values = torch.tensor(column.astype(float).to_numpy(), dtype=torch.float32)
+                except (TypeError, ValueError):
+                    raise ZooError(f"column {name!r}: numbers expected") from None
+                values = ((values - self.mean[name]) / self.std[name]).nan_to_num(0.0)
+                parts.append(values[:, None])  # fill: the training mean, 0 after scaling
+            else:
+                text = column.astype(str).where(column.notna(), None)
+                cats = self.categories[name]
+                onehot = torch.tensor([[v == c for c in cats] for v in text], dtype=torch.float32)
+                parts.append(onehot.reshape(len(frame), len(cats)))
+        return torch.cat(parts, dim=1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TableDataModule(TensorDataModule):
+    """A CSV / Parquet table (see the module docstring); seeded splits as every data module."""
+
+    def __init__(
+        self,
+        path: str,
+        target: str,
+        features: list[str] | None = None,
+        task: str = "auto",
+        missing: str = "error",
+        max_classes: int = 20,
+        max_categories: int = 50,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if task not in ("auto", "classification", "regression"):
+            raise ZooError(f"data.task must be auto, classification or regression, got {task!r}")
+        if missing not in MISSING:
+            raise ZooError(f"data.missing must be one of {MISSING}, got {missing!r}")
+        self.path, self.target, self.features = path, target, features
+        self.requested_task, self.missing = task, missing
+        self.max_classes, self.max_categories = max_classes, max_categories
+        self.frame = None
+        self.preprocessor: TablePreprocessor | None = None
+        self.class_names: list[str] = []
+
+    def _columns(self, frame) -> list[str]:
+        columns = [str(c) for c in frame.columns]
+        if self.target not in columns:
+            raise ZooError(
+                f"data.target={self.target!r} is not a column of {self.path}; its columns: "
+                f"{', '.join(columns)}"
+            )
+        features = (
+            list(self.features) if self.features else [c for c in columns if c != self.target]
+        )
+        unknown = [c for c in features if c not in columns or c == self.target]
+        if unknown or not features:
+            raise ZooError(
+                f"data.features: {unknown or 'none'} are not feature columns of {self.path}; "
+                f"its columns: {', '.join(columns)}"
+            )
+        return features
+
+    def _infer_task(self, y) -> str:
+        import pandas as pd
+
+        if self.requested_task != "auto":
+            return self.requested_task
+        if not TablePreprocessor.is_numeric(y):
+            return "classification"
+        few = y.nunique() <= self.max_classes
+        return "classification" if pd.api.types.is_integer_dtype(y) and few else "regression"
+
+    def load(self) -> Loaded:
+        frame = read_table(self.path)
+        features = self._columns(frame)
+        used = frame[[*features, self.target]]
+        holes = {c: int(n) for c, n in used.isna().sum().items() if n}
+        if holes and self.missing == "error":
+            raise ZooError(
+                f"{self.path}: missing values in {holes} (column: count); set data.missing="
+                "drop (those rows) or fill (the training mean; no category)"
+            )
+        if holes:  # a row without a target never counts; drop: nor one with a feature missing
+            subset = [*features, self.target] if self.missing == "drop" else [self.target]
+            frame = frame.dropna(subset=subset).reset_index(drop=True)
+        y = frame[self.target]
+        if y.nunique() < 2:
+            raise ZooError(f"data.target={self.target!r} has one value only: nothing to learn")
+        self.task = self._infer_task(y)
+        self.standardize_target = self.task == "regression"
+        if self.task == "classification":
+            self.class_names = sorted(y.astype(str).unique())
+            index = {c: i for i, c in enumerate(self.class_names)}
+            target = torch.tensor([index[v] for v in y.astype(str)], dtype=torch.long)
+            info: dict[str, Any] = {"num_classes": len(self.class_names)}
+        else:
+            try:
+                target = torch.tensor(y.astype(float).to_numpy(), dtype=torch.float32)
+            except (TypeError, ValueError):
+                raise ZooError(f"data.target={self.target!r}: regression needs numbers") from None
+            info = {}
+        self.frame, self.preprocessor = frame, TablePreprocessor(features, self.missing)
+        # rows travel through the split as their index; encoded once the training rows are known
+        return Loaded(Split(torch.arange(len(frame)), target), info=info)
+
+    def _standardize(self) -> None:
+        train_rows = self.frame.iloc[self.splits["train"].x.numpy()]
+        self.preprocessor.fit(train_rows, self.max_categories)
+        for name, split in self.splits.items():
+            rows = self.frame.iloc[split.x.numpy()]
+            self.splits[name] = Split(self.preprocessor.transform(rows), split.y)
+        self.input_shape = (self.preprocessor.width,)
+        super()._standardize()  # the target (regression), on the training rows' mean and std
+        self.frame = None  # encoded: the raw rows are no longer needed
+
+    def state_dict(self) -> dict[str, Any]:
+        """What predict needs to encode new rows as training did (saved in every checkpoint)."""
+        if self.preprocessor is None:
+            return {}
+        return {
+            "preprocessor": self.preprocessor.to_dict(),
+            "task": self.task,
+            "class_names": list(self.class_names),
+            "target": self.target,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("preprocessor"):
+            self.preprocessor = TablePreprocessor(**state["preprocessor"])
+            self.class_names = list(state.get("class_names", []))

@@ -1,0 +1,118 @@
+"""Predict with a trained supervised model: one row out per input row.
+
+    python scripts/predict.py logs/runs/mlp-table/<run>/checkpoints/last.ckpt new_rows.csv
+    python scripts/predict.py <ckpt> new_rows.parquet -o preds.csv
+
+Inputs: a CSV, TSV or Parquet table for a ``data=table`` run (the feature columns it trained on;
+other columns, the target included, are ignored). The preprocessing (column encoding, scaling)
+comes from the checkpoint, so it equals the training run's; the training file is not needed.
+
+Output (CSV; to stdout without -o, never over an existing file): ``row``, ``prediction`` (the
+class name, or the regression value in the target's own units) and, for a classifier, one
+``p_<class>`` column per class (softmax probabilities).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mlzoo.core.targets import add_allow_targets_argument
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("checkpoint", type=Path, help="a .ckpt file in <run>/checkpoints/")
+    p.add_argument("inputs", type=Path, help="a .csv, .tsv or .parquet table")
+    p.add_argument("-o", "--out", type=Path, default=None, help="CSV to write (must not exist)")
+    p.add_argument("--batch", type=int, default=1024, help="rows per forward pass")
+    add_allow_targets_argument(p)
+    return p.parse_args(argv)
+
+
+def table_inputs(ckpt: dict, datamodule, path: Path):
+    """(features tensor, row labels) of a table, encoded by the checkpoint's preprocessing."""
+    from mlzoo.core.errors import ZooError
+    from mlzoo.data.table import TableDataModule, read_table
+
+    if not isinstance(datamodule, TableDataModule):
+        raise ZooError(
+            f"{path.name}: a table predicts with a data=table run; this one trained on "
+            f"{type(datamodule).__name__}"
+        )
+    state = ckpt.get(type(datamodule).__qualname__)
+    if not state:
+        raise ZooError("the checkpoint holds no table preprocessing (written before data=table?)")
+    datamodule.load_state_dict(state)
+    frame = read_table(path, "inputs")
+    return datamodule.preprocessor.transform(frame), list(range(len(frame)))
+
+
+def predict_rows(model, x, class_names: list[str], batch: int) -> list[dict]:
+    import torch
+
+    rows = []
+    with torch.no_grad():
+        out = torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)])
+    if model.task == "classification":
+        probs = out.softmax(dim=-1)
+        names = class_names or [str(i) for i in range(probs.shape[1])]
+        for p in probs:
+            row = {"prediction": names[int(p.argmax())]}
+            row.update({f"p_{n}": f"{float(v):.6g}" for n, v in zip(names, p, strict=True)})
+            rows.append(row)
+    else:
+        values = out.reshape(len(x), -1) * model.target_std + model.target_mean
+        for v in values:
+            rows.append(
+                {"prediction": f"{float(v[0]):.6g}"}
+                if len(v) == 1
+                else {f"prediction_{j}": f"{float(u):.6g}" for j, u in enumerate(v)}
+            )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import csv
+
+    from mlzoo.core.checkpoint import load_checkpoint, read_checkpoint
+    from mlzoo.core.errors import ZooError
+    from mlzoo.core.supervised import SupervisedModule
+
+    try:
+        if args.out is not None and args.out.exists():
+            raise ZooError(f"-o {args.out} exists: choose a new name (nothing is overwritten)")
+        if args.batch < 1:
+            raise ZooError("--batch must be >= 1")
+        model, datamodule, _ = load_checkpoint(args.checkpoint, allow_targets=args.allow_targets)
+        if not isinstance(model, SupervisedModule):
+            raise ZooError(
+                f"{type(model).__name__} is not a supervised model (predict takes MLP, CNN, "
+                "RNN and transfer runs)"
+            )
+        ckpt = read_checkpoint(args.checkpoint)
+        x, labels = table_inputs(ckpt, datamodule, args.inputs)
+        rows = predict_rows(model, x, getattr(datamodule, "class_names", []), args.batch)
+        rows = [{"row": label, **row} for label, row in zip(labels, rows, strict=True)]
+        out = open(args.out, "x", newline="") if args.out else sys.stdout  # noqa: SIM115
+        try:
+            writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        finally:
+            if args.out:
+                out.close()
+        if args.out:
+            print(f"{len(rows)} predictions -> {args.out}", file=sys.stderr)
+        return 0
+    except ZooError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
