@@ -2,14 +2,18 @@
 
     python scripts/predict.py logs/runs/mlp-table/<run>/checkpoints/last.ckpt new_rows.csv
     python scripts/predict.py <ckpt> new_rows.parquet -o preds.csv
+    python scripts/predict.py logs/runs/cnn-image_folder/<run>/checkpoints/last.ckpt photo.jpg
+    python scripts/predict.py <ckpt> more_photos/ -o preds.csv      # every image under it
 
 Inputs: a CSV, TSV or Parquet table for a ``data=table`` run (the feature columns it trained on;
-other columns, the target included, are ignored). The preprocessing (column encoding, scaling)
-comes from the checkpoint, so it equals the training run's; the training file is not needed.
+other columns, the target included, are ignored), or an image file or a folder of images for a
+``data=image_folder`` run. The preprocessing (column encoding and scaling; grey or RGB, size and
+normalisation) comes from the checkpoint, so it equals the training run's; the training data is
+not needed.
 
-Output (CSV; to stdout without -o, never over an existing file): ``row``, ``prediction`` (the
-class name, or the regression value in the target's own units) and, for a classifier, one
-``p_<class>`` column per class (softmax probabilities).
+Output (CSV; to stdout without -o, never over an existing file): ``input`` (the row number, or
+the image's path), ``prediction`` (the class name, or the regression value in the target's own
+units) and, for a classifier, one ``p_<class>`` column per class (softmax probabilities).
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("checkpoint", type=Path, help="a .ckpt file in <run>/checkpoints/")
-    p.add_argument("inputs", type=Path, help="a .csv, .tsv or .parquet table")
+    p.add_argument("inputs", type=Path, help="a .csv, .tsv or .parquet table, an image or a folder")
     p.add_argument("-o", "--out", type=Path, default=None, help="CSV to write (must not exist)")
-    p.add_argument("--batch", type=int, default=1024, help="rows per forward pass")
+    p.add_argument("--batch", type=int, default=256, help="inputs per forward pass")
     add_allow_targets_argument(p)
     return p.parse_args(argv)
 
@@ -49,6 +53,31 @@ def table_inputs(ckpt: dict, datamodule, path: Path):
     datamodule.load_state_dict(state)
     frame = read_table(path, "inputs")
     return datamodule.preprocessor.transform(frame), list(range(len(frame)))
+
+
+def image_inputs(ckpt: dict, datamodule, path: Path):
+    """(images as the network takes them, their paths) of an image file or a folder's images."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    from mlzoo.core.errors import ZooError
+    from mlzoo.data.image_folder import ImageFolderDataModule, read_images
+
+    if not isinstance(datamodule, ImageFolderDataModule):
+        raise ZooError(
+            f"{path.name}: images predict with a data=image_folder run; this one trained on "
+            f"{type(datamodule).__name__}"
+        )
+    datamodule.load_state_dict(ckpt.get(type(datamodule).__qualname__) or {})
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS)
+        if not files:
+            raise ZooError(f"inputs: no image in {path}")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise ZooError(f"inputs: no file or folder {path}")
+    x = read_images(files, datamodule.image_size, datamodule.channels)
+    return datamodule.transform(x), [str(f) for f in files]
 
 
 def predict_rows(model, x, class_names: list[str], batch: int) -> list[dict]:
@@ -95,9 +124,11 @@ def main(argv: list[str] | None = None) -> int:
                 "RNN and transfer runs)"
             )
         ckpt = read_checkpoint(args.checkpoint)
-        x, labels = table_inputs(ckpt, datamodule, args.inputs)
+        tables = (".csv", ".tsv", ".parquet")
+        read = table_inputs if args.inputs.suffix.lower() in tables else image_inputs
+        x, labels = read(ckpt, datamodule, args.inputs)
         rows = predict_rows(model, x, getattr(datamodule, "class_names", []), args.batch)
-        rows = [{"row": label, **row} for label, row in zip(labels, rows, strict=True)]
+        rows = [{"input": label, **row} for label, row in zip(labels, rows, strict=True)]
         out = open(args.out, "x", newline="") if args.out else sys.stdout  # noqa: SIM115
         try:
             writer = csv.DictWriter(out, fieldnames=list(rows[0]))

@@ -71,7 +71,7 @@ def test_text_and_categorical_columns_train_a_classifier(tmp_path: Path, capsys)
     )
     preds = pd.read_csv(out)
     assert list(preds["prediction"]) == ["plum", "apple", "pear"]
-    assert list(preds.columns) == ["row", "prediction", "p_apple", "p_pear", "p_plum"]
+    assert list(preds.columns) == ["input", "prediction", "p_apple", "p_pear", "p_plum"]
     assert np.allclose(preds[["p_apple", "p_pear", "p_plum"]].sum(axis=1), 1.0, atol=1e-4)
     new.drop(columns="colour").to_csv(tmp_path / "lacks.csv", index=False)
     digits = run_training(["model=mlp", "trainer=debug"], tmp_path / "digits")

@@ -41,11 +41,13 @@ class Split:
 
 @dataclass
 class Loaded:
-    """What ``load()`` returns: a pool to split three ways, or official train and test sets."""
+    """What ``load()`` returns: a pool to split three ways, or official train and test sets
+    (and validation set)."""
 
     train: Split
     test: Split | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    val: Split | None = None  # a validation set of its own (else held out of train)
 
 
 class AugmentedDataset(Dataset):
@@ -222,7 +224,7 @@ class TensorDataModule(L.LightningDataModule):
         if self.splits:
             return
         loaded = self.load()
-        total = len(loaded.train) + (len(loaded.test) if loaded.test is not None else 0)
+        total = sum(len(s) for s in (loaded.train, loaded.test, loaded.val) if s is not None)
         if self.batch_size > total:
             raise ValueError(
                 f"batch_size {self.batch_size} is larger than the whole data set ({total} examples)"
@@ -232,7 +234,10 @@ class TensorDataModule(L.LightningDataModule):
             pool, test = self._split(loaded.train, self.test_fraction)
         else:
             pool, test = loaded.train, loaded.test
-        train, val = self._split(pool, self.val_fraction)
+        if loaded.val is not None:
+            train, val = pool, loaded.val
+        else:
+            train, val = self._split(pool, self.val_fraction)
         if self.train_subset is not None:
             train = Split(train.x[: self.train_subset], train.y[: self.train_subset])
         if self.labels_per_class is not None:
