@@ -213,6 +213,11 @@ class EnvDataModule(L.LightningDataModule):
     def spec(self) -> dict[str, Any]:
         """What an agent sizes itself by: observation shape and the action space."""
         obs, act = self._probe.observation_space, self._probe.action_space
+        if not isinstance(obs, gym.spaces.Box) or len(obs.shape) not in (1, 3):
+            raise ZooError(
+                f"env: {self.env_id}'s observation space {obs} is not supported: the agents take "
+                "a Box of a vector or of image stacks (wrap it, e.g. one-hot a Discrete state)"
+            )
         out: dict[str, Any] = {"observation_shape": list(obs.shape)}
         if isinstance(act, gym.spaces.Discrete):
             out["num_actions"] = int(act.n)
@@ -223,7 +228,9 @@ class EnvDataModule(L.LightningDataModule):
                 action_high=act.high.flatten().tolist(),
             )
         else:
-            raise ZooError(f"env: action space {act} is not supported")
+            raise ZooError(
+                f"env: {self.env_id}'s action space {act} is not supported (Discrete, or Box for PPO)"
+            )
         return out
 
     def train_dataloader(self) -> range:
