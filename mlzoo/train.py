@@ -258,6 +258,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         except (ZooError, InstantiationException, OmegaConfBaseException, *_USER_MISTAKES) as err:
             _discard(fresh_dir, keep)
             raise ZooError(_one_line(err)) from None
+        held.callback(_close_loggers, loggers)
         if trainer.is_global_zero:  # under DDP, every rank runs this function: rank zero writes
             record = run_dir / "config.yaml" if ckpt_path is None else resume_record(run_dir)
             write_text_atomically(record, OmegaConf.to_yaml(cfg, resolve=True))
@@ -275,6 +276,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             f"{resume_from}; resume with ckpt_path={resume_from}"
         )
     return summary
+
+
+def _close_loggers(loggers: list[Any]) -> None:
+    """End what a logger keeps open after its run: W&B's run (else the next run in this process,
+    a sweep's next job, would log into it and its file would stay unflushed)."""
+    for lg in loggers:
+        run = getattr(lg, "_experiment", None)
+        if type(lg).__name__ == "WandbLogger" and run is not None:
+            run.finish()
 
 
 def _preflight(

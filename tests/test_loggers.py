@@ -1,0 +1,69 @@
+"""logger=mlflow and logger=wandb (offline), beside TensorBoard in one run: each read back with
+the library's own means (MLflow's client; W&B's offline run file, parsed with its protobuf
+records) holds the same metric names and the same hyperparameters TensorBoard has."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from conftest import run_training
+
+BLOCK = 32768  # W&B's run file: LevelDB's log format, 32 KiB blocks of 7-byte-headed chunks
+
+
+def wandb_records(path: Path):
+    """The protobuf Records of an offline W&B run file (wandb >= 0.19 ships no reader)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, pos, chunk = path.read_bytes(), 7, b""  # 7: the ':W&B' file header
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        left = BLOCK - pos % BLOCK
+        if left < 7:  # a block's tail too short for a header is padding
+            pos += left
+            continue
+        _, n, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if kind == 0 and n == 0:
+            pos += left
+            continue
+        chunk += data[pos + 7 : pos + 7 + n]
+        pos += 7 + n
+        if kind in (1, 4):  # FULL or LAST: a whole record
+            record = pb.Record()
+            record.ParseFromString(chunk)
+            yield record
+            chunk = b""
+
+
+def test_mlflow_and_wandb_get_what_tensorboard_gets(tmp_path: Path) -> None:
+    mlflow = pytest.importorskip("mlflow")
+    pytest.importorskip("wandb")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    loggers = "logger=[tensorboard,mlflow,wandb]"
+    summary = run_training(["trainer=debug", loggers], tmp_path / "logs")
+    run_dir = Path(summary["run_dir"])
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"val/acc", "test/acc", "train/loss_epoch"} <= scalars
+
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'logs' / 'mlflow.db'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "mlp-digits"]
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert set(run.data.metrics) == scalars  # "epoch" too: Lightning logs it to each
+    assert run.data.tags["run_dir"] == str(run_dir)
+    assert run.data.metrics["test/acc"] == pytest.approx(summary["metrics"]["test/acc"])
+
+    (file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    history, config = set(), set()
+    for record in wandb_records(file):
+        kind = record.WhichOneof("record_type")
+        items = {"history": record.history.item, "config": record.config.update}.get(kind, [])
+        keys = {i.key or "/".join(i.nested_key) for i in items}
+        (history if kind == "history" else config).update(keys)
+    assert scalars <= history
+    assert config == set(run.data.params) and "model/optimizer/lr" in config
