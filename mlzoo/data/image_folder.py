@@ -74,26 +74,10 @@ class ImageFolderDataModule(TorchvisionDataModule):
         augment: bool = False,
         padding: int = 2,
         flip: bool = False,
-        batch_size: int = 64,
-        val_fraction: float = 0.15,
-        test_fraction: float = 0.15,
-        split_seed: int = 0,
-        train_subset: int | None = None,
-        num_workers: int = 0,
-        labels_per_class: int | None = None,
-        on_device: bool = False,
+        **kwargs: Any,
     ) -> None:
-        TensorDataModule.__init__(  # a test split of its own, unlike the torchvision sets
-            self,
-            batch_size=batch_size,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            split_seed=split_seed,
-            train_subset=train_subset,
-            num_workers=num_workers,
-            labels_per_class=labels_per_class,
-            on_device=on_device,
-        )
+        # TensorDataModule's arguments (a test split of its own, unlike the torchvision sets)
+        TensorDataModule.__init__(self, **kwargs)
         if channels not in (1, 3) or image_size < 4:
             raise ZooError(
                 f"data: need channels 1 or 3 and image_size >= 4; got {channels}, {image_size}"
