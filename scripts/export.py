@@ -97,6 +97,7 @@ def graphs(model) -> dict[str, tuple[Any, tuple, list[str], list[str]]]:
     from mlzoo.models.dqn import DQNModule
     from mlzoo.models.ppo import PPOModule
     from mlzoo.models.vae import VAEModule
+    from mlzoo.nets.lora import folded
 
     hp = model.hparams
     gen = torch.Generator().manual_seed(0)
@@ -104,8 +105,8 @@ def graphs(model) -> dict[str, tuple[Any, tuple, list[str], list[str]]]:
     def batch(shape, n: int = 2):
         return torch.rand(n, *[int(d) for d in shape], generator=gen)
 
-    if isinstance(model, SupervisedModule):
-        return {"net": (model.net, (batch(hp.input_shape),), ["x"], ["out"])}
+    if isinstance(model, SupervisedModule):  # LoRA layers (transfer) folded into W
+        return {"net": (folded(model.net), (batch(hp.input_shape),), ["x"], ["out"])}
     if isinstance(model, VAEModule):
         z = torch.randn(2, model.latent_dim, generator=gen)
         return {

@@ -19,6 +19,7 @@ RUNS = {
     "mlp": ["model=mlp"],
     "cnn": ["model=cnn"],
     "rnn": ["model=rnn"],
+    "transfer": ["experiment=transfer_imagenet", "model.mode=lora"],  # Lite0 with LoRA layers
     "autoencoder": ["model=autoencoder"],
     "vae": ["model=vae", "callbacks.sample_quality.num_samples=16"],
     "ddpm": ["model=ddpm", "data.image_size=16", "callbacks.sample_quality.num_samples=16"],
@@ -47,6 +48,8 @@ def test_exported_networks_match_pytorch(concept: str, tmp_path: Path) -> None:
             big = tuple(torch.cat([x, x, x[:1]]) for x in inputs)  # batch 5: traced with 2
             with torch.no_grad():
                 want = outputs(module.eval()(*big))
+                if name == "net":  # the exported network is the model (LoRA folded in)
+                    np.testing.assert_allclose(want[0], model(*big).numpy(), atol=1e-4)
             file = out / manifest["networks"][name]["file"]
             if fmt == "onnx":
                 session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])

@@ -128,3 +128,18 @@ def merge_lora(model: nn.Module) -> None:
 def unmerge_lora(model: nn.Module) -> None:
     for layer in lora_layers(model):
         layer.unmerge()
+
+
+def folded(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every LoRA layer replaced by its base layer holding
+    W + (alpha / r) B A: plain nn.Linear / nn.Conv2d, the same outputs, nothing LoRA-specific
+    left for an exporter (ONNX, TorchScript) to trace."""
+    import copy
+
+    out = copy.deepcopy(model)
+    for name, layer in list(out.named_modules()):
+        if isinstance(layer, LoRALayer):
+            layer.merge()
+            parent, _, child = name.rpartition(".")
+            setattr(out.get_submodule(parent) if parent else out, child, layer.base)
+    return out
