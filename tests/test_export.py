@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from mlzoo.core.checkpoint import load_checkpoint
+from mlzoo.export import graphs
 
 from conftest import load_script, run_training
 
@@ -44,7 +45,7 @@ def test_exported_networks_match_pytorch(concept: str, tmp_path: Path) -> None:
         out = tmp_path / fmt
         assert export.main([ckpt, "--format", fmt, "-o", str(out)]) == 0
         manifest = json.loads((out / "export.json").read_text())
-        for name, (module, inputs, in_names, _) in export.graphs(model).items():
+        for name, (module, inputs, in_names, _) in graphs(model).items():
             big = tuple(torch.cat([x, x, x[:1]]) for x in inputs)  # batch 5: traced with 2
             with torch.no_grad():
                 want = outputs(module.eval()(*big))
