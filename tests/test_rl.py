@@ -96,27 +96,28 @@ def test_replay_buffer_wraps_around_and_round_trips() -> None:
 
 
 def test_td_target_plain_and_double() -> None:
-    torch.manual_seed(0)
+    """Q tables by hand (one-hot states s0, s1, s2; two actions), gamma 0.9:
+    online Q(s0) = (1, 2), Q(s1) = (3, 0), Q(s2) = (0.5, 4); target Q'(s0) = (2, 1),
+    Q'(s1) = (0, 5), Q'(s2) = (1, 1.5). Transitions (s0, a1, r 1, s1), (s1, a0, r 2, s2),
+    (s2, a1, r -1, s0, terminal): Q(s, a) = 2, 3, 4.
+    Plain:  y = 1 + 0.9 * 5, 2 + 0.9 * 1.5, -1 = 5.5, 3.35, -1; errors -3.5, -0.35, 5:
+            Huber 3.0, 0.06125, 4.5.
+    Double: a' = argmax Q(s') = 0, 1 -> Q'(s1, 0) = 0, Q'(s2, 1) = 1.5: y = 1, 3.35, -1;
+            errors 1, -0.35, 5: Huber 0.5, 0.06125, 4.5."""
     model = DQNModule(torch.optim.Adam, observation_shape=(3,), num_actions=2, gamma=0.9)
-    obs, next_obs = torch.randn(4, 3), torch.randn(4, 3)
-    action = torch.tensor([0, 1, 1, 0])
-    reward = torch.tensor([1.0, 0.0, 2.0, -1.0])
-    terminated = torch.tensor([0.0, 1.0, 0.0, 0.0])
-    with torch.no_grad():  # make the target network differ from the online one
-        for p in model.q_target.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    q = model.q(obs).gather(1, action[:, None]).squeeze(1)
-    for double in (False, True):
+    online, target = torch.nn.Linear(3, 2, bias=False), torch.nn.Linear(3, 2, bias=False)
+    with torch.no_grad():  # column i: the Q-values of state i
+        online.weight.copy_(torch.tensor([[1.0, 3.0, 0.5], [2.0, 0.0, 4.0]]))
+        target.weight.copy_(torch.tensor([[2.0, 0.0, 1.0], [1.0, 5.0, 1.5]]))
+    model.q, model.q_target = online, target
+    eye = torch.eye(3)
+    obs, next_obs = eye[[0, 1, 2]], eye[[1, 2, 0]]
+    action, reward = torch.tensor([1, 0, 1]), torch.tensor([1.0, 2.0, -1.0])
+    terminated = torch.tensor([0.0, 0.0, 1.0])
+    for double, huber in ((False, (3.0, 0.06125, 4.5)), (True, (0.5, 0.06125, 4.5))):
         model.hparams.double_dqn = double
-        if double:
-            next_a = model.q(next_obs).argmax(1, keepdim=True)
-            next_q = model.q_target(next_obs).gather(1, next_a).squeeze(1)
-        else:
-            next_q = model.q_target(next_obs).max(1).values
-        y = reward + 0.9 * (1 - terminated) * next_q
-        expected = torch.nn.functional.smooth_l1_loss(q, y.detach())
         got = model.td_loss(obs, action, reward, next_obs, terminated)
-        torch.testing.assert_close(got, expected)
+        assert float(got) == pytest.approx(sum(huber) / 3, abs=1e-6), double
 
 
 def test_dueling_head_combines_value_and_mean_centred_advantage() -> None:
@@ -257,3 +258,26 @@ def test_ppo_solves_cartpole(run) -> None:
     summary = run(["model=ppo", "logger=none"])
     assert summary["monitor"]["best"] >= 475, summary
     assert summary["metrics"]["test/return"] >= 475, summary
+
+
+def test_ppo_loss_against_hand_computed_numbers() -> None:
+    """ratios 1.5, 0.5, 1.1 (eps 0.2), advantages 1, 1, -2: the surrogate terms are
+    min(1.5, 1.2) = 1.2, min(0.5, 0.8) = 0.5, min(-2.2, -2.2) = -2.2, so L_clip = 0.5 / 3;
+    squared value errors 1, 0, 4: L_V = 5 / 6; two of three ratios outside [0.8, 1.2]."""
+    import math
+
+    from mlzoo.models.ppo import ppo_loss
+
+    logp = torch.tensor([math.log(1.5), math.log(0.5), math.log(1.1)])
+    args = (logp, torch.zeros(3), torch.tensor([1.0, 1.0, -2.0]))
+    values, returns = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.0, 2.0, 5.0])
+    entropy = torch.tensor([0.5, 0.7, 0.9])
+    loss, pg, v, clipped = ppo_loss(*args, values, returns, entropy, 0.2, 0.5, 0.01)
+    assert float(pg) == pytest.approx(0.5 / 3, abs=1e-6)
+    assert float(v) == pytest.approx(5 / 6, abs=1e-6)
+    assert float(loss) == pytest.approx(0.5 / 3 + 0.5 * 5 / 6 - 0.01 * 0.7, abs=1e-6)
+    assert float(clipped) == pytest.approx(2 / 3)
+    # clipped value loss, V_old 0.5, 2, 2.5: V_clip = 0.7, 2, 2.7; max(1, 0.49), 0, max(4, 5.29)
+    old = torch.tensor([0.5, 2.0, 2.5])
+    _, _, v, _ = ppo_loss(*args, values, returns, entropy, 0.2, 0.5, 0.01, old)
+    assert float(v) == pytest.approx(0.5 * (1 + 0 + 5.29) / 3, abs=1e-6)

@@ -71,6 +71,41 @@ def gae(
     return advantages
 
 
+def ppo_loss(
+    logp: Tensor,
+    logp_old: Tensor,
+    advantages: Tensor,
+    values: Tensor,
+    returns: Tensor,
+    entropy: Tensor,
+    clip_coef: float,
+    vf_coef: float,
+    ent_coef: float,
+    values_old: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(L, L_clip, value loss, share of clipped ratios) for a minibatch:
+
+    ratio   = exp(log pi_theta(a|s) - log pi_old(a|s))
+    L_clip  = -mean(min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A))
+    L_V     = mean((V - R)^2) / 2, or with ``values_old`` (clipped value loss):
+              mean(max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2)) / 2
+    L       = L_clip + c_v * L_V - c_e * mean(entropy)
+    """
+    ratio = (logp - logp_old).exp()
+    pg_loss = -torch.min(
+        ratio * advantages, ratio.clamp(1 - clip_coef, 1 + clip_coef) * advantages
+    ).mean()
+    if values_old is None:
+        v_loss = 0.5 * ((values - returns) ** 2).mean()
+    else:
+        v_clipped = values_old + (values - values_old).clamp(-clip_coef, clip_coef)
+        v_loss = 0.5 * torch.max((values - returns) ** 2, (v_clipped - returns) ** 2).mean()
+    loss = pg_loss + vf_coef * v_loss - ent_coef * entropy.mean()
+    with torch.no_grad():
+        clipped = ((ratio - 1).abs() > clip_coef).float().mean()
+    return loss, pg_loss, v_loss, clipped
+
+
 def mlp(i: int, hidden: Sequence[int], o: int, out_std: float) -> nn.Sequential:
     sizes, mods = [i, *hidden], []
     for a, b in itertools.pairwise(sizes):
@@ -245,27 +280,15 @@ class PPOModule(ZooModule):
             for idx in torch.randperm(size, device=self.device).split(mb):
                 dist, v = self(data["obs"][idx])
                 logp = self._log_prob(dist, data["actions"][idx])
-                ratio = (logp - data["logp"][idx]).exp()  # pi_theta / pi_old
                 adv = data["advantages"][idx]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)  # per-minibatch normalisation
-                # L_clip = -E[min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A)]
-                pg_loss = -torch.min(
-                    ratio * adv, ratio.clamp(1 - hp.clip_coef, 1 + hp.clip_coef) * adv
-                ).mean()
-                ret = data["returns"][idx]
-                if hp.clip_vloss:  # optional: clip the value change like the policy ratio
-                    v_old = data["values"][idx]
-                    v_clipped = v_old + (v - v_old).clamp(-hp.clip_coef, hp.clip_coef)
-                    v_loss = 0.5 * torch.max((v - ret) ** 2, (v_clipped - ret) ** 2).mean()
-                else:
-                    v_loss = 0.5 * ((v - ret) ** 2).mean()
                 entropy = self._entropy(dist).mean()
-                loss = pg_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy  # L
-                self.optimizer_update(
-                    opt, loss, hp.max_grad_norm
-                )  # clips ||grad|| <= max_grad_norm
-                with torch.no_grad():
-                    clipped = ((ratio - 1).abs() > hp.clip_coef).float().mean()
+                v_old = data["values"][idx] if hp.clip_vloss else None
+                loss, pg_loss, v_loss, clipped = ppo_loss(
+                    logp, data["logp"][idx], adv, v, data["returns"][idx], entropy,
+                    hp.clip_coef, hp.vf_coef, hp.ent_coef, v_old,
+                )  # fmt: skip
+                self.optimizer_update(opt, loss, hp.max_grad_norm)  # clips ||grad||
                 stats.append(torch.stack([pg_loss, v_loss, entropy, clipped]).detach())
         self.iterations += 1
         means = torch.stack(stats).mean(0)
