@@ -396,3 +396,21 @@ def test_conditional_ddpm_follows_its_labels_and_guidance_sharpens_them(run, tmp
             classifier, model.sample(300, generator=gen, labels=labels, guidance=w), labels
         )
     assert acc[3.0] >= 0.8 and acc[3.0] > acc[1.0], acc
+
+
+def test_ddpm_and_ddim_steps_against_hand_computed_numbers() -> None:
+    """DDPM: ab_t 0.36, ab_{t-1} 0.6 (alpha_t 0.6, beta_t 0.4), x_t 1, x0_hat 0.5, z 1:
+    mean = sqrt(0.6) 0.4 / 0.64 (0.5 + 1) = 0.72618, beta~ = 0.4 / 0.64 * 0.4 = 0.25, so
+    x_{t-1} = 0.72618 + 0.5. DDIM, x0_hat 0.5, eps -1: eta 0 (ab 0.25 -> 0.64): 0.8 * 0.5 -
+    0.6 = -0.2; eta 1 (ab 0.25 -> 0.5, z 2): sigma^2 = (0.5 / 0.75) 0.5 = 1/3, so
+    sqrt(0.5) 0.5 - sqrt(1/6) + 2 sqrt(1/3) = 1.10001."""
+    from mlzoo.models.ddpm import ddim_step, ddpm_step
+
+    t = torch.tensor
+    x = ddpm_step(t([1.0]), t([0.5]), t([1.0]), t(0.36), t(0.6), t(0.4), t(0.6))
+    assert float(x) == pytest.approx(0.6**0.5 * 0.625 * 1.5 + 0.5, abs=1e-6)
+    assert float(ddim_step(t([0.5]), t([-1.0]), t([5.0]), t(0.25), t(0.64), 0.0)) == pytest.approx(
+        -0.2, abs=1e-6
+    )
+    x = ddim_step(t([0.5]), t([-1.0]), t([2.0]), t(0.25), t(0.5), 1.0)
+    assert float(x) == pytest.approx(0.5**0.5 * 0.5 - (1 / 6) ** 0.5 + 2 * (1 / 3) ** 0.5, abs=1e-6)

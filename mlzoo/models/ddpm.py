@@ -60,6 +60,34 @@ from mlzoo.core.tensorboard import log_image
 from mlzoo.nets.unet import UNet
 
 
+def ddpm_step(
+    x: Tensor, x0: Tensor, z, alpha_bar: Tensor, alpha_bar_prev: Tensor, beta: Tensor, alpha: Tensor
+) -> Tensor:
+    """One ancestral step x_t -> x_{t-1} through the posterior q(x_{t-1} | x_t, x0_hat):
+
+    mean    = sqrt(ab_{t-1}) beta_t / (1 - ab_t) x0_hat + sqrt(alpha_t) (1 - ab_{t-1}) / (1 - ab_t) x_t
+    x_{t-1} = mean + sqrt(beta~_t) z,   beta~_t = (1 - ab_{t-1}) / (1 - ab_t) beta_t
+    """
+    mean = (alpha_bar_prev.sqrt() * beta / (1 - alpha_bar)) * x0 + (
+        alpha.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar)
+    ) * x
+    posterior_var = (1 - alpha_bar_prev) / (1 - alpha_bar) * beta
+    return mean + posterior_var.sqrt() * z
+
+
+def ddim_step(
+    x0: Tensor, eps: Tensor, z: Tensor, alpha_bar: Tensor, alpha_bar_prev: Tensor, eta: float
+) -> Tensor:
+    """One DDIM step x_t -> x_prev (prev: the next smaller timestep of the sub-sequence):
+
+    sigma  = eta sqrt((1 - ab_prev) / (1 - ab_t)) sqrt(1 - ab_t / ab_prev)
+    x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - sigma^2) eps + sigma z
+    """
+    sigma = eta * ((1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)).sqrt()
+    x = alpha_bar_prev.sqrt() * x0 + (1 - alpha_bar_prev - sigma**2).clamp(min=0).sqrt() * eps
+    return x + sigma * z
+
+
 def beta_schedule(kind: str, timesteps: int) -> Tensor:
     """The noise variances beta_1..beta_T (float64)."""
     if kind == "linear":  # Ho et al.: 1e-4 .. 0.02 for T = 1000, rescaled for other T
@@ -269,12 +297,16 @@ class DDPMModule(ZooModule):
         if steps is None:  # ancestral DDPM, all T steps
             for t in reversed(range(self.T)):
                 x0, _ = self._x0(x, self._eps(x, t, labels, guidance), t)
-                ab, ab_prev = self.alpha_bar[t], self.alpha_bar_prev[t]
-                mean = (ab_prev.sqrt() * self.betas[t] / (1 - ab)) * x0 + (
-                    self.alphas[t].sqrt() * (1 - ab_prev) / (1 - ab)
-                ) * x
                 z = torch.randn(x.shape, device=self.device, generator=generator) if t else 0.0
-                x = mean + self.posterior_var[t].sqrt() * z  # x_{t-1} = mean + sqrt(beta~_t) z
+                x = ddpm_step(
+                    x,
+                    x0,
+                    z,
+                    self.alpha_bar[t],
+                    self.alpha_bar_prev[t],
+                    self.betas[t],
+                    self.alphas[t],
+                )
                 chain.append(x0)
         else:  # DDIM on S evenly spaced timesteps T-1 = tau_S > ... > tau_1 = 0
             if steps < 1:
@@ -284,11 +316,8 @@ class DDPMModule(ZooModule):
                 x0, eps = self._x0(x, self._eps(x, t, labels, guidance), t)
                 ab = self.alpha_bar[t]
                 ab_prev = self.alpha_bar[taus[i + 1]] if i + 1 < len(taus) else ab.new_tensor(1.0)
-                sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).sqrt()
                 z = torch.randn(x.shape, device=self.device, generator=generator)
-                # x_prev = sqrt(ab_prev) x0_hat + sqrt(1 - ab_prev - sigma^2) eps + sigma z
-                x = ab_prev.sqrt() * x0 + (1 - ab_prev - sigma**2).clamp(min=0).sqrt() * eps
-                x = x + sigma * z
+                x = ddim_step(x0, eps, z, ab, ab_prev, eta)
                 chain.append(x0)
         images = ((x + 1) / 2).clamp(0, 1)
         if return_x0:
