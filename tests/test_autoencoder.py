@@ -28,9 +28,9 @@ def test_conv_autoencoder_refuses_indivisible_images() -> None:
 
 def test_bad_arguments() -> None:
     opt = torch.optim.Adam
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="arch must be one of"):
         AutoencoderModule(opt, arch="rbm")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="latent_dim >= 1"):
         AutoencoderModule(opt, latent_dim=0)
 
 

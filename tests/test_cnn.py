@@ -29,9 +29,9 @@ def test_small_resnet18_keeps_small_images_big_enough() -> None:
 
 
 def test_bad_convnet_arguments() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be positive"):
         ConvNet(1, 10, channels=[])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="dropout must be in"):
         ConvNet(1, 10, dropout=1.0)
 
 
@@ -50,7 +50,7 @@ def test_resnet18_option_composes_and_runs(run) -> None:
 def test_cnn_net_group_only_with_cnn(tmp_path: Path) -> None:
     from hydra.errors import ConfigCompositionException
 
-    with pytest.raises(ConfigCompositionException):
+    with pytest.raises(ConfigCompositionException, match="cnn_net"):
         compose_config(["model=mlp", "cnn_net=resnet18"], tmp_path)
 
 

@@ -69,7 +69,7 @@ def test_vae_samples_and_interpolations_have_image_shape() -> None:
 
 def test_vae_refuses_bad_arguments() -> None:
     for kwargs in ({"arch": "pixelcnn"}, {"latent_dim": 0}, {"beta": -1.0}, {"iw_samples": 0}):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"arch must be one of|latent_dim >= 1, beta >= 0"):
             VAEModule(ADAM, **kwargs)
 
 
@@ -114,7 +114,7 @@ def test_beta_schedules() -> None:
     alpha_bar = torch.cumprod(1 - cosine, 0)
     assert (cosine > 0).all() and (cosine <= 0.999).all()
     assert (alpha_bar[1:] < alpha_bar[:-1]).all() and float(alpha_bar[-1]) < 1e-3
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="'linear' or 'cosine'"):
         beta_schedule("quadratic", 10)
     for kind in ("linear", "cosine"):  # short chains stay valid: 0 < beta < 1, alpha_bar > 0
         betas = beta_schedule(kind, 10)

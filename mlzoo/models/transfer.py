@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from mlzoo.core.errors import ZooError
 from mlzoo.core.module import OptimizerFactory, SchedulerFactory
 from mlzoo.core.supervised import SupervisedModule
-from mlzoo.nets.lora import add_lora, lora_layers, merge_lora, unmerge_lora
+from mlzoo.nets.lora import add_lora, lora_layers
 from mlzoo.nets.pretrained import timm_backbone
 
 MODES = ("linear", "full", "lora", "scratch")
@@ -191,12 +191,6 @@ class TransferModule(SupervisedModule):
         super().on_train_epoch_start()
         self.log("params/trainable", float(self.trainable_params), on_epoch=True)
         self.log("params/trainable_fraction", self.trainable_fraction, on_epoch=True)
-
-    def merge_lora(self) -> None:
-        merge_lora(self.backbone)
-
-    def unmerge_lora(self) -> None:
-        unmerge_lora(self.backbone)
 
 
 class ImageAdapter(nn.Module):

@@ -79,8 +79,3 @@ def small_resnet18(
     net.conv1 = nn.Conv2d(int(in_channels), 64, kernel_size=3, stride=1, padding=1, bias=False)
     net.maxpool = nn.Identity()
     return net
-
-
-def count_parameters(net: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in net.parameters() if p.requires_grad)
