@@ -184,13 +184,15 @@ def tiny_llama_params(folder: str):
 def test_dpo_runs_on_a_hugging_face_policy_with_lora(tmp_path: Path) -> None:
     folder = str(tiny_llama(tmp_path / "m"))
     overrides = ["model=dpo", f"model.policy={folder}", "model.sft_checkpoint=null", LORA]
-    summary = run_training([*overrides, "trainer=debug", "logger=none"], tmp_path / "logs")
+    overrides += ["model.long_budget=6", "trainer=debug", "logger=none"]
+    summary = run_training(overrides, tmp_path / "logs")
     m = summary["metrics"]
     assert {
         "test/reward_accuracy",
         "test/kl",
         "test/accuracy",
         "test/reference_accuracy",
+        "test/reference_accuracy_6_tokens",  # over all test prompts at the epoch's end
     } <= m.keys()
 
 

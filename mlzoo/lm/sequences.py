@@ -133,8 +133,10 @@ def sample(
     return out
 
 
-def greedy_right(lm: nn.Module, tokenizer, prompts: Sequence[str], score, budget: int) -> Tensor:
+def greedy_right(
+    lm: nn.Module, tokenizer, prompts: Sequence[str], score, budget: int, batch_size: int = 64
+) -> Tensor:
     """1.0 where the greedy answer (temperature 0, ``budget`` new tokens) to a prompt is right,
     ``score(prompt, answer) == 0``, else 0.0: (len(prompts),)."""
-    answers = sample(lm, tokenizer, prompts, budget, 0.0)
+    answers = sample(lm, tokenizer, prompts, budget, 0.0, batch_size=batch_size)
     return torch.tensor([score(p, y) == 0 for p, y in zip(prompts, answers, strict=True)]).float()

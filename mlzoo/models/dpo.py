@@ -162,6 +162,7 @@ class DPOModule(TrainedWeightsOnly, ZooModule):
         self._ref_cache: dict[tuple[str, str, str], tuple[float, float]] = {}
         self._ref_greedy: dict[str, float] = {}  # pi_ref's greedy answer right (1.0) or not
         self.pairs_sampled: list[dict[str, str]] | None = None
+        self._long_prompts: list[str] = []  # test prompts for the long-budget reference pass
 
     def _from_sft_checkpoint(self, sft_checkpoint: str | None, log_dir: str, lora) -> None:
         from mlzoo.core.checkpoint import load_checkpoint, resolve_checkpoint
@@ -356,20 +357,25 @@ class DPOModule(TrainedWeightsOnly, ZooModule):
             self._step(batch, stage)
         n, task = len(batch["prompt"]), getattr(self.trainer.datamodule, "task", None)
         if stage == "test" and self.hparams.long_budget and task is not None:
-            key = f"test/reference_accuracy_{self.hparams.long_budget}_tokens"
-            # the reference with room to work the sum out in words: learning to answer in the
-            # asked format, told apart from learning to add
-            right = greedy_right(
-                self.reference,
-                self.tokenizer,
-                batch["prompt"],
-                task.score,
-                self.hparams.long_budget,
-            )
-            self.log(key, right.mean(), batch_size=n)
+            self._long_prompts.extend(batch["prompt"])  # answered at the epoch's end, batched
         for key, value in self.compare_samples(batch["prompt"]).items():
             prog = key in ("win_rate", "accuracy")
             self.log(f"{stage}/{key}", value, batch_size=n, sync_dist=True, prog_bar=prog)
+
+    def on_test_epoch_end(self) -> None:
+        """The reference with room to work the sum out in words (``long_budget`` new tokens):
+        learning to answer in the asked format, told apart from learning to add. All test
+        prompts at once, so that generation runs in batches of ``sample_batch_size``."""
+        prompts, self._long_prompts = self._long_prompts, []
+        task = getattr(self.trainer.datamodule, "task", None)
+        if not prompts or task is None:
+            return
+        hp = self.hparams
+        right = greedy_right(
+            self.reference, self.tokenizer, prompts, task.score, hp.long_budget,
+            hp.sample_batch_size,
+        )  # fmt: skip
+        self.log(f"test/reference_accuracy_{hp.long_budget}_tokens", right.mean(), sync_dist=True)
 
     def validation_step(self, batch: dict[str, list[str]], batch_idx: int) -> None:
         self._evaluate(batch, "val")
