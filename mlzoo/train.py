@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from mlzoo.core import guard
-from mlzoo.core.build import instantiate_all, instantiate_model
+from mlzoo.core.build import build_run
 from mlzoo.core.errors import ZooError
 from mlzoo.core.files import (
     check_can_create,
@@ -41,14 +41,13 @@ from mlzoo.core.files import (
     write_text_atomically,
 )
 from mlzoo.core.resume import (
-    changed_settings,
-    check_fits,
     is_rank_zero_process,
     lock_run,
     resolve_resume,
     resume_record,
 )
-from mlzoo.core.targets import allowed_by_user, check_config
+from mlzoo.core.sweep import register_resolvers
+from mlzoo.core.targets import check_config
 from mlzoo.core.typecheck import check_types, check_values
 
 log = logging.getLogger("mlzoo")
@@ -64,6 +63,7 @@ def _config_dir() -> str:
 
 
 CONFIG_DIR = _config_dir()
+register_resolvers()  # ${mlzoo_run_label:...}: sweep run folders (configs/hydra/default.yaml)
 
 
 _QUIETED = False
@@ -176,25 +176,39 @@ def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _log_hparams(loggers: list[Any], cfg: DictConfig) -> None:
-    """HPARAMS tab: every hyperparameter, with the monitored metric and its test counterpart;
-    Text tab: the resolved config."""
+    """HPARAMS tab: this run's hyperparameters as a session; Text tab: the resolved config.
+
+    Only the session is written, not an hparams *experiment*: TensorBoard shows one experiment
+    per log folder, picking any run's when several wrote one, and hides the hyperparameters and
+    metrics of every other run. Without one it takes the union of all runs' hyperparameters and
+    scalars, so any mix of concepts and sweeps compares (hp/monitor: one column every run has)."""
     from lightning.pytorch.loggers import TensorBoardLogger
     from torch.utils.tensorboard.summary import hparams
 
-    monitor = cfg.monitor.metric
-    metrics = {monitor: 0.0, monitor.replace("val/", "test/", 1): 0.0}
     for lg in loggers:
         if isinstance(lg, TensorBoardLogger):
-            # Only the experiment definition is written, never a fake metric value: TensorBoard
-            # reads the columns' values from the real scalars of the same names.
             writer = lg.experiment._get_file_writer()
-            for summary in hparams(_flat_hparams(cfg), metrics):
-                writer.add_summary(summary)
+            _experiment, session_start, session_end = hparams(_flat_hparams(cfg), {})
+            writer.add_summary(session_start)
+            writer.add_summary(session_end)
             # The resolved config in the Text tab (indented: Markdown shows it as code).
             config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
             lg.experiment.add_text("config", "    " + config_yaml.replace("\n", "\n    "))
         elif hasattr(lg, "log_hyperparams"):
             lg.log_hyperparams(_flat_hparams(cfg))
+
+
+def _log_monitor(trainer: Any, best: float | None) -> None:
+    """hp/monitor: the best value of the run's monitored metric (its name is the hparam
+    monitor/metric), the one HPARAMS column every concept's runs share."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    if best is None or not math.isfinite(best):
+        return
+    for lg in trainer.loggers:
+        if isinstance(lg, TensorBoardLogger):
+            lg.experiment.add_scalar("hp/monitor", best, trainer.global_step)
+            lg.experiment.flush()
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,23 +252,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     _quiet_known_noise()
     _drop_nvml_check_without_a_driver()
     fresh_dir = Path(cfg.paths.output_dir)
-    earlier = run_artifacts(fresh_dir, ignore=(".hydra", "train.log"))  # Hydra's, just written
-    if earlier and is_rank_zero_process():  # (DDP's other ranks join rank zero's new folder)
-        # paths.output_dir points at an earlier run: refused before anything is written there
-        if HydraConfig.initialized():  # Hydra's own new folder (its .hydra/, train.log) goes
-            own = Path(HydraConfig.get().runtime.output_dir)
-            if own.resolve() != fresh_dir.resolve():
-                _discard(own, {p.name for p in own.glob("*")} - {".hydra", "train.log"})
-        raise ZooError(
-            f"paths.output_dir={fresh_dir} already holds a run ({', '.join(earlier)}); choose a "
-            "new folder (to continue that run: ckpt_path=<its checkpoints/last.ckpt>)"
-        )
+    _refuse_an_earlier_run(fresh_dir)
     # What the folder held before this run (Hydra only adds .hydra/ and train.log to a new one).
     keep = {p.name for p in fresh_dir.glob("*")} - {".hydra", "train.log"}
     with contextlib.ExitStack() as held:  # holds a resumed run's lock until the run ends
         try:
             ckpt_path, run_dir = _preflight(cfg, fresh_dir, keep, held)
-            datamodule, model, loggers, trainer = _build(cfg, ckpt_path, run_dir != fresh_dir)
+            datamodule, model, loggers, trainer = build_run(cfg, ckpt_path, run_dir != fresh_dir)
         except (ZooError, InstantiationException, OmegaConfBaseException, *_USER_MISTAKES) as err:
             _discard(fresh_dir, keep)
             raise ZooError(_one_line(err)) from None
@@ -276,6 +280,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             f"{resume_from}; resume with ckpt_path={resume_from}"
         )
     return summary
+
+
+def _refuse_an_earlier_run(fresh_dir: Path) -> None:
+    """paths.output_dir pointing at an earlier run is refused before anything is written there
+    (only Hydra's own new folder, its .hydra/ and train.log, is removed)."""
+    earlier = run_artifacts(fresh_dir, ignore=(".hydra", "train.log"))  # Hydra's, just written
+    if not earlier or not is_rank_zero_process():  # (DDP's other ranks join rank zero's folder)
+        return
+    if HydraConfig.initialized():
+        own = Path(HydraConfig.get().runtime.output_dir)
+        if own.resolve() != fresh_dir.resolve():
+            _discard(own, {p.name for p in own.glob("*")} - {".hydra", "train.log"})
+    raise ZooError(
+        f"paths.output_dir={fresh_dir} already holds a run ({', '.join(earlier)}); choose a "
+        "new folder (to continue that run: ckpt_path=<its checkpoints/last.ckpt>)"
+    )
 
 
 def _close_loggers(loggers: list[Any]) -> None:
@@ -310,45 +330,6 @@ def _preflight(
     except OSError as err:
         raise fault(err, run_dir, "create the run folder") from None
     return ckpt_path, run_dir
-
-
-def _build(cfg: DictConfig, ckpt_path: str | None, resumed_in_place: bool) -> tuple:
-    """(data module, model, loggers, Trainer), with a resumed checkpoint checked against them."""
-    import lightning as L
-
-    if cfg.get("torch_threads") is not None:
-        import torch
-
-        torch.set_num_threads(int(cfg.torch_threads))
-    if cfg.get("seed") is not None:  # `if cfg.seed:` would skip seed=0
-        L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    with allowed_by_user(cfg.get("allow_targets") or ()):  # a backbone checkpoint, say
-        datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
-        model = instantiate_model(cfg.model, datamodule)
-    callbacks = instantiate_all(cfg.get("callbacks"))
-    loggers = instantiate_all(cfg.get("logger"))
-    clip = {}
-    if not model.automatic_optimization and cfg.trainer.get("gradient_clip_val"):
-        # Lightning clips only under automatic optimization (and refuses the setting
-        # otherwise): a manual-optimization concept clips itself, in ZooModule.clip_manual
-        model.manual_clip_val = float(cfg.trainer.gradient_clip_val)
-        model.manual_clip_algorithm = cfg.trainer.get("gradient_clip_algorithm") or "norm"
-        clip = {"gradient_clip_val": None, "gradient_clip_algorithm": None}
-    trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, **clip
-    )
-    if ckpt_path is not None:
-        check_fits(ckpt_path, model, bool(cfg.get("trust_checkpoint")))
-        if resumed_in_place:
-            for line in changed_settings(cfg, Path(cfg.paths.output_dir)):
-                log.info(f"Resume applies a changed setting: {line}")
-    if cfg.get("compile"):
-        # the networks, not the LightningModule (metrics and logging stay eager); in place,
-        # so state_dict keys and checkpoints are the same as without compiling
-        for child in model.children():
-            if any(True for _ in child.parameters()):
-                child.compile()
-    return datamodule, model, loggers, trainer
 
 
 def _fit(
@@ -437,6 +418,7 @@ def _summarize(
         "status": status,
     }
     if trainer.is_global_zero:
+        _log_monitor(trainer, summary["monitor"]["best"])
         write_text_atomically(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         _print_summary(summary)
     return summary

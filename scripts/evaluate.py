@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -35,11 +36,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from mlzoo.core.checkpoint import load_checkpoint
     from mlzoo.core.errors import ZooError
-    from mlzoo.rl.episodes import run_episodes
+    from mlzoo.rl.agent import RLModule
 
     try:
         model, envs, _ = load_checkpoint(args.checkpoint, allow_targets=args.allow_targets)
-        if not callable(getattr(model, "act", None)) or not hasattr(envs, "make_env"):
+        if not isinstance(model, RLModule) or not hasattr(envs, "make_env"):
             raise ZooError(f"{type(model).__name__} is not an RL agent (no act())")
         kwargs = {}
         if args.video:
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
             except ImportError:
                 raise ZooError("--video needs `pip install moviepy`") from None
             kwargs["render_mode"] = "rgb_array"
+            # frames are drawn off screen: SDL's dummy video driver needs no display and does not
+            # print "error: XDG_RUNTIME_DIR is invalid" where no desktop session is running
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         env = envs.make_env(args.seed, **kwargs)  # with the run's wrappers
         if args.video:
             from gymnasium.wrappers import RecordVideo
@@ -55,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             folder = args.checkpoint.resolve().parent.parent / "videos"
             folder = folder / f"{args.checkpoint.stem}-{datetime.now():%Y-%m-%d_%H-%M-%S_%f}"
             env = RecordVideo(env, str(folder), episode_trigger=lambda i: True)
-        to_env = getattr(model, "_env_action", lambda a: a.numpy())  # PPO clips to the box
-        returns = run_episodes(env, lambda obs: to_env(model.act(obs))[0], args.episodes, args.seed)
+        returns = model.evaluate(args.episodes, env, args.seed)  # greedy, as in training
         env.close()
         r = np.array(returns)
         out = {

@@ -33,11 +33,11 @@ CASES: list[tuple[list[str], str]] = [
     (["modle=mlp"], "modle"),
     (["MODEL=mlp"], "MODEL"),
     # typo'd keys
-    (["trainer.max_epoch=3"], "max_epoch"),
+    (["trainer.max_epoch=3"], "did you mean trainer.max_epochs"),
     (["model.lrr=0.1"], "lrr"),
-    (["data.batchsize=8"], "batchsize"),
-    (["seeds=1"], "seeds"),
-    (["model.net.hidden_size=[8]"], "hidden_size"),
+    (["data.batchsize=8"], "did you mean data.batch_size?"),
+    (["seeds=1"], "did you mean seed?"),
+    (["model.net.hidden_size=[8]"], "did you mean model.net.hidden_sizes?"),
     # malformed overrides
     (["trainer.max_epochs"], "trainer.max_epochs"),
     (["=3"], "=3"),

@@ -297,3 +297,12 @@ def test_sigkill_at_random_moments_always_leaves_loadable_checkpoints(tmp_path: 
     assert out.returncode == 0, out.stderr[-2000:]
     [summary] = summaries(tmp_path / "logs")
     assert summary["status"] == "completed" and summary["epochs"] == epochs
+
+
+def test_an_option_a_concept_would_ignore_is_refused_naming_it(tmp_path: Path) -> None:
+    """PPO anneals its own learning rate: a scheduler it would silently skip is one line."""
+    out = cli("model=ppo", "scheduler=cosine", "trainer=debug", cwd=tmp_path)
+    assert out.returncode == 1, out.stderr[-2000:]
+    [line] = out.stderr.strip().splitlines()
+    assert "CosineAnnealingLR" in line and "scheduler=none" in line, line
+    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("*.ckpt"))

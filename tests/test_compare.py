@@ -37,6 +37,28 @@ def test_a_2x2_sweep_gives_4_runs_and_a_4_row_table(tmp_path: Path, capsys) -> N
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert compare.main([str(sweep), "--model", "cnn"]) == 1  # filtered out: a clear error
     capsys.readouterr()
-    assert compare.main([str(sweep), "--glob", "0-mlp*"]) == 0
+    names = sorted(Path(s["run_dir"]).name.split("-", 1)[1] for s in found)
+    assert names == [
+        f"model.optimizer.lr={lr},seed={seed}" for lr in ("0.001", "0.01") for seed in (0, 1)
+    ]
+    assert compare.main([str(sweep), "--glob", "*lr=0.01,seed=0"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 2 + 1
     assert compare.main([str(tmp_path / "nowhere")]) == 1
+
+
+def test_sweep_run_labels_name_what_was_swept() -> None:
+    from mlzoo.core.sweep import MAX_LABEL, run_label
+
+    argv = ["-m", "optimizer=sgd,adamw", "seed=range(2)", "trainer=debug"]
+    assert run_label(["optimizer=sgd", "seed=1", "trainer=debug"], "mlp-digits", argv) == (
+        "optimizer=sgd,seed=1"
+    )
+    # a preset's own sweep (its hydra.sweeper.params): every job override not fixed on the line
+    argv = ["-m", "experiment=transfer_modes"]
+    assert (
+        run_label(["experiment=transfer_modes", "model.mode=lora"], "x", argv) == "model.mode=lora"
+    )
+    assert run_label(["trainer=debug"], "mlp-digits", ["-m", "trainer=debug"]) == "mlp-digits"
+    assert "/" not in run_label(["data.root=/a/b"], "x") and " " not in run_label(["k='a b'"], "x")
+    long = run_label([f"model.net.hidden_sizes=[{','.join(['1024'] * 20)}]"], "x")
+    assert len(long) == MAX_LABEL and long.startswith("model.net.hidden_sizes=")

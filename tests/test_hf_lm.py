@@ -16,7 +16,7 @@ from mlzoo.core.errors import ZooError
 from mlzoo.lm.arithmetic import ArithmeticTask
 from mlzoo.models.dpo import on_policy_pairs
 
-from conftest import load_script, run_training
+from conftest import ROOT, load_script, run_training
 
 QUESTION = "What is {a} + {b}? Answer with the number only."
 TEMPLATE = (
@@ -351,10 +351,13 @@ def test_the_dpo_benchmark_runs_the_zoo_and_trl_on_the_same_tokens(tmp_path: Pat
     import json
 
     pytest.importorskip("trl")
-    bench, benchmark = load_script("bench_dpo"), load_script("benchmark")
+    bench = load_script("bench_dpo")
+    with pytest.MonkeyPatch.context() as patch:  # scripts/ on sys.path for the bench package
+        patch.syspath_prepend(str(ROOT / "scripts"))
+        from bench.dpo import dpo_pairs
     folder = tiny_llama(tmp_path / "m")
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps(p) + "\n" for p in benchmark._dpo_pairs(12)))
+    pairs.write_text("".join(json.dumps(p) + "\n" for p in dpo_pairs(12)))
     results = {}
     for library in ("zoo", "trl"):
         args = [library, "--model", str(folder), "--pairs", str(pairs), "--steps", "3"]

@@ -181,6 +181,19 @@ def test_sft_and_dpo_run_with_a_tiny_hugging_face_gpt2(tmp_path: Path, run) -> N
     assert math.isfinite(sft["metrics"]["test/loss"])
     dpo = run(["model=dpo", f"model.sft_checkpoint={sft['best_checkpoint']}", "trainer=debug"])
     assert {"test/win_rate", "test/kl", "test/reward_accuracy"} <= dpo["metrics"].keys()
+    # a few greedy answers per validation in the Text tab: SFT's, DPO's beside the reference's
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for summary, columns in (
+        (sft, "| prompt | answer |"),
+        (dpo, "| prompt | policy | reference |"),
+    ):
+        events = EventAccumulator(summary["run_dir"])
+        events.Reload()
+        texts = events.PluginTagToContent("text")
+        [tag] = [t for t in texts if t.startswith("val/samples")]
+        table = events.Tensors(tag)[-1].tensor_proto.string_val[0].decode()
+        assert table.startswith(columns) and table.count("\n") >= 3, table
 
 
 def test_a_hugging_face_tokenizer_with_its_model(tmp_path: Path, run) -> None:

@@ -81,6 +81,37 @@ def test_few_steps_of_every_model_and_data(
     assert Path(summary["best_checkpoint"]).is_file()
     assert (run_dir / "config.yaml").is_file()
     assert list(run_dir.glob("events.out.tfevents.*")), "no TensorBoard events in the run folder"
+    if data == DATA_FOR_MODEL.get(model, [None])[0]:  # once per concept: Lightning's loader
+        import mlzoo
+
+        ckpt = run_dir / "checkpoints" / "last.ckpt"
+        loaded = mlzoo.load(ckpt)
+        again = type(loaded).load_from_checkpoint(ckpt)
+        assert not again.training and again.state_dict().keys() == loaded.state_dict().keys()
+        for key, value in loaded.state_dict().items():
+            assert torch.equal(value, again.state_dict()[key]), key
+
+
+def test_supervised_concepts_predict_with_lightning(run) -> None:
+    """MLPModule.load_from_checkpoint + trainer.predict: class probabilities whose argmax scores
+    the test accuracy summary.json reports; another concept's loader refuses the file."""
+    import lightning as L
+
+    from mlzoo.data.sklearn import DigitsDataModule
+    from mlzoo.models.cnn import CNNModule
+    from mlzoo.models.mlp import MLPModule
+
+    summary = run(["trainer.max_epochs=2", "logger=none"])  # tests the whole test split
+    model = MLPModule.load_from_checkpoint(summary["best_checkpoint"])
+    dm = DigitsDataModule()
+    dm.setup()
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    probs = torch.cat(trainer.predict(model, dataloaders=dm.test_dataloader()))
+    assert torch.allclose(probs.sum(dim=1), torch.ones(len(probs)), atol=1e-5)
+    acc = float((probs.argmax(dim=1) == dm.splits["test"].y).float().mean())
+    assert acc == pytest.approx(summary["metrics"]["test/acc"], abs=1e-4)
+    with pytest.raises(TypeError, match="holds a MLPModule, not a CNNModule"):
+        CNNModule.load_from_checkpoint(summary["best_checkpoint"])
 
 
 def test_checkpoints_load_with_weights_only(run) -> None:
@@ -99,10 +130,12 @@ def test_tensorboard_gets_scalars_and_hparams(run) -> None:
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss_step", "val/loss", "val/acc", "test/acc", "train/lr"} <= scalars
     assert "test/confusion_matrix" in events.Tags()["images"]
+    assert "hp/monitor" in scalars  # the monitored metric's best value, in every concept's runs
     plugins = events.PluginTagToContent("hparams")
-    assert "_hparams_/experiment" in plugins and "_hparams_/session_start_info" in plugins
-    experiment = plugins["_hparams_/experiment"].decode("utf-8", "ignore")
-    assert "val/loss" in experiment and "model/net/hidden_sizes" in experiment
+    # a session only: an experiment summary would hide every other run's hparams (issue 24)
+    assert "_hparams_/session_start_info" in plugins and "_hparams_/experiment" not in plugins
+    session = plugins["_hparams_/session_start_info"].decode("utf-8", "ignore")
+    assert "model/net/hidden_sizes" in session and "monitor/metric" in session
     config_text = events.PluginTagToContent("text")
     assert any("config" in tag for tag in config_text), config_text.keys()
 

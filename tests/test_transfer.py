@@ -135,16 +135,32 @@ def test_frozen_backbone_keeps_batch_norm_statistics(run, tmp_path: Path) -> Non
     assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-4])  # backbone at 0.1 x
 
 
+def test_newest_run_is_resolved_by_the_entry_point_and_recorded(run, tmp_path: Path) -> None:
+    """model.backbone.checkpoint=newest:simclr-digits (the default) reaches the concept as the file
+    train.py found, and the run's config.yaml and checkpoint record that file."""
+    from omegaconf import OmegaConf
+
+    logs = tmp_path / "logs"
+    pre = run(["model=simclr", "trainer=debug", "logger=none"], logs)
+    found = sorted(Path(pre["run_dir"]).glob("checkpoints/best-*.ckpt"))[0].resolve()
+    transfer = run(["model=transfer", "trainer=debug", "logger=none"], logs)
+    recorded = OmegaConf.load(Path(transfer["run_dir"]) / "config.yaml")
+    assert recorded.model.backbone.checkpoint == str(found)
+    ckpt = torch.load(transfer["last_checkpoint"], weights_only=True)
+    assert ckpt["hyper_parameters"]["backbone"]["checkpoint"] == str(found)
+
+
 def test_transfer_errors_are_one_clear_line(tmp_path: Path, monkeypatch) -> None:
     from mlzoo.core.errors import ZooError
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty weights cache
+    from mlzoo.core.build import resolve_checkpoint
     from mlzoo.models.transfer import TransferModule
 
     with pytest.raises(ZooError, match="train one first"):
-        TransferModule(
-            torch.optim.Adam, {"checkpoint": "newest:simclr-digits", "log_dir": str(tmp_path)}
-        )
+        resolve_checkpoint("newest:simclr-digits", tmp_path, "model.backbone.checkpoint")
+    with pytest.raises(ZooError, match=r"resolved by train\.py"):  # a concept never searches
+        TransferModule(torch.optim.Adam, {"checkpoint": "newest:simclr-digits"})
     with pytest.raises(ZooError, match="TORCH_HOME"):
         TransferModule(torch.optim.Adam, {"torchvision": "resnet18", "weights": "DEFAULT"})
     model = TransferModule(

@@ -1,10 +1,10 @@
 """Lightning's rich progress bar, its training bar updated at most ``refresh_rate`` times a second.
 
 RichProgressBar redraws from a background thread at ``refresh_rate`` per second, but it updates
-its task and re-collects the logged metrics on every training batch: ~0.3 ms a step, a tenth of
-the MLP's whole step on digits (measured with `python scripts/benchmark.py overhead`). Here a
-batch updates the bar only when 1/refresh_rate seconds have passed since the last update, or
-when it ends the epoch; what is drawn is the same.
+its task and re-collects the logged metrics on every training batch, a cost that shows beside a
+small model's whole step (figures: BENCHMARKS.md, Figures moved from code comments). Here a batch
+updates the bar only when 1/refresh_rate seconds have passed since the last update, or when it
+ends the epoch; what is drawn is the same.
 """
 
 from __future__ import annotations

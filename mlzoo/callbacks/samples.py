@@ -30,9 +30,17 @@ class SampleQuality(Callback):
         self.every_n_epochs, self.seed = every_n_epochs, seed
         self._scorer: SampleScorer | None = None
 
+    # A smoke run (trainer=debug: 6 steps) gets a 1-epoch classifier, cached under its own name:
+    # its scores only show that scoring works, and it starts in seconds instead of a minute.
+    SMOKE_STEPS = 100
+
     def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
         if self._scorer is None:  # the feature classifier: cached, or trained now (not in the loop)
-            self._scorer = SampleScorer(trainer.datamodule, self.cache_dir)
+            smoke = 0 < trainer.max_steps <= self.SMOKE_STEPS
+            epochs = 1 if smoke else None
+            self._scorer = SampleScorer(
+                trainer.datamodule, self.cache_dir, classifier_epochs=epochs
+            )
 
     def _score(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
         assert self._scorer is not None

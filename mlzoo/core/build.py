@@ -7,10 +7,19 @@ here, so every object a config names has passed mlzoo.core.targets' check first.
 from __future__ import annotations
 
 import inspect
+import logging
+from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig
+
+from mlzoo.core.errors import ZooError
+from mlzoo.core.resume import changed_settings, check_fits
+from mlzoo.core.targets import allowed_by_user
+
+log = logging.getLogger("mlzoo")
+NEWEST = "newest:"
 
 
 def instantiate_model(model_cfg: DictConfig, datamodule: Any) -> Any:
@@ -25,3 +34,83 @@ def instantiate_model(model_cfg: DictConfig, datamodule: Any) -> Any:
 def instantiate_all(group: DictConfig | None) -> list[Any]:
     """Every entry of a config group (callbacks, loggers), skipping the ones set to null."""
     return [hydra.utils.instantiate(c) for c in (group or {}).values() if c is not None]
+
+
+def resolve_checkpoint(spec: str | Path, log_dir: str | Path, option: str) -> Path:
+    """A checkpoint file, or ``newest:<run name>``: the best (else last) checkpoint of the newest
+    run of that name under log_dir/runs/. ``option`` names the setting in error messages."""
+    if not str(spec).startswith("newest:"):
+        return Path(spec)
+    name = str(spec).split(":", 1)[1]
+    runs = sorted(Path(log_dir).glob(f"runs/{name}/*/checkpoints"), key=lambda p: p.parent.name)
+    for ckpts in reversed(runs):
+        best = sorted(ckpts.glob("best-*.ckpt"))
+        for candidate in [*best, ckpts / "last.ckpt"]:
+            if candidate.is_file():
+                return candidate
+    model = name.split("-")[0]
+    raise ZooError(
+        f"{option}: no checkpoint of a {name} run under {log_dir}/runs/; train one first "
+        f"(python train.py model={model}) or set {option}=<file>"
+    )
+
+
+def resolve_newest(cfg: DictConfig) -> None:
+    """Every ``newest:<run name>`` setting under ``model`` (DPO's sft_checkpoint, a transfer
+    backbone's checkpoint) replaced, in place, by the checkpoint file it names today under
+    paths.log_dir: the run's config.yaml then records that file, and reloading the run never
+    picks up a newer one. Concepts get files only."""
+
+    def walk(node: DictConfig, where: str) -> None:
+        for key in list(node.keys()):
+            value = node.get(key)
+            if isinstance(value, DictConfig):
+                walk(value, f"{where}.{key}")
+            elif isinstance(value, str) and value.startswith(NEWEST):
+                found = resolve_checkpoint(value, cfg.paths.log_dir, f"{where}.{key}")
+                node[key] = str(found.resolve())
+
+    if isinstance(cfg.get("model"), DictConfig):
+        walk(cfg.model, "model")
+
+
+def build_run(cfg: DictConfig, ckpt_path: str | None, resumed_in_place: bool) -> tuple:
+    """(data module, model, loggers, Trainer) of a checked config, seeded; ``newest:<run>``
+    settings resolved (in cfg, so the run's config.yaml records the file); a resumed checkpoint
+    checked against the model."""
+    import lightning as L
+
+    if cfg.get("torch_threads") is not None:
+        import torch
+
+        torch.set_num_threads(int(cfg.torch_threads))
+    if cfg.get("seed") is not None:  # `if cfg.seed:` would skip seed=0
+        L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    resolve_newest(cfg)
+    with allowed_by_user(cfg.get("allow_targets") or ()):  # a backbone checkpoint, say
+        datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+        model = instantiate_model(cfg.model, datamodule)
+    callbacks = instantiate_all(cfg.get("callbacks"))
+    loggers = instantiate_all(cfg.get("logger"))
+    clip = {}
+    if not model.automatic_optimization and cfg.trainer.get("gradient_clip_val"):
+        # Lightning clips only under automatic optimization (and refuses the setting
+        # otherwise): a manual-optimization concept clips itself, in ZooModule.clip_manual
+        model.manual_clip_val = float(cfg.trainer.gradient_clip_val)
+        model.manual_clip_algorithm = cfg.trainer.get("gradient_clip_algorithm") or "norm"
+        clip = {"gradient_clip_val": None, "gradient_clip_algorithm": None}
+    trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, **clip
+    )
+    if ckpt_path is not None:
+        check_fits(ckpt_path, model, bool(cfg.get("trust_checkpoint")))
+        if resumed_in_place:
+            for line in changed_settings(cfg, Path(cfg.paths.output_dir)):
+                log.info(f"Resume applies a changed setting: {line}")
+    if cfg.get("compile"):
+        # the networks, not the LightningModule (metrics and logging stay eager); in place,
+        # so state_dict keys and checkpoints are the same as without compiling
+        for child in model.children():
+            if any(True for _ in child.parameters()):
+                child.compile()
+    return datamodule, model, loggers, trainer

@@ -162,6 +162,7 @@ def load_checkpoint(
             for key, value in recorded.items():
                 if key in cfg.model:
                     cfg.model[key] = value
+            _drop_retired_keys(cfg.model)
     except Exception as err:  # a value OmegaConf cannot hold (a tensor, say): not a zoo run's
         raise ZooError(f"{path}: unusable hyper_parameters ({_first_line(err)})") from None
     allowed = (*allow_targets, *user_allowed())
@@ -177,20 +178,20 @@ def load_checkpoint(
     return model.eval(), datamodule, cfg
 
 
-def resolve_checkpoint(spec: str | Path, log_dir: str | Path, option: str) -> Path:
-    """A checkpoint file, or ``newest:<run name>``: the best (else last) checkpoint of the newest
-    run of that name under log_dir/runs/. ``option`` names the setting in error messages."""
-    if not str(spec).startswith("newest:"):
-        return Path(spec)
-    name = str(spec).split(":", 1)[1]
-    runs = sorted(Path(log_dir).glob(f"runs/{name}/*/checkpoints"), key=lambda p: p.parent.name)
-    for ckpts in reversed(runs):
-        best = sorted(ckpts.glob("best-*.ckpt"))
-        for candidate in [*best, ckpts / "last.ckpt"]:
-            if candidate.is_file():
-                return candidate
-    model = name.split("-")[0]
-    raise ZooError(
-        f"{option}: no checkpoint of a {name} run under {log_dir}/runs/; train one first "
-        f"(python train.py model={model}) or set {option}=<file>"
-    )
+def _drop_retired_keys(model_cfg: DictConfig) -> None:
+    """Settings runs once recorded that no concept takes any more: ``log_dir`` (DPO, and a
+    transfer backbone's), where ``newest:<run>`` used to be looked up by the concept itself."""
+    model_cfg.pop("log_dir", None)
+    if isinstance(model_cfg.get("backbone"), DictConfig):
+        model_cfg.backbone.pop("log_dir", None)
+
+
+def require_file(spec: str | Path, option: str) -> Path:
+    """A checkpoint setting as a concept takes it: a file. ``newest:<run>`` is resolved by the
+    entry point (mlzoo.core.build.resolve_newest), never by a concept searching log folders."""
+    if str(spec).startswith("newest:"):
+        raise ZooError(
+            f"{option}={spec}: newest:<run> is resolved by train.py (mlzoo.core.build."
+            "resolve_newest); in Python, pass a checkpoint file"
+        )
+    return Path(spec)

@@ -74,6 +74,40 @@ def _check_new_folder(cfg: DictConfig, option: str) -> None:
             raise ZooError(f"{option}={path} is not empty; choose a new folder for the sweep")
 
 
+def _nearest_keys(message: str, overrides: list[str], compose_with) -> str | None:
+    """For Hydra's "Could not override 'a.b'" (a key no config has): the nearest keys that
+    exist, instead of Hydra's hint to add it with +a.b (which then fails as an unexpected
+    argument). None for any other composition error."""
+    import difflib
+
+    found = re.match(r"Could not override '([^']+)'", message)
+    if not found:
+        return None
+    key = found.group(1)
+    rest = [o for o in overrides if o.split("=", 1)[0].lstrip("~+") != key]
+    try:
+        cfg = compose_with(rest)
+    except Exception:
+        return None
+    keys: list[str] = []
+
+    def walk(node, prefix: str) -> None:
+        for k, v in node.items():
+            path = f"{prefix}.{k}" if prefix else str(k)
+            keys.append(path)
+            if isinstance(v, dict):
+                walk(v, path)
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+    close = difflib.get_close_matches(key, [k for k in keys if not k.startswith("hydra.")], 2, 0.8)
+    close = close or difflib.get_close_matches(key.rsplit(".", 1)[-1], keys, 2, 0.8)
+    guess = f"; did you mean {' or '.join(close)}?" if close else ""
+    return (
+        f"{key} is not a setting of this config{guess} (a new key of your own: "
+        f"+{key}=<value>; python train.py --cfg job lists every setting)"
+    )
+
+
 def install() -> None:
     """Check every config Hydra composes from now on, before Hydra configures logging or builds its
     callbacks, launcher or sweeper; the first composition (the command line's) also refuses a
@@ -87,12 +121,21 @@ def install() -> None:
     if _GUARDED:
         return
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.errors import ConfigCompositionException
     from hydra.types import RunMode
 
     compose = ConfigLoaderImpl.load_configuration
 
     def checked(self, config_name, overrides, run_mode, *args, **kwargs):  # type: ignore[no-untyped-def]
-        cfg = compose(self, config_name, overrides, run_mode, *args, **kwargs)
+        try:
+            cfg = compose(self, config_name, overrides, run_mode, *args, **kwargs)
+        except ConfigCompositionException as err:
+            hint = _nearest_keys(str(err), list(overrides), lambda o: compose(
+                self, config_name, o, run_mode, *args, **kwargs))  # fmt: skip
+            if hint is None:
+                raise
+            print(f"error: {hint}", file=sys.stderr)
+            sys.exit(1)
         try:
             # Hydra's own section: what Hydra builds before the run starts. The rest is checked
             # by train() before it builds anything (resolving it here would import torch and

@@ -55,39 +55,44 @@ class ZooModule(L.LightningModule):
     def _clip_value(self, default: float | None) -> float | None:
         return self.manual_clip_val if self.manual_clip_val is not None else default
 
-    def optimizer_update(
-        self, optimizer: Any, loss: torch.Tensor, max_grad_norm: float | None = None
-    ) -> None:
-        """One gradient step for a manual-optimization concept: zero_grad, backward, clip, step.
+    def plain_optimizer(self, index: int = 0) -> Any:
+        """The optimizer of a concept that updates many times per training_step (DQN: 128
+        updates per 256 env steps; PPO: 20 epochs of minibatches per rollout), to be stepped as
+        CleanRL writes it: ``opt.zero_grad(); self.manual_backward(loss); self.clip_manual(opt);
+        opt.step()``.
 
-        Lightning's manual path (manual_backward, then LightningOptimizer.step) calls every
-        callback's backward and optimizer hooks around each update: ~0.35 ms on a CPU, most of
-        what made DQN (128 small updates per 256 env steps) slower than Stable-Baselines3. In one
-        process without fp16 loss scaling nothing needs those hooks, so the update runs on the
-        torch optimizer itself and the trainer's step counter is advanced as Lightning would.
-        """
+        Lightning's own optimizer (``self.optimizers()``) runs every callback's optimizer hooks
+        around each step: a DQN run is about a third slower with it (BENCHMARKS.md, "Figures
+        moved from code comments"). In one process at a plain precision nothing needs those
+        hooks, so this returns a ``StepCounter`` over the torch optimizer: zero_grad and step go
+        straight to torch, and each step advances the trainer's global step as Lightning's step
+        would. Under DDP or fp16 loss scaling it returns Lightning's optimizer, which those need."""
+        optimizers = self.optimizers()
+        lightning_opt = optimizers[index] if isinstance(optimizers, list) else optimizers
         trainer = self.trainer
-        plain = trainer.world_size == 1 and str(trainer.precision) in _PLAIN_PRECISIONS
-        if not plain:
-            optimizer.zero_grad()
-            self.manual_backward(loss)
-            self.clip_manual(optimizer, max_grad_norm)
-            optimizer.step()
-            return
-        raw = optimizer.optimizer  # the torch optimizer inside Lightning's wrapper
-        raw.zero_grad()
-        loss.backward()
-        value = self._clip_value(max_grad_norm)
-        if value:
-            params = [p for group in raw.param_groups for p in group["params"]]
-            if self.manual_clip_algorithm == "value":
-                torch.nn.utils.clip_grad_value_(params, value)
-            else:
-                torch.nn.utils.clip_grad_norm_(params, value)
-        raw.step()
+        if trainer.world_size != 1 or str(trainer.precision) not in _PLAIN_PRECISIONS:
+            return lightning_opt
         progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
-        progress.increment_ready()  # global_step counts optimizer steps, as with opt.step()
-        progress.increment_completed()
+        return StepCounter(lightning_opt.optimizer, progress)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, **kwargs: Any):
+        """Lightning's loader, for zoo checkpoints: the model is rebuilt from its run folder's
+        config.yaml (the network, optimizer and data-sized arguments a concept is built with are
+        not all in its hyperparameters), as ``mlzoo.load`` does; eval mode."""
+        from mlzoo import load
+
+        if kwargs:
+            raise TypeError(
+                f"{cls.__name__}.load_from_checkpoint rebuilds the model from its run's "
+                f"config.yaml and takes no overrides ({', '.join(kwargs)})"
+            )
+        model = load(checkpoint_path)
+        if not isinstance(model, cls):
+            raise TypeError(
+                f"{checkpoint_path} holds a {type(model).__name__}, not a {cls.__name__}"
+            )
+        return model.to(map_location) if map_location is not None else model
 
     def param_groups(self) -> list[dict[str, Any]]:
         """What the optimizer trains: one group of every trainable parameter. A concept may split
@@ -114,3 +119,23 @@ class ZooModule(L.LightningModule):
         if optimizers:
             lr = float(optimizers[0].param_groups[0]["lr"])
             self.log("train/lr", lr, on_step=False, on_epoch=True)
+
+
+class StepCounter:
+    """A torch optimizer whose every ``step`` also counts as one of the trainer's optimizer steps
+    (``trainer.global_step``), for ZooModule.plain_optimizer."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, progress: Any) -> None:
+        self.optimizer, self._progress = optimizer, progress
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.optimizer.param_groups
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        self.optimizer.step()
+        self._progress.increment_ready()  # what LightningOptimizer.step counts: global_step
+        self._progress.increment_completed()

@@ -16,6 +16,8 @@ At test time a classifier also draws its confusion matrix into TensorBoard (Imag
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 from torchmetrics import MetricCollection
@@ -141,6 +143,15 @@ class SupervisedModule(ZooModule):
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int = 0) -> Tensor:
+        """Class probabilities (classification) or predictions in the target's own units
+        (regression), for ``trainer.predict``; a batch is ``x`` or ``(x, y)``."""
+        x = batch[0] if isinstance(batch, tuple | list) else batch
+        out = self(x)
+        if self.task == "classification":
+            return out.softmax(dim=-1)
+        return out.reshape(len(x), -1) * self.target_std + self.target_mean
 
     def on_train_epoch_end(self) -> None:
         if self._loss_n:

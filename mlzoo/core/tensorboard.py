@@ -60,3 +60,23 @@ def log_scalars(module: L.LightningModule, values: dict[str, float], step: int) 
         if isinstance(logger, TensorBoardLogger):
             for tag, value in values.items():
                 logger.experiment.add_scalar(tag, value, global_step=step)
+
+
+def log_table(module: L.LightningModule, tag: str, columns: dict[str, list[str]]) -> None:
+    """A Markdown table (columns of equal length) in TensorBoard's Text tab, at the current
+    step: e.g. prompts and the model's answers after each validation."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    if module.trainer is None or not module.trainer.is_global_zero:
+        return
+
+    def cell(text: str) -> str:  # one line, and no "|" that would end the cell
+        return " ".join(str(text).split()).replace("|", "\\|") or " "
+
+    names = list(columns)
+    lines = ["| " + " | ".join(names) + " |", "|" + " --- |" * len(names)]
+    rows = zip(*columns.values(), strict=True)
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    for logger in module.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_text(tag, "\n".join(lines), global_step=module.global_step)

@@ -8,11 +8,12 @@ so runs with different seeds are compared on the same held-out examples.
 Shuffling uses ``EpochSampler``: the order of epoch ``e`` is a function of (run seed, e) alone, so a
 run resumed from a checkpoint sees exactly the batches an uninterrupted run would have seen.
 
-``on_device=true`` keeps each split on the training device (a GPU: the whole of MNIST is 47 MB as
-uint8) and builds every batch there with one indexing operation, instead of a DataLoader collating
-examples one by one on the CPU and copying each batch over. The batches are the same ones, in the
-same order (``EpochBatches`` cuts ``EpochSampler``'s permutation); augmentation runs batched on the
-device (``train_batch_augmentation``), seeded by (run seed, epoch, batch).
+``on_device=true`` keeps each split on the training device (a GPU: MNIST's 60,000 training
+images are 47 MB as uint8) and builds every batch there with one indexing operation, instead of a
+DataLoader collating examples one by one on the CPU and copying each batch over. The batches are
+the same ones, in the same order (``EpochBatches`` cuts ``EpochSampler``'s permutation);
+augmentation runs batched on the device (``train_batch_augmentation``), seeded by (run seed,
+epoch, batch).
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ from torch import Tensor, nn
 
 from mlzoo.core.errors import ZooError
 
+# Prompts whose greedy answers SFT and DPO show after each validation (TensorBoard's Text tab).
+SHOWN = 4
+
 
 def pack(tokenizer, prompts: Sequence[str], responses: Sequence[str]) -> tuple[Tensor, Tensor]:
     """Right-padded ids of "[bos] prompt response [eos]" (tokenizer.prompt_ids: a chat model's

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import copy
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -58,9 +57,17 @@ from torch import Tensor
 
 from mlzoo.core.errors import ZooError
 from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
+from mlzoo.core.tensorboard import log_table
 from mlzoo.lm.hf import AdapterOff, TrainedWeightsOnly
 from mlzoo.lm.models import build_lm, build_tokenizer
-from mlzoo.lm.sequences import check_context, greedy_right, pack, sample, sequence_logprob
+from mlzoo.lm.sequences import (
+    SHOWN,
+    check_context,
+    greedy_right,
+    pack,
+    sample,
+    sequence_logprob,
+)
 
 LOSSES = ("sigmoid", "robust", "ipo", "ipo_sum")
 
@@ -123,8 +130,7 @@ class DPOModule(TrainedWeightsOnly, ZooModule):
         self,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
-        sft_checkpoint: str | None = "newest:sft-arithmetic",
-        log_dir: str = "logs",
+        sft_checkpoint: str | None = None,
         policy: str | None = None,
         chat: str | bool = "auto",
         download: bool = False,
@@ -158,27 +164,26 @@ class DPOModule(TrainedWeightsOnly, ZooModule):
                 else copy.deepcopy(self.policy).requires_grad_(False).eval()
             )
         else:
-            self._from_sft_checkpoint(sft_checkpoint, log_dir, lora)
+            self._from_sft_checkpoint(sft_checkpoint, lora)
         self._ref_cache: dict[tuple[str, str, str], tuple[float, float]] = {}
         self._ref_greedy: dict[str, float] = {}  # pi_ref's greedy answer right (1.0) or not
         self.pairs_sampled: list[dict[str, str]] | None = None
         self._long_prompts: list[str] = []  # test prompts for the long-budget reference pass
 
-    def _from_sft_checkpoint(self, sft_checkpoint: str | None, log_dir: str, lora) -> None:
-        from mlzoo.core.checkpoint import load_checkpoint, resolve_checkpoint
+    def _from_sft_checkpoint(self, sft_checkpoint: str | None, lora) -> None:
+        from mlzoo.core.checkpoint import load_checkpoint, require_file
         from mlzoo.models.sft import SFTModule
 
         if not sft_checkpoint:
             raise ZooError("model: set model.sft_checkpoint (an SFT run) or model.policy")
         if lora:
             raise ZooError("model.lora needs model.policy (a pretrained Hugging Face model)")
-        path = resolve_checkpoint(sft_checkpoint, log_dir, "model.sft_checkpoint")
+        path = require_file(sft_checkpoint, "model.sft_checkpoint")
         sft, _, _ = load_checkpoint(path)
         if not isinstance(sft, SFTModule):
             raise ZooError(
                 f"model.sft_checkpoint: {path} is a {type(sft).__name__}, not an SFT run"
             )
-        self.hparams["sft_checkpoint"] = str(Path(path).resolve())  # reloads use this file
         self.tokenizer = sft.tokenizer
         self.policy = sft.lm.train()  # pi_theta starts as the SFT model ...
         self.reference = copy.deepcopy(sft.lm).requires_grad_(False).eval()  # ... pi_ref stays
@@ -379,6 +384,11 @@ class DPOModule(TrainedWeightsOnly, ZooModule):
 
     def validation_step(self, batch: dict[str, list[str]], batch_idx: int) -> None:
         self._evaluate(batch, "val")
+        if batch_idx == 0:  # a few greedy answers, policy beside reference, in the Text tab
+            prompts, budget = batch["prompt"][:SHOWN], self.hparams.max_new_tokens
+            mine = sample(self.policy, self.tokenizer, prompts, budget, 0.0)
+            theirs = sample(self.reference, self.tokenizer, prompts, budget, 0.0)
+            log_table(self, "val/samples", {"prompt": prompts, "policy": mine, "reference": theirs})
 
     def test_step(self, batch: dict[str, list[str]], batch_idx: int) -> None:
         self._evaluate(batch, "test")

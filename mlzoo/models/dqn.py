@@ -25,9 +25,10 @@ run's environment steps. Truncated episodes (time limits) still bootstrap: only 
 zeroes the future.
 
 In Lightning: one training_step = ``train_frequency`` environment steps, then ``gradient_steps``
-updates (manual optimization), so the loop's overhead is paid once per many steps. TensorBoard's
-x-axis is environment steps; a deterministic (greedy) evaluation every epoch (``eval/return``)
-picks the best checkpoint.
+updates (manual optimization: zero_grad, backward, clip, step, written out below), so the loop's
+overhead is paid once per many steps. What every agent shares (the environments, the greedy
+evaluation logged as ``eval/return``, which picks the best checkpoint, and the checkpoint state)
+is in mlzoo/rl/agent.py; TensorBoard's x-axis is environment steps.
 """
 
 from __future__ import annotations
@@ -41,12 +42,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
+from mlzoo.core.module import OptimizerFactory, SchedulerFactory
 from mlzoo.core.tensorboard import log_scalars
 from mlzoo.nets.mlp import MLP
 from mlzoo.nets.nature_cnn import NatureCNN
+from mlzoo.rl.agent import RLModule
 from mlzoo.rl.buffer import ReplayBuffer
-from mlzoo.rl.episodes import log_finished_episodes, run_episodes
+from mlzoo.rl.episodes import log_finished_episodes
 
 
 class QNetwork(nn.Module):
@@ -87,8 +89,8 @@ class QNetwork(nn.Module):
         return self.value(h) + a - a.mean(dim=1, keepdim=True)  # Q = V + A - mean_a A
 
 
-class DQNModule(ZooModule):
-    """DQN for discrete actions on vector observations."""
+class DQNModule(RLModule):
+    """DQN for discrete actions on vector observations or image stacks."""
 
     def __init__(
         self,
@@ -123,24 +125,18 @@ class DQNModule(ZooModule):
             raise ValueError(
                 f"need num_actions >= 2, 0 < tau <= 1, 0 <= gamma <= 1: {num_actions}, {tau}, {gamma}"
             )
-        self.automatic_optimization = False
         self.q = QNetwork(observation_shape, num_actions, hidden_sizes, dueling)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         images = len(observation_shape) == 3  # Atari frames are stored as bytes
         self.obs_dtype = torch.uint8 if images else torch.float32
         self.buffer = ReplayBuffer(buffer_size, observation_shape, obs_dtype=self.obs_dtype)
-        self.env_steps, self.updates, self._synced = 0, 0, 0  # saved in checkpoints
-        self._obs: np.ndarray | None = None
-
-    @property
-    def envs(self):
-        return self.trainer.datamodule.envs
+        self.updates, self._synced = 0, 0  # saved in checkpoints (extra_state)
+        self.total_env_steps = total_env_steps  # set for the run in on_fit_start
 
     def on_fit_start(self) -> None:
-        if self.hparams.total_env_steps is None:  # the run's budget, for the epsilon schedule
-            dm = self.trainer.datamodule
-            iters = self.trainer.max_epochs * dm.iterations_per_epoch
-            self.hparams.total_env_steps = iters * self._steps_per_iteration()
+        # the budget the epsilon schedule spans: as configured, else the whole run's env steps
+        budget = self.hparams.total_env_steps
+        self.total_env_steps = budget or self.total_iterations * self._steps_per_iteration()
 
     def _steps_per_iteration(self) -> int:
         n = self.envs.num_envs
@@ -149,7 +145,7 @@ class DQNModule(ZooModule):
     def epsilon(self) -> float:
         """Linear decay from 1 to epsilon_final over exploration_fraction * total_env_steps."""
         hp = self.hparams
-        total = hp.total_env_steps or 1
+        total = self.total_env_steps or 1
         frac = min(1.0, self.env_steps / max(1.0, hp.exploration_fraction * total))
         return 1.0 + frac * (hp.epsilon_final - 1.0)
 
@@ -164,12 +160,11 @@ class DQNModule(ZooModule):
         return torch.where(explore, random, greedy)
 
     def _collect(self) -> None:
-        """train_frequency steps of every environment into the replay buffer."""
-        if self._obs is None:  # first iteration, or after a resume: start fresh episodes
-            self._obs = self.trainer.datamodule.reset_obs
+        """train_frequency steps (in all, over the envs) into the replay buffer."""
+        n = self.envs.num_envs
         start = time.perf_counter()
-        for _ in range(max(1, self.hparams.train_frequency // self.envs.num_envs)):
-            obs = torch.as_tensor(self._obs, dtype=self.obs_dtype)
+        for _ in range(self._steps_per_iteration() // n):
+            obs = torch.as_tensor(self.obs, dtype=self.obs_dtype)
             action = self.act(obs, self.epsilon())
             next_obs, reward, terminated, truncated, info = self.envs.step(action.numpy())
             real_next = next_obs.copy()  # SAME_STEP autoreset: the true s' of finished episodes
@@ -182,16 +177,11 @@ class DQNModule(ZooModule):
                 torch.as_tensor(real_next, dtype=self.obs_dtype),
                 torch.as_tensor(terminated, dtype=torch.float32),
             )
-            self._obs = next_obs
-            self.env_steps += self.envs.num_envs
+            self.obs = next_obs
+            self.env_steps += n
             log_finished_episodes(self, info, self.env_steps)
-        seconds = time.perf_counter() - start
-        steps = max(1, self.hparams.train_frequency // self.envs.num_envs) * self.envs.num_envs
-        log_scalars(
-            self,
-            {"rollout/sps": steps / seconds, "rollout/epsilon": self.epsilon()},
-            self.env_steps,
-        )
+        sps = self._steps_per_iteration() / (time.perf_counter() - start)
+        log_scalars(self, {"rollout/sps": sps, "rollout/epsilon": self.epsilon()}, self.env_steps)
 
     def td_loss(self, obs, action, reward, next_obs, terminated) -> Tensor:
         q = self.q(obs).gather(1, action.long().unsqueeze(1)).squeeze(1)  # Q_theta(s, a)
@@ -204,69 +194,39 @@ class DQNModule(ZooModule):
             y = reward + self.hparams.gamma * (1.0 - terminated) * next_q  # TD target
         return F.smooth_l1_loss(q, y)  # Huber(Q(s, a) - y)
 
+    def update_target(self) -> None:
+        """theta_target <- tau * theta + (1 - tau) * theta_target (tau 1: a copy), once per
+        target_update_interval env steps passed since the last sync (Stable-Baselines3's rule)."""
+        syncs = self.env_steps // self.hparams.target_update_interval - self._synced
+        if syncs > 0:
+            with torch.no_grad():
+                for p_t, p in zip(self.q_target.parameters(), self.q.parameters(), strict=True):
+                    p_t.lerp_(p, 1 - (1 - self.hparams.tau) ** syncs)  # syncs Polyak steps at once
+            self._synced += syncs
+
     def training_step(self, batch: int, batch_idx: int) -> dict[str, Tensor] | None:
         self._collect()
         hp = self.hparams
         if self.env_steps < hp.learning_starts:
-            return
-        # target network: theta_target <- tau * theta + (1 - tau) * theta_target (tau 1: a copy),
-        # every target_update_interval env steps (Stable-Baselines3's convention)
-        syncs = self.env_steps // hp.target_update_interval - self._synced
-        if syncs > 0:
-            with torch.no_grad():
-                for p_t, p in zip(self.q_target.parameters(), self.q.parameters(), strict=True):
-                    p_t.lerp_(p, 1 - (1 - hp.tau) ** syncs)  # syncs Polyak steps at once
-            self._synced += syncs
-        opt = self.optimizers()
+            return None
+        self.update_target()
+        opt = self.plain_optimizer()
         losses = []
         for _ in range(hp.gradient_steps):
             loss = self.td_loss(*self.buffer.sample(hp.batch_size, self.device))
-            self.optimizer_update(opt, loss, hp.max_grad_norm)  # clips ||grad|| <= max_grad_norm
+            opt.zero_grad()
+            self.manual_backward(loss)
+            self.clip_manual(opt, hp.max_grad_norm)  # ||grad|| <= max_grad_norm
+            opt.step()
             self.updates += 1
             losses.append(loss.detach())
         loss = torch.stack(losses).mean()
         log_scalars(self, {"train/loss": float(loss)}, self.env_steps)
         return {"loss": loss}  # checked by FiniteGuard
 
-    def on_train_epoch_end(self) -> None:
-        scheduler = self.lr_schedulers()
-        if scheduler is not None:  # manual optimization: we step the schedule (per epoch)
-            scheduler.step()
+    def extra_state(self) -> dict:
+        return {"updates": self.updates, "synced": self._synced, "buffer": self.buffer.state_dict()}
 
-    @torch.no_grad()
-    def evaluate(self, episodes: int) -> tuple[float, float]:
-        """Mean and std of the return of greedy episodes in the evaluation env."""
-        returns = run_episodes(
-            self.trainer.datamodule.eval_env, lambda obs: int(self.act(obs)[0]), episodes
-        )
-        return float(np.mean(returns)), float(np.std(returns))
-
-    def validation_step(self, batch: int, batch_idx: int) -> None:
-        mean, std = self.evaluate(self.trainer.datamodule.eval_episodes)
-        self.log("eval/return", mean, logger=False, batch_size=1)  # checkpoint; TB by env step
-        self.log("env_steps", float(self.env_steps), logger=False, batch_size=1)
-        log_scalars(self, {"eval/return": mean, "eval/return_std": std}, self.env_steps)
-
-    def test_step(self, batch: int, batch_idx: int) -> None:
-        mean, std = self.evaluate(self.trainer.datamodule.eval_episodes)
-        self.log("test/return", mean, batch_size=1)
-        self.log("test/return_std", std, batch_size=1)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["rl_state"] = {
-            "env_steps": self.env_steps,
-            "updates": self.updates,
-            "synced": self._synced,
-            "buffer": self.buffer.state_dict(),
-        }
-        if getattr(self.trainer.datamodule, "exact_resume", False) and self._obs is not None:
-            # the envs' state is in the checkpoint too: continue the same episodes
-            checkpoint["rl_state"]["obs"] = torch.as_tensor(self._obs)
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint.get("rl_state")
-        if state:
-            self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
-            self._synced = int(state.get("synced", 0))
-            self.buffer.load_state_dict(state["buffer"])
-            self._obs = state["obs"].numpy() if "obs" in state else None
+    def load_extra_state(self, state: dict) -> None:
+        self.updates, self._synced = int(state["updates"]), int(state.get("synced", 0))
+        self.buffer.load_state_dict(state["buffer"])

@@ -24,9 +24,10 @@ terminated), its last reward is bootstrapped with gamma * V(final observation). 
 control, observations can be standardised and rewards scaled by running statistics
 (``normalize_obs``, ``normalize_reward``: mlzoo/rl/normalize.py), which travel in the checkpoint.
 
-In Lightning: one training_step = one rollout + its whole update (manual optimization); the
-x-axis in TensorBoard is environment steps; ``eval/return`` (deterministic: the mode of the
-policy) after every epoch picks the best checkpoint.
+In Lightning: one training_step = one rollout + its whole update (manual optimization: zero_grad,
+backward, clip, step, written out below); the x-axis in TensorBoard is environment steps. What
+every agent shares (the environments, the deterministic evaluation ``eval/return`` after every
+epoch, which picks the best checkpoint, and the checkpoint state) is in mlzoo/rl/agent.py.
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Normal
 
-from mlzoo.core.module import OptimizerFactory, ZooModule
+from mlzoo.core.module import OptimizerFactory, SchedulerFactory
 from mlzoo.core.tensorboard import log_scalars
 from mlzoo.nets.nature_cnn import NatureCNN
-from mlzoo.rl.episodes import log_finished_episodes, run_episodes
+from mlzoo.rl.agent import RLModule
+from mlzoo.rl.episodes import log_finished_episodes
 from mlzoo.rl.normalize import RewardScaler, RunningMeanStd
 
 
@@ -113,13 +115,13 @@ def mlp(i: int, hidden: Sequence[int], o: int, out_std: float) -> nn.Sequential:
     return nn.Sequential(*mods, layer(sizes[-1], o, out_std))
 
 
-class PPOModule(ZooModule):
+class PPOModule(RLModule):
     """PPO with a categorical (discrete) or diagonal Gaussian (continuous) policy."""
 
     def __init__(
         self,
         optimizer: OptimizerFactory,
-        scheduler=None,
+        scheduler: SchedulerFactory | None = None,
         observation_shape: Sequence[int] = (4,),
         num_actions: int = 0,
         action_dim: int = 0,
@@ -142,13 +144,18 @@ class PPOModule(ZooModule):
         clip_obs: float = 10.0,
         clip_reward: float = 10.0,
     ) -> None:
+        if scheduler is not None:  # it would be ignored: the learning rate follows anneal_lr
+            name = getattr(scheduler, "func", scheduler)
+            raise ValueError(
+                f"model=ppo sets its learning rate itself (model.anneal_lr: linear decay to 0), so "
+                f"it would ignore scheduler {getattr(name, '__name__', name)}: use scheduler=none"
+            )
         super().__init__(optimizer, None)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         if (num_actions > 0) == (action_dim > 0):
             raise ValueError(
                 "PPO needs either a discrete (num_actions) or a Box (action_dim) space"
             )
-        self.automatic_optimization = False
         self.discrete = num_actions > 0
         if len(observation_shape) == 3:  # Atari frame stacks: a shared Nature CNN, linear heads
             if normalize_obs:
@@ -169,12 +176,7 @@ class PPOModule(ZooModule):
         # running statistics (buffers: in the checkpoint), None when off
         self.obs_rms = RunningMeanStd(observation_shape) if normalize_obs else None
         self.reward_scaler = RewardScaler(gamma, clip_reward) if normalize_reward else None
-        self.env_steps, self.iterations = 0, 0
-        self._obs: np.ndarray | None = None
-
-    @property
-    def envs(self):
-        return self.trainer.datamodule.envs
+        self.iterations = 0  # rollouts and their updates so far
 
     def observe(self, obs, update: bool = False) -> Tensor:
         """Env observations as the networks' input: standardised when normalize_obs is on (the
@@ -209,13 +211,14 @@ class PPOModule(ZooModule):
     def _entropy(self, dist) -> Tensor:
         return dist.entropy() if self.discrete else dist.entropy().sum(-1)
 
-    def _env_action(self, action: Tensor) -> np.ndarray:
+    def env_action(self, action: Tensor) -> np.ndarray:
         if self.discrete:
             return action.cpu().numpy()
         return torch.max(torch.min(action, self.high), self.low).cpu().numpy()  # clip to the box
 
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = True) -> Tensor:
+        """The policy's mode (deterministic) or a sample, for a batch of raw observations."""
         dist = self.policy(self.observe(obs))
         if deterministic:
             return (dist.probs.argmax(-1) if self.discrete else dist.mean).cpu()
@@ -225,15 +228,13 @@ class PPOModule(ZooModule):
     @torch.no_grad()
     def _rollout(self) -> dict[str, Tensor]:
         hp, n = self.hparams, self.envs.num_envs
-        if self._obs is None:
-            self._obs = self.trainer.datamodule.reset_obs
         obs_buf, act_buf, logp_buf, rew_buf, done_buf, val_buf = [], [], [], [], [], []
         start = time.perf_counter()
         for _ in range(hp.num_steps):
-            obs = self.observe(self._obs, update=True)
+            obs = self.observe(self.obs, update=True)
             dist, value = self(obs)
             action = dist.sample()
-            next_obs, reward, terminated, truncated, info = self.envs.step(self._env_action(action))
+            next_obs, reward, terminated, truncated, info = self.envs.step(self.env_action(action))
             reward = torch.as_tensor(reward, dtype=torch.float32, device=self.device)
             done = torch.as_tensor(terminated | truncated, dtype=torch.float32, device=self.device)
             if self.reward_scaler is not None:  # r / std(discounted return)
@@ -247,11 +248,11 @@ class PPOModule(ZooModule):
             val_buf.append(value)
             rew_buf.append(reward)
             done_buf.append(done)
-            self._obs = next_obs
+            self.obs = next_obs
             self.env_steps += n
             log_finished_episodes(self, info, self.env_steps)
         sps = hp.num_steps * n / (time.perf_counter() - start)
-        next_value = self.value(self.observe(self._obs))
+        next_value = self.value(self.observe(self.obs))
         rewards, dones, values = torch.stack(rew_buf), torch.stack(done_buf), torch.stack(val_buf)
         advantages = gae(rewards, values, dones, next_value, hp.gamma, hp.gae_lambda)
         log_scalars(self, {"rollout/sps": sps}, self.env_steps)
@@ -264,81 +265,55 @@ class PPOModule(ZooModule):
             "values": values.flatten(),
         }
 
+    def anneal_learning_rate(self, opt) -> None:
+        """lr = (1 - iteration / total iterations) * base lr: linear decay to 0 over the run."""
+        frac = 1.0 - self.iterations / max(1, self.total_iterations)
+        for group in opt.param_groups:
+            group["lr"] = frac * group.setdefault("base_lr", group["lr"])
+
     def training_step(self, batch: int, batch_idx: int) -> dict[str, Tensor] | None:
         hp = self.hparams
         data = self._rollout()
-        opt = self.optimizers()
-        if hp.anneal_lr:  # linear decay to 0 over the run's iterations
-            total = self.trainer.max_epochs * self.trainer.datamodule.iterations_per_epoch
-            frac = 1.0 - self.iterations / max(1, total)
-            for group in opt.param_groups:
-                group["lr"] = frac * group.setdefault("base_lr", group["lr"])
+        opt = self.plain_optimizer()
+        if hp.anneal_lr:
+            self.anneal_learning_rate(opt)
         size = len(data["advantages"])
-        mb = max(1, size // hp.num_minibatches)
-        stats = []
+        minibatch, stats = max(1, size // hp.num_minibatches), []
         for _ in range(hp.update_epochs):
-            for idx in torch.randperm(size, device=self.device).split(mb):
+            for idx in torch.randperm(size, device=self.device).split(minibatch):
                 dist, v = self(data["obs"][idx])
-                logp = self._log_prob(dist, data["actions"][idx])
                 adv = data["advantages"][idx]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)  # per-minibatch normalisation
-                entropy = self._entropy(dist).mean()
-                v_old = data["values"][idx] if hp.clip_vloss else None
+                entropy = self._entropy(dist)
                 loss, pg_loss, v_loss, clipped = ppo_loss(
-                    logp, data["logp"][idx], adv, v, data["returns"][idx], entropy,
-                    hp.clip_coef, hp.vf_coef, hp.ent_coef, v_old,
+                    self._log_prob(dist, data["actions"][idx]), data["logp"][idx], adv,
+                    v, data["returns"][idx], entropy, hp.clip_coef, hp.vf_coef, hp.ent_coef,
+                    data["values"][idx] if hp.clip_vloss else None,
                 )  # fmt: skip
-                self.optimizer_update(opt, loss, hp.max_grad_norm)  # clips ||grad||
-                stats.append(torch.stack([pg_loss, v_loss, entropy, clipped]).detach())
+                opt.zero_grad()
+                self.manual_backward(loss)
+                self.clip_manual(opt, hp.max_grad_norm)  # ||grad|| <= max_grad_norm
+                opt.step()
+                stats.append(torch.stack([pg_loss, v_loss, entropy.mean(), clipped]).detach())
         self.iterations += 1
-        means = torch.stack(stats).mean(0)
-        pg, vl, ent, clipfrac = means.tolist()
+        pg, vl, ent, clipfrac = torch.stack(stats).mean(0).tolist()
         log_scalars(
             self,
-            {
-                "train/policy_loss": pg,
-                "train/value_loss": vl,
-                "train/entropy": ent,
-                "train/clip_fraction": clipfrac,
-                "train/lr": opt.param_groups[0]["lr"],
-            },
+            {"train/policy_loss": pg, "train/value_loss": vl, "train/entropy": ent,
+             "train/clip_fraction": clipfrac, "train/lr": opt.param_groups[0]["lr"]},
             self.env_steps,
-        )
-        return {"policy_loss": means[0], "value_loss": means[1]}  # checked by FiniteGuard
+        )  # fmt: skip
+        return {"policy_loss": torch.tensor(pg), "value_loss": torch.tensor(vl)}  # FiniteGuard
 
-    # --- evaluation, checkpoints -------------------------------------------------------------------
-    @torch.no_grad()
-    def evaluate(self, episodes: int) -> tuple[float, float]:
-        returns = run_episodes(
-            self.trainer.datamodule.eval_env,
-            lambda obs: self._env_action(self.act(obs))[0],
-            episodes,
-        )
-        return float(np.mean(returns)), float(np.std(returns))
+    # --- checkpoints: RLModule saves env steps and observations; PPO adds its own counters ---
+    def extra_state(self) -> dict:
+        state = {"iterations": self.iterations}
+        returns = getattr(self.reward_scaler, "returns", None)
+        if self.envs_in_checkpoint and returns is not None:  # the same episodes continue
+            state["discounted_returns"] = returns
+        return state
 
-    def validation_step(self, batch: int, batch_idx: int) -> None:
-        mean, std = self.evaluate(self.trainer.datamodule.eval_episodes)
-        self.log("eval/return", mean, logger=False, batch_size=1)
-        log_scalars(self, {"eval/return": mean, "eval/return_std": std}, self.env_steps)
-
-    def test_step(self, batch: int, batch_idx: int) -> None:
-        mean, std = self.evaluate(self.trainer.datamodule.eval_episodes)
-        self.log("test/return", mean, batch_size=1)
-        self.log("test/return_std", std, batch_size=1)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["rl_state"] = {"env_steps": self.env_steps, "iterations": self.iterations}
-        if getattr(self.trainer.datamodule, "exact_resume", False) and self._obs is not None:
-            # the envs' state is in the checkpoint too: continue the same episodes
-            checkpoint["rl_state"]["obs"] = torch.as_tensor(self._obs)
-            returns = getattr(self.reward_scaler, "returns", None)
-            if returns is not None:
-                checkpoint["rl_state"]["discounted_returns"] = returns
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint.get("rl_state")
-        if state:
-            self.env_steps, self.iterations = int(state["env_steps"]), int(state["iterations"])
-            self._obs = state["obs"].numpy() if "obs" in state else None
-            if "discounted_returns" in state and self.reward_scaler is not None:
-                self.reward_scaler.returns = state["discounted_returns"]
+    def load_extra_state(self, state: dict) -> None:
+        self.iterations = int(state["iterations"])
+        if "discounted_returns" in state and self.reward_scaler is not None:
+            self.reward_scaler.returns = state["discounted_returns"]

@@ -22,9 +22,10 @@ from typing import Any
 import torch
 
 from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
+from mlzoo.core.tensorboard import log_table
 from mlzoo.lm.hf import TrainedWeightsOnly
 from mlzoo.lm.models import build_lm, build_tokenizer
-from mlzoo.lm.sequences import check_context, greedy_right, pack, sample, token_logprobs
+from mlzoo.lm.sequences import SHOWN, check_context, greedy_right, pack, sample, token_logprobs
 from mlzoo.lm.tokenizer import DEFAULT_ALPHABET
 
 
@@ -94,6 +95,10 @@ class SFTModule(TrainedWeightsOnly, ZooModule):
 
     def validation_step(self, batch: dict[str, list[str]], batch_idx: int) -> None:
         self._evaluate(batch, "val")
+        if batch_idx == 0:  # a few greedy answers per validation, in TensorBoard's Text tab
+            prompts = batch["prompt"][:SHOWN]
+            answers = sample(self.lm, self.tokenizer, prompts, self.hparams.max_new_tokens, 0.0)
+            log_table(self, "val/samples", {"prompt": prompts, "answer": answers})
 
     def test_step(self, batch: dict[str, list[str]], batch_idx: int) -> None:
         self._evaluate(batch, "test")

