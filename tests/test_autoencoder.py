@@ -50,7 +50,7 @@ def test_tensorboard_gets_reconstructions_and_codes(run) -> None:
     events = EventAccumulator(str(run_dir))
     events.Reload()
     assert "val/reconstructions" in events.Tags()["images"]
-    assert {"train/loss_step", "val/loss", "val/mse", "test/mse"} <= set(events.Tags()["scalars"])
+    assert {"train/loss", "val/loss", "val/mse", "test/mse"} <= set(events.Tags()["scalars"])
     assert (run_dir / "projector_config.pbtxt").is_file(), "no embedding for the projector"
     [tensors] = run_dir.glob("*/test_codes/tensors.tsv")
     assert len(tensors.read_text().splitlines()) == 128  # trainer=debug: 2 test batches of 64

@@ -306,3 +306,22 @@ def test_an_option_a_concept_would_ignore_is_refused_naming_it(tmp_path: Path) -
     [line] = out.stderr.strip().splitlines()
     assert "CosineAnnealingLR" in line and "scheduler=none" in line, line
     assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").rglob("*.ckpt"))
+
+
+def test_gradient_accumulation_is_refused_with_the_alternative(tmp_path: Path) -> None:
+    """Concepts write their own optimizer step per batch: accumulation would be ignored."""
+    out = cli("trainer=debug", "+trainer.accumulate_grad_batches=2", cwd=tmp_path)
+    assert out.returncode == 1, out.stderr[-2000:]
+    [line] = out.stderr.strip().splitlines()
+    assert "accumulate_grad_batches" in line and "data.batch_size" in line, line
+
+
+def test_a_scheduler_steps_in_the_concepts_own_update(run) -> None:
+    """StepLR(step_size=1, gamma=0.5) halves the learning rate after each of 3 epochs: the
+    last checkpoint's schedule has stepped 3 times."""
+    summary = run(["trainer=debug", "trainer.max_steps=-1", "trainer.max_epochs=3",
+                   "scheduler=step", "model.scheduler.step_size=1", "model.scheduler.gamma=0.5",
+                   "model.optimizer.lr=0.001"])  # fmt: skip
+    ckpt = torch.load(summary["last_checkpoint"], weights_only=True)
+    [schedule] = ckpt["lr_schedulers"]
+    assert schedule["last_epoch"] == 3 and schedule["_last_lr"] == [pytest.approx(0.001 / 8)]

@@ -33,7 +33,7 @@ def test_a_2x2_sweep_gives_4_runs_and_a_4_row_table(tmp_path: Path, capsys) -> N
     table = capsys.readouterr().out.strip().splitlines()
     assert len(table) == 2 + 4 and table[1].startswith("| ---")
     png = tmp_path / "curves.png"
-    assert compare.main([str(sweep), "--plot", str(png), "--curve", "train/loss_step"]) == 0
+    assert compare.main([str(sweep), "--plot", str(png), "--curve", "train/loss"]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert compare.main([str(sweep), "--model", "cnn"]) == 1  # filtered out: a clear error
     capsys.readouterr()

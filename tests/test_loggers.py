@@ -49,7 +49,7 @@ def test_mlflow_and_wandb_get_what_tensorboard_gets(tmp_path: Path) -> None:
     events = EventAccumulator(str(run_dir))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    assert {"val/acc", "test/acc", "train/loss_epoch"} <= scalars
+    assert {"val/acc", "test/acc", "train/loss"} <= scalars
 
     client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'logs' / 'mlflow.db'}")
     (experiment,) = [e for e in client.search_experiments() if e.name == "mlp-digits"]

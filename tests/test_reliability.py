@@ -127,7 +127,7 @@ def test_tensorboard_curves_continue_after_resume(tmp_path: Path) -> None:
     resumed = run_training([*common, "ckpt_path=last"], tmp_path)
     mux = EventMultiplexer().AddRunsFromDirectory(resumed["run_dir"]).Reload()
     [run] = mux.Runs()  # one run: the resumed events went into the same folder
-    steps = [e.step for e in mux.Scalars(run, "train/loss_step")]
+    steps = [e.step for e in mux.Scalars(run, "train/loss")]
     assert steps == sorted(set(steps)), f"repeated or backwards steps: {steps}"
     assert steps[-1] == resumed["global_step"] - 1 and len(steps) == resumed["global_step"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -43,6 +44,10 @@ DATA_FOR_MODEL = {
     "transfer": ["digits"],
 }
 GENERATIVE = {"vae", "dcgan", "ddpm"}
+# The README's metric names (section "Metric names"): a namespace, then lower-case words; no
+# Lightning _step/_epoch suffix (each tag has one cadence); RL evaluates under val/, not eval/.
+TAG = re.compile(r"(train|val|test|rollout|params|pairs)/[a-z0-9_]+|hp/monitor|epoch")
+METRIC_NAMES = (ROOT / "README.md").read_text().split("### Metric names")[1].split("\n### ")[0]
 COMBOS = [(m, d) for m in MODELS for d in DATA_FOR_MODEL.get(m, [None])]
 
 
@@ -81,7 +86,8 @@ def test_few_steps_of_every_model_and_data(
     assert Path(summary["best_checkpoint"]).is_file()
     assert (run_dir / "config.yaml").is_file()
     assert list(run_dir.glob("events.out.tfevents.*")), "no TensorBoard events in the run folder"
-    if data == DATA_FOR_MODEL.get(model, [None])[0]:  # once per concept: Lightning's loader
+    if data == DATA_FOR_MODEL.get(model, [None])[0]:  # once per concept: names and loader
+        check_metric_names(run_dir)
         import mlzoo
 
         ckpt = run_dir / "checkpoints" / "last.ckpt"
@@ -90,6 +96,21 @@ def test_few_steps_of_every_model_and_data(
         assert not again.training and again.state_dict().keys() == loaded.state_dict().keys()
         for key, value in loaded.state_dict().items():
             assert torch.equal(value, again.state_dict()[key]), key
+
+
+def check_metric_names(run_dir: Path) -> None:
+    """The run's TensorBoard scalars follow the README's metric names, each named there."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 1})
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "hp/monitor"} <= tags, tags
+    assert any(t.startswith("val/") for t in tags) and any(t.startswith("test/") for t in tags)
+    odd = {t for t in tags if not TAG.fullmatch(t) or t.endswith(("_step", "_epoch"))}
+    assert not odd, f"tags outside the README's metric names: {sorted(odd)}"
+    unnamed = {t for t in tags if f"{t.split('/')[-1]}`" not in METRIC_NAMES}
+    assert not unnamed, f"tags the README's metric names do not name: {sorted(unnamed)}"
 
 
 def test_supervised_concepts_predict_with_lightning(run) -> None:
@@ -128,7 +149,7 @@ def test_tensorboard_gets_scalars_and_hparams(run) -> None:
     events = EventAccumulator(summary["run_dir"])
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    assert {"train/loss_step", "val/loss", "val/acc", "test/acc", "train/lr"} <= scalars
+    assert {"train/loss", "val/loss", "val/acc", "test/acc", "train/lr"} <= scalars
     assert "test/confusion_matrix" in events.Tags()["images"]
     assert "hp/monitor" in scalars  # the monitored metric's best value, in every concept's runs
     plugins = events.PluginTagToContent("hparams")

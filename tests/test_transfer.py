@@ -223,7 +223,7 @@ def test_simclr_logs_its_online_probe_and_projector_features(run) -> None:
     run_dir = Path(summary["run_dir"])
     events = EventAccumulator(str(run_dir))
     events.Reload()
-    assert {"train/loss_step", "val/loss", "val/probe_acc", "test/probe_acc"} <= set(
+    assert {"train/loss", "val/loss", "val/probe_acc", "test/probe_acc"} <= set(
         events.Tags()["scalars"]
     )
     assert (run_dir / "projector_config.pbtxt").is_file()

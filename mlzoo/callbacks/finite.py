@@ -2,9 +2,10 @@
 
 A NaN or inf loss poisons the weights on the next optimizer step, and every step after that is
 wasted; worse, a checkpoint written afterwards would replace a good one with NaNs. This callback
-checks every tensor a training step returns (automatic optimization: its loss; the zoo's
-manual-optimization concepts return their losses too) and, for those concepts, the weights after
-the step; the first non-finite value ends the run with a NonFiniteError naming the step and the
+checks every tensor a training step returns (its loss, or its loss's parts) and, where a
+concept returns only the parts (the agents, the GAN), the trainable weights after its step (a
+returned loss covers them: non-finite weights make the next loss non-finite); the first
+non-finite value ends the run with a NonFiniteError naming the step and the
 metric. As a last line of defence it refuses to let a checkpoint with non-finite weights be
 written, so the last checkpoint on disk always holds the weights from before the divergence.
 
@@ -73,8 +74,8 @@ class FiniteGuard(L.Callback):
         if isinstance(outputs, torch.Tensor):
             outputs = {"loss": outputs}
         watched = dict(outputs) if isinstance(outputs, dict) else {}
-        if not pl_module.automatic_optimization:  # the weights after the concept's own step
-            watched.update(pl_module.named_parameters())
+        if "loss" not in watched:  # only parts returned (agents, the GAN): the stepped weights
+            watched.update((n, p) for n, p in pl_module.named_parameters() if p.requires_grad)
         watched = {
             k: v.detach()
             for k, v in watched.items()

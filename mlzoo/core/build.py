@@ -86,6 +86,12 @@ def build_run(cfg: DictConfig, ckpt_path: str | None, resumed_in_place: bool) ->
         torch.set_num_threads(int(cfg.torch_threads))
     if cfg.get("seed") is not None:  # `if cfg.seed:` would skip seed=0
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    if int(cfg.trainer.get("accumulate_grad_batches") or 1) != 1:
+        raise ZooError(
+            "trainer.accumulate_grad_batches: the zoo's concepts write their own optimizer "
+            "steps (one per batch), which Lightning cannot accumulate; raise data.batch_size "
+            "instead (or lower the learning rate to match a smaller batch)"
+        )
     resolve_newest(cfg)
     with allowed_by_user(cfg.get("allow_targets") or ()):  # a backbone checkpoint, say
         datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
@@ -93,9 +99,9 @@ def build_run(cfg: DictConfig, ckpt_path: str | None, resumed_in_place: bool) ->
     callbacks = instantiate_all(cfg.get("callbacks"))
     loggers = instantiate_all(cfg.get("logger"))
     clip = {}
-    if not model.automatic_optimization and cfg.trainer.get("gradient_clip_val"):
-        # Lightning clips only under automatic optimization (and refuses the setting
-        # otherwise): a manual-optimization concept clips itself, in ZooModule.clip_manual
+    if cfg.trainer.get("gradient_clip_val"):
+        # Lightning clips only under automatic optimization (and refuses the setting otherwise):
+        # a zoo concept steps its own optimizer and clips in ZooModule.clip_manual
         model.manual_clip_val = float(cfg.trainer.gradient_clip_val)
         model.manual_clip_algorithm = cfg.trainer.get("gradient_clip_algorithm") or "norm"
         clip = {"gradient_clip_val": None, "gradient_clip_algorithm": None}

@@ -2,6 +2,17 @@
 
 Optimizers and schedulers are injected by Hydra as partials (``_partial_: true``), so a user swaps
 them from the command line (``optimizer=sgd``, ``scheduler=cosine``) without touching the concept.
+
+Every concept writes its own update in ``training_step``, as CleanRL writes it::
+
+    opt = self.optimizers()
+    opt.zero_grad()
+    self.manual_backward(loss)   # backward, with loss scaling under fp16 and DDP's gradient sync
+    self.clip_manual(opt)        # trainer.gradient_clip_val, when set
+    opt.step()
+    self.step_lr_schedule()      # scheduler=..., per step or per epoch
+
+(Lightning's manual optimization: ``automatic_optimization = False``.)
 """
 
 from __future__ import annotations
@@ -34,6 +45,9 @@ class ZooModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
+        # Every concept writes its own update in training_step (zero_grad, backward, clip, step:
+        # what a reader came to see), so Lightning's automatic loop, which would hide it, is off
+        self.automatic_optimization = False
 
     # Trainer(gradient_clip_val=...) clips only under automatic optimization. For a concept that
     # steps its own optimizers, train.py hands the configured value over here, and the concept
@@ -54,6 +68,20 @@ class ZooModule(L.LightningModule):
 
     def _clip_value(self, default: float | None) -> float | None:
         return self.manual_clip_val if self.manual_clip_val is not None else default
+
+    def step_lr_schedule(self) -> None:
+        """After an optimizer step: advance the LR schedule (``scheduler=...``), per step or at an
+        epoch's last batch (``model.scheduler_interval``), as Lightning's automatic loop would;
+        with manual optimization the concept steps it."""
+        if self.scheduler_interval == "step" or self.trainer.is_last_batch:
+            for scheduler in self._schedulers():
+                scheduler.step()
+
+    def _schedulers(self) -> list[Any]:
+        schedulers = self.lr_schedulers()
+        if schedulers is None:
+            return []
+        return schedulers if isinstance(schedulers, list) else [schedulers]
 
     def plain_optimizer(self, index: int = 0) -> Any:
         """The optimizer of a concept that updates many times per training_step (DQN: 128
@@ -93,6 +121,25 @@ class ZooModule(L.LightningModule):
                 f"{checkpoint_path} holds a {type(model).__name__}, not a {cls.__name__}"
             )
         return model.to(map_location) if map_location is not None else model
+
+    def log_stage(
+        self, stage: str, values: dict[str, Any], prog_bar: Iterable[str] = ("loss",), **kw: Any
+    ) -> None:
+        """Log ``values`` as ``<stage>/<name>``, at the cadence the zoo's metric names promise
+        (README, "Metric names"): under train/ every trainer.log_every_n_steps steps, under val/
+        and test/ once per epoch, as the mean over the epoch's batches (and all DDP ranks). One
+        cadence per tag, so no tag carries Lightning's _step/_epoch suffixes."""
+        train, shown = stage == "train", set(prog_bar)
+        for name, value in values.items():
+            self.log(
+                f"{stage}/{name}",
+                value,
+                on_step=train,
+                on_epoch=not train,
+                sync_dist=not train,
+                prog_bar=name in shown,
+                **kw,
+            )
 
     def param_groups(self) -> list[dict[str, Any]]:
         """What the optimizer trains: one group of every trainable parameter. A concept may split

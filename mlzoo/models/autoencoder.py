@@ -78,13 +78,18 @@ class AutoencoderModule(ZooModule):
         logits = self.decoder(self.encoder(x_in))
         loss = F.binary_cross_entropy_with_logits(logits, x)  # BCE(sigmoid(logits), x)
         mse = F.mse_loss(torch.sigmoid(logits).detach(), x)  # per pixel, easier to read
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True)
-        self.log(f"{stage}/mse", mse, on_step=False, on_epoch=True, sync_dist=not on_step)
+        self.log_stage(stage, {"loss": loss, "mse": mse})
         return loss
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.manual_backward(loss)  # dL/dtheta: through the decoder and the encoder
+        self.clip_manual(opt)  # to trainer.gradient_clip_val, when it is set
+        opt.step()  # theta <- the optimizer's update from dL/dtheta
+        self.step_lr_schedule()
+        return loss.detach()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "val")

@@ -18,8 +18,8 @@ confidence and that loss has vanishing gradients; -log D(G(z)) has the same fixe
 gradients exactly then. DCGAN's recipe: strided convolutions instead of pooling, batch norm, ReLU in
 G and LeakyReLU(0.2) in D, tanh output, Adam(lr 2e-4, beta1 0.5), weights from N(0, 0.02).
 
-Two optimizers stepping in turn is *manual optimization* in Lightning 2 (``automatic_optimization =
-False``): we call backward and step ourselves. There is no validation loss that tracks quality
+Two optimizers step in turn, each with its own zero_grad, backward and step (every zoo concept
+writes its update itself: Lightning's manual optimization). There is no validation loss that tracks quality
 here, so the checkpoint monitors ``val/fid_cls`` (see mlzoo/metrics/sample_quality.py), and
 TensorBoard shows the same fixed noise decoded every epoch (``val/samples``).
 """
@@ -55,7 +55,6 @@ class DCGANModule(ZooModule):
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         if latent_dim < 1 or width < 1:
             raise ValueError(f"need latent_dim >= 1 and width >= 1, got {latent_dim}, {width}")
-        self.automatic_optimization = False  # two optimizers, stepped in turn below
         self.latent_dim, self.clip = latent_dim, gradient_clip_val
         self.generator = Generator(latent_dim, input_shape, width)
         self.discriminator = Discriminator(input_shape, width)
@@ -103,12 +102,17 @@ class DCGANModule(ZooModule):
         # G step: L_G = -log D(G(z))   (non-saturating: strong gradients while D wins)
         loss_g = F.binary_cross_entropy_with_logits(self.discriminator(fake), ones)
         self._step(opt_g, loss_g)
+        self.step_lr_schedule()  # both players' schedules (scheduler=...)
 
-        self.log("train/loss_d", loss_d, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/loss_g", loss_g, on_step=True, on_epoch=True, prog_bar=True)
-        # D's average belief that real images are real and fakes are real (0.5 each at equilibrium)
-        self.log("train/d_real", torch.sigmoid(d_real).mean(), on_step=False, on_epoch=True)
-        self.log("train/d_fake", torch.sigmoid(d_fake).mean(), on_step=False, on_epoch=True)
+        # train/loss is the two players' sum (each minimises its own part): the card every
+        # concept shares; d_real, d_fake: D's mean belief that real and fake images are real
+        # (0.5 each at equilibrium)
+        self.log_stage(
+            "train",
+            {"loss": loss_d + loss_g, "loss_d": loss_d, "loss_g": loss_g,
+             "d_real": torch.sigmoid(d_real).mean(), "d_fake": torch.sigmoid(d_fake).mean()},
+            ("loss_d", "loss_g"),
+        )  # fmt: skip
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}  # checked by FiniteGuard
 
     def _step(self, opt, loss: Tensor) -> None:
@@ -116,10 +120,6 @@ class DCGANModule(ZooModule):
         self.manual_backward(loss)
         self.clip_manual(opt, self.clip)  # model.gradient_clip_val, or trainer.gradient_clip_val
         opt.step()
-
-    def on_train_epoch_end(self) -> None:
-        for scheduler in self.lr_schedulers() or []:  # manual optimization: we step them
-            scheduler.step()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         # How well D tells held-out real images from fresh fakes: ~0.5 accuracy means G fools it

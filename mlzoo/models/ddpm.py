@@ -200,8 +200,14 @@ class DDPMModule(ZooModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
         loss = self._loss(self.unet, x * 2 - 1, y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        return loss
+        self.log_stage("train", {"loss": loss})
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.manual_backward(loss)  # dL/dtheta
+        self.clip_manual(opt)  # to trainer.gradient_clip_val, when it is set
+        opt.step()  # theta <- the optimizer's update from dL/dtheta
+        self.step_lr_schedule()
+        return loss.detach()
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         self.ema.update_parameters(self.unet)  # ema <- d * ema + (1 - d) * weights
@@ -211,7 +217,7 @@ class DDPMModule(ZooModule):
         x, y = batch
         gen = torch.Generator(device=self.device).manual_seed(batch_idx)
         loss = self._loss(self.ema.module, x * 2 - 1, y, generator=gen)
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log_stage(stage, {"loss": loss})
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, batch_idx, "val")

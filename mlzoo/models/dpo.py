@@ -299,7 +299,6 @@ class DPOModule(TrainedWeightsOnly, ZooModule):
         loss = losses.mean()
         if hp.nll_weight:  # + alpha * NLL of the chosen response, per token
             loss = loss + hp.nll_weight * (-pi_w / tokens_w).mean()
-        on_step = stage == "train"
         metrics = {
             "loss": loss,
             "chosen_reward": r_w.mean(),
@@ -307,20 +306,18 @@ class DPOModule(TrainedWeightsOnly, ZooModule):
             "reward_accuracy": (r_w > r_l).float().mean(),
             "reward_margin": (r_w - r_l).mean(),
         }
-        for key, value in metrics.items():
-            self.log(
-                f"{stage}/{key}",
-                value,
-                on_step=on_step,
-                on_epoch=True,
-                batch_size=n,
-                prog_bar=key == "loss",
-                sync_dist=not on_step,
-            )
+        self.log_stage(stage, metrics, batch_size=n)
         return loss
 
     def training_step(self, batch: dict[str, list[str]], batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.manual_backward(loss)  # dL/dtheta: the policy's only; the reference stays frozen
+        self.clip_manual(opt)  # to trainer.gradient_clip_val, when it is set
+        opt.step()  # theta <- the optimizer's update from dL/dtheta
+        self.step_lr_schedule()
+        return loss.detach()
 
     @torch.no_grad()
     def compare_samples(self, prompts: list[str]) -> dict[str, Tensor]:

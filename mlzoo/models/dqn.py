@@ -27,7 +27,7 @@ zeroes the future.
 In Lightning: one training_step = ``train_frequency`` environment steps, then ``gradient_steps``
 updates (manual optimization: zero_grad, backward, clip, step, written out below), so the loop's
 overhead is paid once per many steps. What every agent shares (the environments, the greedy
-evaluation logged as ``eval/return``, which picks the best checkpoint, and the checkpoint state)
+evaluation logged as ``val/return``, which picks the best checkpoint, and the checkpoint state)
 is in mlzoo/rl/agent.py; TensorBoard's x-axis is environment steps.
 """
 

@@ -16,9 +16,10 @@ the weights downhill on the loss with the gradients that backpropagation (autogr
     regression:      L = (f(x) - y)^2                  (mean squared error)
     update:          theta <- theta - lr * dL/dtheta   (or Adam/AdamW, from the config)
 
-The loss, metrics and logging shared with the CNN and RNN live in ``mlzoo.core.supervised``; the
-network is ``mlzoo.nets.mlp.MLP``. Try ``model.net.activation=sigmoid model.net.hidden_sizes=
-[64,64,64,64,64]`` to watch gradients vanish, or ``model.net.norm=batch`` to see them recover.
+The loss, the update (zero_grad, backward, clip, step), metrics and logging shared with the CNN
+and RNN live in ``mlzoo.core.supervised``; the network is ``mlzoo.nets.mlp.MLP``. Try
+``model.net.activation=sigmoid model.net.hidden_sizes=[64,64,64,64,64]`` to watch gradients
+vanish, or ``model.net.norm=batch`` to see them recover.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ control, observations can be standardised and rewards scaled by running statisti
 
 In Lightning: one training_step = one rollout + its whole update (manual optimization: zero_grad,
 backward, clip, step, written out below); the x-axis in TensorBoard is environment steps. What
-every agent shares (the environments, the deterministic evaluation ``eval/return`` after every
+every agent shares (the environments, the deterministic evaluation ``val/return`` after every
 epoch, which picks the best checkpoint, and the checkpoint state) is in mlzoo/rl/agent.py.
 """
 
@@ -294,16 +294,17 @@ class PPOModule(RLModule):
                 self.manual_backward(loss)
                 self.clip_manual(opt, hp.max_grad_norm)  # ||grad|| <= max_grad_norm
                 opt.step()
-                stats.append(torch.stack([pg_loss, v_loss, entropy.mean(), clipped]).detach())
+                stats.append(torch.stack([loss, pg_loss, v_loss, entropy.mean(), clipped]).detach())
         self.iterations += 1
-        pg, vl, ent, clipfrac = torch.stack(stats).mean(0).tolist()
+        total, pg, vl, ent, clipfrac = torch.stack(stats).mean(0).tolist()
         log_scalars(
             self,
-            {"train/policy_loss": pg, "train/value_loss": vl, "train/entropy": ent,
-             "train/clip_fraction": clipfrac, "train/lr": opt.param_groups[0]["lr"]},
+            {"train/loss": total, "train/loss_policy": pg, "train/loss_value": vl,
+             "train/entropy": ent, "train/clip_fraction": clipfrac,
+             "train/lr": opt.param_groups[0]["lr"]},
             self.env_steps,
         )  # fmt: skip
-        return {"policy_loss": torch.tensor(pg), "value_loss": torch.tensor(vl)}  # FiniteGuard
+        return {"loss_policy": torch.tensor(pg), "loss_value": torch.tensor(vl)}  # FiniteGuard
 
     # --- checkpoints: RLModule saves env steps and observations; PPO adds its own counters ---
     def extra_state(self) -> dict:

@@ -68,14 +68,19 @@ class SFTModule(TrainedWeightsOnly, ZooModule):
     def training_step(self, batch: dict[str, list[str]], batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch["prompt"], batch["response"])
         n = len(batch["prompt"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
-        return loss
+        self.log_stage("train", {"loss": loss}, batch_size=n)
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.manual_backward(loss)  # dL/dtheta: LoRA's factors, or every weight
+        self.clip_manual(opt)  # to trainer.gradient_clip_val, when it is set
+        opt.step()  # theta <- the optimizer's update from dL/dtheta
+        self.step_lr_schedule()
+        return loss.detach()
 
     def _evaluate(self, batch: dict[str, list[str]], stage: str) -> None:
         n = len(batch["prompt"])
         loss = self.loss(batch["prompt"], batch["response"])
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=n, sync_dist=True)
-        self.log(f"{stage}/ppl", loss.exp(), batch_size=n, sync_dist=True)
+        self.log_stage(stage, {"loss": loss, "ppl": loss.exp()}, batch_size=n)
         task = getattr(self.trainer.datamodule, "task", None)
         if task is not None:  # the ground truth scores the model's own samples
             hp = self.hparams
@@ -85,13 +90,13 @@ class SFTModule(TrainedWeightsOnly, ZooModule):
             scores = torch.tensor(
                 [task.score(p, r) for p, r in zip(batch["prompt"], responses, strict=True)]
             )
-            self.log(f"{stage}/score", scores.mean(), batch_size=n, sync_dist=True)
-            self.log(f"{stage}/correct", (scores == 0).float().mean(), batch_size=n, sync_dist=True)
+            correct = (scores == 0).float().mean()
+            self.log_stage(stage, {"score": scores.mean(), "correct": correct}, batch_size=n)
             right = greedy_right(
                 self.lm, self.tokenizer, batch["prompt"], task.score, hp.max_new_tokens
             )
             accuracy = right.mean()
-            self.log(f"{stage}/accuracy", accuracy, prog_bar=True, batch_size=n, sync_dist=True)
+            self.log_stage(stage, {"accuracy": accuracy}, ("accuracy",), batch_size=n)
 
     def validation_step(self, batch: dict[str, list[str]], batch_idx: int) -> None:
         self._evaluate(batch, "val")

@@ -95,32 +95,26 @@ class SimCLRModule(ZooModule):
         x, y = batch
         h1, h2 = self.encoder(self.augment(x)), self.encoder(self.augment(x))
         loss = self.nt_xent(self.projection(h1), self.projection(h2))
-        on_step = stage == "train"
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_step=on_step,
-            on_epoch=True,
-            prog_bar=True,
-            sync_dist=not on_step,
-        )
+        values = {"loss": loss}
         if self.probe is not None:  # the online probe: a linear classifier on detached h
             logits = self.probe(h1.detach() if stage == "train" else self.encoder(x))
             probe_loss = F.cross_entropy(logits, y)
             acc = (logits.argmax(1) == y).float().mean()
-            self.log(f"{stage}/probe_loss", probe_loss, on_epoch=True, sync_dist=not on_step)
-            self.log(
-                f"{stage}/probe_acc",
-                acc,
-                on_epoch=True,
-                prog_bar=not on_step,
-                sync_dist=not on_step,
-            )
+            values = {"loss_nt_xent": loss, "loss_probe": probe_loss, "probe_acc": acc}
             loss = loss + probe_loss  # the probe's gradient stops at h (detached)
+            values["loss"] = loss
+        self.log_stage(stage, values, ("loss", "probe_acc"))
         return loss
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.manual_backward(loss)  # dL/dtheta: encoder, projection head and probe at once
+        self.clip_manual(opt)  # to trainer.gradient_clip_val, when it is set
+        opt.step()  # theta <- the optimizer's update from dL/dtheta
+        self.step_lr_schedule()
+        return loss.detach()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "val")

@@ -105,18 +105,19 @@ class VAEModule(ZooModule):
         recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
         kl = self.kl(mu, logvar)  # KL(q(z | x) || N(0, I)) in closed form, per image
         loss = (recon + self.beta * kl).mean()  # L = reconstruction + beta * KL
-        on_step = stage == "train"
-        sync = not on_step
-        self.log(
-            f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=sync
-        )
-        self.log(f"{stage}/recon", recon.mean(), on_step=False, on_epoch=True, sync_dist=sync)
-        self.log(f"{stage}/kl", kl.mean(), on_step=False, on_epoch=True, sync_dist=sync)
-        self.log(f"{stage}/elbo", -(recon + kl).mean(), on_epoch=True, sync_dist=sync)
+        parts = {"loss_recon": recon.mean(), "loss_kl": kl.mean()}  # loss = recon + beta * kl
+        self.log_stage(stage, {"loss": loss, **parts, "elbo": -(recon + kl).mean()})
         return loss
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.manual_backward(loss)  # dL/dtheta: through z = mu + sigma * eps to the encoder
+        self.clip_manual(opt)  # to trainer.gradient_clip_val, when it is set
+        opt.step()  # theta <- the optimizer's update from dL/dtheta
+        self.step_lr_schedule()
+        return loss.detach()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "val")

@@ -6,7 +6,7 @@ them. Here, once:
 - the environments, attached in ``setup`` (``self.envs``: the training vector env,
   ``self.eval_env``: one evaluation env), and the observation each training env is at (``obs``);
 - the greedy evaluation (``evaluate``: mean and std of ``eval_episodes`` deterministic episodes),
-  logged as ``eval/return`` by the validation step and as ``test/return`` by the test step;
+  logged as ``val/return`` by the validation step and as ``test/return`` by the test step;
 - the checkpoint state: environment steps, the current observations (when the env state itself is
   in the checkpoint: classic control), and what the concept adds (``extra_state``: DQN's replay
   buffer, PPO's reward-scaling returns);
@@ -37,7 +37,6 @@ class RLModule(ZooModule):
         self, optimizer: OptimizerFactory, scheduler: SchedulerFactory | None = None
     ) -> None:
         super().__init__(optimizer, scheduler)
-        self.automatic_optimization = False  # an agent steps its optimizer in its own loop
         self.env_steps = 0  # environment steps taken by all training envs together
         self._obs: np.ndarray | None = None  # None: start from the envs' reset observations
         self.envs: Any = None
@@ -90,9 +89,9 @@ class RLModule(ZooModule):
     def validation_step(self, batch: int, batch_idx: int) -> None:
         returns = self.evaluate(self.eval_episodes)
         mean, std = float(np.mean(returns)), float(np.std(returns))
-        self.log("eval/return", mean, logger=False, batch_size=1)  # checkpoint; TB by env step
+        self.log("val/return", mean, logger=False, batch_size=1)  # checkpoint; TB by env step
         self.log("env_steps", float(self.env_steps), logger=False, batch_size=1)
-        log_scalars(self, {"eval/return": mean, "eval/return_std": std}, self.env_steps)
+        log_scalars(self, {"val/return": mean, "val/return_std": std}, self.env_steps)
 
     def test_step(self, batch: int, batch_idx: int) -> None:
         returns = self.evaluate(self.eval_episodes)

@@ -124,7 +124,7 @@ class EnvDataModule(L.LightningDataModule):
         env_id: a gymnasium id, e.g. CartPole-v1.
         num_envs: environments stepped in parallel (a synchronous vector env).
         iterations_per_epoch: training iterations (model-defined groups of env steps) per epoch.
-        eval_episodes: deterministic evaluation episodes per validation (eval/return).
+        eval_episodes: deterministic evaluation episodes per validation (val/return).
         seed: environment seed (null: the run's seed).
         env_kwargs: passed to gymnasium.make (e.g. max_episode_steps).
         wrappers: callables env -> wrapped env, applied in order to every environment (in

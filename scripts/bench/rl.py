@@ -105,7 +105,7 @@ def run_zoo(algo: str, seed: int) -> list[tuple[int, float, float]]:
                 f"paths.log_dir={logs}",
                 "~callbacks.progress_bar",
                 f"{stop}._target_=lightning.pytorch.callbacks.EarlyStopping",
-                f"{stop}.monitor=eval/return",
+                f"{stop}.monitor=val/return",
                 f"{stop}.mode=max",
                 f"{stop}.stopping_threshold={TARGET}",
                 f"{stop}.patience=1000",
@@ -118,7 +118,7 @@ def run_zoo(algo: str, seed: int) -> list[tuple[int, float, float]]:
         (run_dir,) = Path(logs).glob("runs/*/*")
         events = EventAccumulator(str(run_dir))
         events.Reload()
-        return [(e.step, e.value, e.wall_time) for e in events.Scalars("eval/return")]
+        return [(e.step, e.value, e.wall_time) for e in events.Scalars("val/return")]
 
 
 def rl_row(library: str, algo: str, seed: int, launched: float, evals: list) -> dict:
