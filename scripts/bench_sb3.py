@@ -7,7 +7,9 @@ the deterministic policy every ``every`` env steps (step 0 included) until a mea
 The argument: a JSON list of algo ("dqn" or "ppo"), seed, SB3 keyword arguments (rl-zoo's
 "lin_<x>" learning rates and clip ranges: linear decay from x to 0), parallel envs, the env-step
 budget, env steps between evaluations, the target return, and optionally a Gymnasium env id
-(default CartPole-v1). One torch thread, on the CPU.
+(default CartPole-v1) and extras: {"normalize": true} wraps the envs in VecNormalize (rl-zoo's
+``normalize: true``; evaluation sees the training statistics, unnormalised rewards),
+{"env_kwargs": {...}} goes to gymnasium.make. One torch thread, on the CPU.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 DEFAULT_ENV = "CartPole-v1"
 
@@ -61,10 +64,16 @@ class Evaluate(BaseCallback):
 def main(argv: list[str]) -> int:
     algo, seed, hp, n_envs, steps, every, target, *rest = json.loads(argv[0])
     env_id = rest[0] if rest else DEFAULT_ENV
+    extra = rest[1] if len(rest) > 1 else {}
+    kwargs = extra.get("env_kwargs") or {}
     torch.set_num_threads(1)
-    env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
-    eval_env = gym.make(env_id)
-    eval_env.reset(seed=seed + 10_000)
+    env = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=kwargs)
+    eval_env = DummyVecEnv([lambda: gym.make(env_id, **kwargs)])
+    eval_env.seed(seed + 10_000)
+    if extra.get("normalize"):
+        env = VecNormalize(env, gamma=hp.get("gamma", 0.99))
+        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
+        eval_env.obs_rms = env.obs_rms  # the same object: it follows training
     policy = (DQN if algo == "dqn" else PPO)(
         "MlpPolicy", env, seed=seed, device="cpu", **linear_schedules(hp)
     )

@@ -5,7 +5,8 @@
     python scripts/benchmark.py quality [--only mlp cnn ...]
     python scripts/benchmark.py gpu [--device cuda|cpu] [--sets digits mnist cifar10]
                                     [--num-workers 0 8] [--limit-batches 100]
-    python scripts/benchmark.py rl [--algos dqn ppo] [--seeds 0 1 2]    (pip install 'mlzoo[bench]')
+    python scripts/benchmark.py rl [--env cartpole acrobot ...] [--algos dqn ppo] [--seeds 0 1 2]
+                                                                     (pip install 'mlzoo[bench]')
     python scripts/benchmark.py dpo [--steps 10] [--batch 8] [--rounds 2]  (mlzoo[pretrained], trl)
 
 Each subcommand is a module of scripts/bench/ (its docstring says what it measures and how;

@@ -118,3 +118,24 @@ def test_interleaved_counts_a_cost_in_the_zoos_step_to_the_zoo_alone(
         assert epoch["seconds"] >= 0.02 * steps  # every sleep counted to the zoo (its seconds)
         assert epoch["plain_seconds"] < 0.02 * steps  # none to the plain loop
     assert max(overhead_runs.ratios(run)) < 0.5
+
+
+def test_rl_benchmark_pairs_evaluate_once_per_zoo_epoch_with_the_presets_budget(
+    tmp_path: Path,
+) -> None:
+    """Both libraries are evaluated at the same env steps only if a pair's ``every`` is the zoo
+    run's epoch (it validates once per epoch), and its budget is the preset's own."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench.rl import BENCHES
+
+    from conftest import compose_config
+
+    for (algo, env), bench in BENCHES.items():
+        cfg = compose_config(list(bench.zoo), tmp_path)
+        assert cfg.model._target_.endswith(f"{algo.upper()}Module"), (algo, env)
+        per_iteration = cfg.model.train_frequency if algo == "dqn" else cfg.model.num_steps
+        epoch = cfg.data.iterations_per_epoch * per_iteration * cfg.data.num_envs
+        assert epoch == bench.every, (algo, env, epoch, bench.every)
+        assert cfg.data.num_envs == bench.n_envs and cfg.data.env_id == bench.env_id, (algo, env)
+        if len(bench.zoo) == 1:  # an experiment preset: its own max_epochs
+            assert cfg.trainer.max_epochs * epoch == bench.steps, (algo, env)

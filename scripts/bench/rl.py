@@ -1,11 +1,16 @@
-"""rl: the zoo's DQN and PPO against Stable-Baselines3 with rl-baselines3-zoo's CartPole-v1
-hyperparameters, the same ones the zoo's configs use, run alternately on this machine, one torch
-thread each. Every run evaluates the deterministic (greedy) policy for 10 episodes every 1,024
-env steps, including step 0, and stops at the first evaluation whose mean return is >= 475.
-Reported per run: env steps to that evaluation; seconds to it counted from the step-0
-evaluation (training, evaluations included: the same for both) and from the process launch
-(start-up included); env steps per second over the run. The table gives medians over seeds.
-Stable-Baselines3 runs in scripts/bench_sb3.py (pip install 'mlzoo[bench]').
+"""rl: the zoo's DQN and PPO against Stable-Baselines3, per env, with rl-baselines3-zoo's
+hyperparameters on both sides (the zoo's experiment presets copy them), run alternately on this
+machine, one torch thread each. Every run evaluates the deterministic (greedy) policy for 10
+episodes every ``every`` env steps (the zoo's epoch), including step 0, and stops at the first
+evaluation whose mean return reaches the pair's target, or at its budget.
+
+    python scripts/benchmark.py rl                                  # CartPole-v1, both algos
+    python scripts/benchmark.py rl --env acrobot lunarlander --seeds 0
+
+Reported per run: env steps to the target; seconds to it counted from the step-0 evaluation
+(training, evaluations included: the same for both) and from the process launch (start-up
+included); the best evaluation; env steps per second over the run. The table gives medians over
+seeds. Stable-Baselines3 runs in scripts/bench_sb3.py (pip install 'mlzoo[bench]').
 """
 
 from __future__ import annotations
@@ -17,69 +22,114 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import ROOT, markdown, write_report
 
-NAME, HELP = "rl", "DQN and PPO vs Stable-Baselines3 on CartPole-v1"
-ENV_ID = "CartPole-v1"  # SB3's env; the zoo's DQN and PPO configs default to it
-EVAL_EVERY = 1024  # env steps between evaluations (both libraries)
-TARGET = 475.0
+NAME, HELP = "rl", "DQN and PPO vs Stable-Baselines3, per env, with rl-zoo's hyperparameters"
 SB3_WORKER = str(ROOT / "scripts" / "bench_sb3.py")
-# rl-baselines3-zoo's hyperparameters (hyperparams/dqn.yml, ppo.yml: CartPole-v1)
-SB3_HPARAMS = {
-    "dqn": dict(
-        learning_rate=2.3e-3,
-        batch_size=64,
-        buffer_size=100_000,
-        learning_starts=1000,
-        gamma=0.99,
-        target_update_interval=10,
-        train_freq=256,
-        gradient_steps=128,
-        exploration_fraction=0.16,
-        exploration_final_eps=0.04,
-        policy_kwargs=dict(net_arch=[256, 256]),
+
+
+@dataclass(frozen=True)
+class Bench:
+    """One (algorithm, env) pair: the same hyperparameters on both sides (rl-baselines3-zoo's
+    hyperparams/{dqn,ppo}.yml, which the zoo's experiment presets copy), evaluated every
+    ``every`` env steps (the zoo's epoch: it validates once per epoch) up to ``steps``."""
+
+    env_id: str  # Gymnasium's id, for SB3
+    zoo: tuple[str, ...]  # the zoo's overrides
+    sb3: dict = field(default_factory=dict)  # SB3's keyword arguments
+    n_envs: int = 1
+    steps: int = 100_000
+    every: int = 1024
+    target: float = 475.0  # the issue's bar, else rl-zoo's published return
+    extra: dict = field(default_factory=dict)  # SB3 worker: normalize, env_kwargs
+
+
+# fmt: off
+_DQN_ACROBOT = dict(  # rl-zoo's Acrobot-v1 and LunarLander-v2 DQN
+    learning_rate=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=0, gamma=0.99,
+    target_update_interval=250, train_freq=4, gradient_steps=-1, exploration_fraction=0.12,
+    exploration_final_eps=0.1, policy_kwargs=dict(net_arch=[256, 256]),
+)
+_PPO_LUNAR = dict(n_steps=1024, batch_size=64, gae_lambda=0.98, gamma=0.999, n_epochs=4,
+                  ent_coef=0.01)
+BENCHES = {
+    ("dqn", "cartpole"): Bench(
+        "CartPole-v1",
+        ("model=dqn", "data.iterations_per_epoch=4", "trainer.max_epochs=50"),
+        dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000,
+             gamma=0.99, target_update_interval=10, train_freq=256, gradient_steps=128,
+             exploration_fraction=0.16, exploration_final_eps=0.04,
+             policy_kwargs=dict(net_arch=[256, 256])),
+        steps=51_200,
     ),
-    "ppo": dict(
-        n_steps=32,
-        batch_size=256,
-        gae_lambda=0.8,
-        gamma=0.98,
-        n_epochs=20,
-        ent_coef=0.0,
-        learning_rate="lin_0.001",
-        clip_range="lin_0.2",
+    ("ppo", "cartpole"): Bench(
+        "CartPole-v1",
+        ("model=ppo", "data.iterations_per_epoch=4", "trainer.max_epochs=100"),
+        dict(n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,
+             learning_rate="lin_0.001", clip_range="lin_0.2"),
+        n_envs=8, steps=102_400,
+    ),
+    ("dqn", "acrobot"): Bench(
+        "Acrobot-v1", ("experiment=dqn_acrobot",), _DQN_ACROBOT, every=5000, target=-100.0
+    ),
+    ("dqn", "mountaincar"): Bench(
+        "MountainCar-v0",
+        ("experiment=dqn_mountaincar",),
+        dict(learning_rate=4e-3, batch_size=128, buffer_size=10_000, learning_starts=1000,
+             gamma=0.98, target_update_interval=600, train_freq=16, gradient_steps=8,
+             exploration_fraction=0.2, exploration_final_eps=0.07,
+             policy_kwargs=dict(net_arch=[256, 256])),
+        steps=120_000, every=6000, target=-130.0,
+    ),
+    ("dqn", "lunarlander"): Bench(
+        "LunarLander-v3", ("experiment=dqn_lunarlander",), _DQN_ACROBOT, every=5000, target=154.0
+    ),
+    ("ppo", "acrobot"): Bench(
+        "Acrobot-v1",
+        ("experiment=ppo_acrobot",),
+        dict(n_steps=256, batch_size=64, gae_lambda=0.94, gamma=0.99, n_epochs=4, ent_coef=0.0),
+        n_envs=16, steps=983_040, every=49_152, target=-100.0, extra=dict(normalize=True),
+    ),
+    ("ppo", "mountaincar"): Bench(
+        "MountainCar-v0",
+        ("experiment=ppo_mountaincar",),
+        dict(n_steps=16, batch_size=64, gae_lambda=0.98, gamma=0.99, n_epochs=4, ent_coef=0.0),
+        n_envs=16, steps=1_003_520, every=50_176, target=-130.0, extra=dict(normalize=True),
+    ),
+    ("ppo", "lunarlander"): Bench(
+        "LunarLander-v3", ("experiment=ppo_lunarlander",), _PPO_LUNAR,
+        n_envs=16, steps=983_040, every=49_152, target=200.0,
+    ),
+    ("ppo", "lunarlander_continuous"): Bench(
+        "LunarLander-v3", ("experiment=ppo_lunarlander_continuous",), _PPO_LUNAR,
+        n_envs=16, steps=983_040, every=49_152, target=200.0,
+        extra=dict(normalize=True, env_kwargs=dict(continuous=True)),
     ),
 }
-SB3_ENVS = {"dqn": 1, "ppo": 8}
-SB3_STEPS = {"dqn": 50_000, "ppo": 100_000}
-# The zoo's defaults, evaluated every 1,024 env steps: 4 iterations of 256 env steps per epoch
-# (same total budget and schedules: they follow max_epochs x iterations_per_epoch).
-ZOO_OVERRIDES = {
-    "dqn": ["model=dqn", "data.iterations_per_epoch=4", "trainer.max_epochs=50"],
-    "ppo": ["model=ppo", "data.iterations_per_epoch=4", "trainer.max_epochs=100"],
-}
-COLUMNS = [
-    "library",
-    "algo",
-    "reached 475",
-    "steps to 475",
-    "s to 475",
-    "s to 475 from launch",
-    "steps/s",
-]
+# fmt: on
+ENVS = sorted({env for _, env in BENCHES})
+COLUMNS = ["library", "algo", "env", "target", "reached", "steps to target", "s to target",
+           "s to target from launch", "best return", "steps/s"]  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--algos", nargs="+", choices=["dqn", "ppo"], default=["dqn", "ppo"])
+    parser.add_argument("--env", nargs="+", choices=ENVS, default=["cartpole"], dest="envs")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument(
+        "--steps", type=int, help="cap every run's env-step budget (a quick look; default: each "
+        "pair's own, rl-zoo's)",
+    )  # fmt: skip
 
 
-def run_sb3(algo: str, seed: int) -> list[tuple[int, float, float]]:
-    spec = [algo, seed, SB3_HPARAMS[algo], SB3_ENVS[algo], SB3_STEPS[algo], EVAL_EVERY, TARGET]
+def run_sb3(bench: Bench, algo: str, seed: int, steps: int) -> list[tuple[int, float, float]]:
+    spec = [algo, seed, bench.sb3, bench.n_envs, steps, bench.every, bench.target, bench.env_id,
+            bench.extra]  # fmt: skip
     out = subprocess.run(
-        [sys.executable, SB3_WORKER, json.dumps([*spec, ENV_ID])],
+        [sys.executable, SB3_WORKER, json.dumps(spec)],
         check=True,
         capture_output=True,
         text=True,
@@ -89,25 +139,28 @@ def run_sb3(algo: str, seed: int) -> list[tuple[int, float, float]]:
     return [tuple(e) for e in json.loads(line[6:])]
 
 
-def run_zoo(algo: str, seed: int) -> list[tuple[int, float, float]]:
+def run_zoo(bench: Bench, algo: str, seed: int, steps: int) -> list[tuple[int, float, float]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    per_epoch = bench.every
     with tempfile.TemporaryDirectory() as logs:
         stop = "+callbacks.early_stopping"
         subprocess.run(
             [
                 sys.executable,
                 "train.py",
-                *ZOO_OVERRIDES[algo],
+                *bench.zoo,
+                f"trainer.max_epochs={max(1, steps // per_epoch)}",
                 f"seed={seed}",
                 "torch_threads=1",
                 "test=false",
                 f"paths.log_dir={logs}",
                 "~callbacks.progress_bar",
+                "~callbacks.video",
                 f"{stop}._target_=lightning.pytorch.callbacks.EarlyStopping",
                 f"{stop}.monitor=val/return",
                 f"{stop}.mode=max",
-                f"{stop}.stopping_threshold={TARGET}",
+                f"{stop}.stopping_threshold={bench.target}",
                 f"{stop}.patience=1000",
             ],
             check=True,
@@ -121,35 +174,42 @@ def run_zoo(algo: str, seed: int) -> list[tuple[int, float, float]]:
         return [(e.step, e.value, e.wall_time) for e in events.Scalars("val/return")]
 
 
-def rl_row(library: str, algo: str, seed: int, launched: float, evals: list) -> dict:
-    first = next(((s, t) for s, v, t in evals if v >= TARGET), None)
+def rl_row(library: str, pair: tuple[str, str], seed: int, launched: float, evals: list) -> dict:
+    target = BENCHES[pair].target
+    first = next(((s, t) for s, v, t in evals if v >= target), None)
     t0, last_step, last_t = evals[0][2], evals[-1][0], evals[-1][2]
     return {
         "library": library,
-        "algo": algo,
+        "algo": pair[0],
+        "env": pair[1],
         "seed": seed,
-        "steps to 475": first[0] if first else f"> {last_step}",
-        "s to 475": round(first[1] - t0, 1) if first else None,
-        "s to 475 from launch": round(first[1] - launched, 1) if first else None,
+        "target": target,
+        "steps to target": first[0] if first else f"> {last_step}",
+        "s to target": round(first[1] - t0, 1) if first else None,
+        "s to target from launch": round(first[1] - launched, 1) if first else None,
+        "best return": round(max(v for _, v, _ in evals), 1),
         "steps/s": round(last_step / max(1e-9, last_t - t0)),
     }
 
 
-def median_row(library: str, algo: str, rows: list[dict]) -> dict:
-    """The medians over seeds of one library's runs of one algorithm."""
-    mine = [r for r in rows if r["algo"] == algo and r["library"] == library]
-    reached = [r for r in mine if r["s to 475"] is not None]
+def median_row(library: str, pair: tuple[str, str], rows: list[dict]) -> dict:
+    """The medians over seeds of one library's runs of one (algorithm, env) pair."""
+    mine = [r for r in rows if (r["algo"], r["env"]) == pair and r["library"] == library]
+    reached = [r for r in mine if r["s to target"] is not None]
 
-    def med(key):
-        return round(statistics.median(r[key] for r in reached), 1) if reached else None
+    def med(key, among=reached):
+        return round(statistics.median(r[key] for r in among), 1) if among else None
 
     return {
         "library": library,
-        "algo": algo,
-        "reached 475": f"{len(reached)}/{len(mine)}",
-        "steps to 475": med("steps to 475"),
-        "s to 475": med("s to 475"),
-        "s to 475 from launch": med("s to 475 from launch"),
+        "algo": pair[0],
+        "env": pair[1],
+        "target": BENCHES[pair].target,
+        "reached": f"{len(reached)}/{len(mine)}",
+        "steps to target": med("steps to target"),
+        "s to target": med("s to target"),
+        "s to target from launch": med("s to target from launch"),
+        "best return": med("best return", mine),
         "steps/s": round(statistics.median(r["steps/s"] for r in mine)),
     }
 
@@ -160,23 +220,30 @@ def main(args: argparse.Namespace) -> int:
     except ImportError:
         print("error: the rl benchmark needs `pip install 'mlzoo[bench]'`", file=sys.stderr)
         return 1
+    pairs = [(a, e) for e in args.envs for a in args.algos if (a, e) in BENCHES]
+    if not pairs:
+        print(f"error: no benchmark for {args.algos} on {args.envs}", file=sys.stderr)
+        return 1
     rows = []
-    for algo in args.algos:
+    for pair in pairs:
+        bench = BENCHES[pair]
+        steps = min(bench.steps, args.steps or bench.steps)
         for seed in args.seeds:
             for library, runner in (("mlzoo", run_zoo), ("stable-baselines3", run_sb3)):
                 launched = time.time()
-                rows.append(rl_row(library, algo, seed, launched, runner(algo, seed)))
+                evals = runner(bench, pair[0], seed, steps)
+                rows.append(rl_row(library, pair, seed, launched, evals))
                 print(json.dumps(rows[-1]), flush=True)
     libraries = ("mlzoo", "stable-baselines3")
-    medians = [median_row(library, algo, rows) for algo in args.algos for library in libraries]
-    per_seed = markdown(rows, ["library", "algo", "seed", *COLUMNS[3:]])
+    medians = [median_row(library, pair, rows) for pair in pairs for library in libraries]
+    per_seed = markdown(rows, ["library", "algo", "env", "seed", *COLUMNS[3:4], *COLUMNS[5:]])
     write_report(
-        f"rl: {ENV_ID}, the zoo vs Stable-Baselines3 (medians over seeds)",
+        "rl: the zoo vs Stable-Baselines3 (medians over seeds)",
         medians,
-        "Per seed:\n\n" + per_seed + "\n\nEvaluation: 10 deterministic episodes every "
-        f"{EVAL_EVERY} env steps; 's to 475' counts from the step-0 evaluation, "
-        "evaluations included. Differences: SB3 anneals PPO's clip range with the learning "
-        "rate (rl-zoo's lin_0.2); the zoo keeps clip 0.2.",
+        "Per seed:\n\n" + per_seed + "\n\nEvaluation: 10 deterministic episodes every epoch "
+        "of the zoo's run (the same env steps for SB3); 's to target' counts from the step-0 "
+        "evaluation, evaluations included. Differences: on CartPole SB3 anneals PPO's clip "
+        "range with the learning rate (rl-zoo's lin_0.2); the zoo keeps clip 0.2.",
         columns=COLUMNS,
     )
     return 0
