@@ -160,6 +160,16 @@ class ZooModule(L.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval},
         }
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # DDP broadcasts rank 0's buffers (batch-norm statistics, observation normalisers) at
+        # the start of a forward only if the previous forward expected a backward; under manual
+        # optimization Lightning runs the backward inside the forward and switches that off,
+        # so the replicas' statistics would drift apart. Ask for the broadcast, as the
+        # automatic loop gets it. (No-op outside DDP.)
+        model = self.trainer.strategy.model
+        if getattr(model, "broadcast_buffers", False):
+            model.require_forward_param_sync = True
+
     def on_train_epoch_start(self) -> None:
         # The learning rate each epoch runs at, beside the losses (a logger-free LR monitor).
         optimizers = self.trainer.optimizers

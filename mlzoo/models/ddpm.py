@@ -210,6 +210,7 @@ class DDPMModule(ZooModule):
         return loss.detach()
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        super().on_train_batch_end(outputs, batch, batch_idx)
         self.ema.update_parameters(self.unet)  # ema <- d * ema + (1 - d) * weights
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, stage: str) -> None:
