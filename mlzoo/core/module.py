@@ -165,8 +165,9 @@ class ZooModule(L.LightningModule):
         # the start of a forward only if the previous forward expected a backward; under manual
         # optimization Lightning runs the backward inside the forward and switches that off,
         # so the replicas' statistics would drift apart. Ask for the broadcast, as the
-        # automatic loop gets it. (No-op outside DDP.)
-        model = self.trainer.strategy.model
+        # automatic loop gets it. (No-op outside DDP, or outside a Trainer.)
+        trainer = self._trainer
+        model = trainer.strategy.model if trainer is not None else None
         if getattr(model, "broadcast_buffers", False):
             model.require_forward_param_sync = True
 
