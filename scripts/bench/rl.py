@@ -58,7 +58,7 @@ _PPO_LUNAR = dict(n_steps=1024, batch_size=64, gae_lambda=0.98, gamma=0.999, n_e
 BENCHES = {
     ("dqn", "cartpole"): Bench(
         "CartPole-v1",
-        ("model=dqn", "data.iterations_per_epoch=4", "trainer.max_epochs=50"),
+        ("model=dqn", "data.iterations_per_epoch=4"),
         dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000,
              gamma=0.99, target_update_interval=10, train_freq=256, gradient_steps=128,
              exploration_fraction=0.16, exploration_final_eps=0.04,
@@ -67,7 +67,7 @@ BENCHES = {
     ),
     ("ppo", "cartpole"): Bench(
         "CartPole-v1",
-        ("model=ppo", "data.iterations_per_epoch=4", "trainer.max_epochs=100"),
+        ("model=ppo", "data.iterations_per_epoch=4"),
         dict(n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,
              learning_rate="lin_0.001", clip_range="lin_0.2"),
         n_envs=8, steps=102_400,
@@ -156,7 +156,7 @@ def run_zoo(bench: Bench, algo: str, seed: int, steps: int) -> list[tuple[int, f
                 "test=false",
                 f"paths.log_dir={logs}",
                 "~callbacks.progress_bar",
-                "~callbacks.video",
+                *(["~callbacks.video"] if bench.zoo[0].startswith("experiment=") else []),
                 f"{stop}._target_=lightning.pytorch.callbacks.EarlyStopping",
                 f"{stop}.monitor=val/return",
                 f"{stop}.mode=max",
