@@ -285,6 +285,20 @@ def test_nvml_cuda_check_dropped_only_where_torch_cannot_load_nvml(
     assert ("PYTORCH_NVML_BASED_CUDA_CHECK" in os.environ) == driver
 
 
+def test_removing_the_progress_bar_callback_leaves_no_bar(tmp_path: Path) -> None:
+    """~callbacks.progress_bar: no bar at all, not Lightning's default one (which redraws every
+    batch); without the override the run has the zoo's bar."""
+    from mlzoo.callbacks.progress import ProgressBar
+    from mlzoo.core.build import build_run
+
+    from conftest import compose_config
+
+    for overrides, bar in ((["~callbacks.progress_bar"], None), ([], ProgressBar)):
+        cfg = compose_config(["trainer=debug", *overrides], tmp_path / "logs")
+        trainer = build_run(cfg, None, False)[-1]
+        assert type(trainer.progress_bar_callback) is (bar or type(None))
+
+
 def test_progress_bar_updates_at_most_refresh_rate_times_a_second_and_at_the_epochs_end(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig
 
 from mlzoo.core.errors import ZooError
@@ -98,15 +99,21 @@ def build_run(cfg: DictConfig, ckpt_path: str | None, resumed_in_place: bool) ->
         model = instantiate_model(cfg.model, datamodule)
     callbacks = instantiate_all(cfg.get("callbacks"))
     loggers = instantiate_all(cfg.get("logger"))
-    clip = {}
+    overrides: dict[str, Any] = {}  # Trainer arguments the config's values turn into
     if cfg.trainer.get("gradient_clip_val"):
         # Lightning clips only under automatic optimization (and refuses the setting otherwise):
         # a zoo concept steps its own optimizer and clips in ZooModule.clip_manual
         model.manual_clip_val = float(cfg.trainer.gradient_clip_val)
         model.manual_clip_algorithm = cfg.trainer.get("gradient_clip_algorithm") or "norm"
-        clip = {"gradient_clip_val": None, "gradient_clip_algorithm": None}
+        overrides.update(gradient_clip_val=None, gradient_clip_algorithm=None)
+    if "enable_progress_bar" not in cfg.trainer and not any(
+        isinstance(c, ProgressBar) for c in callbacks
+    ):
+        # ~callbacks.progress_bar means no bar: Lightning would otherwise add its own, which
+        # redraws every batch (DQN on Acrobot: ~1 s slower per 5,000 env steps, BENCHMARKS.md)
+        overrides["enable_progress_bar"] = False
     trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, **clip
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides
     )
     if ckpt_path is not None:
         check_fits(ckpt_path, model, bool(cfg.get("trust_checkpoint")))
