@@ -293,6 +293,22 @@ def test_ppo_loss_against_hand_computed_numbers() -> None:
     assert float(v) == pytest.approx(0.5 * (1 + 0 + 5.29) / 3, abs=1e-6)
 
 
+def test_explained_variance_against_hand_computed_numbers() -> None:
+    """returns 0, 2, 4 (sample variance 4): values 0, 2, 4 explain all of it (1); a constant
+    none (0); values 4, 2, 0 leave errors -4, 0, 4 (variance 16): 1 - 16/4 = -3; values 1, 1.5, 3
+    leave -1, 0.5, 1 (variance 1.0833...): 1 - 1.0833/4 = 0.729."""
+    from mlzoo.models.ppo import explained_variance
+
+    returns = torch.tensor([0.0, 2.0, 4.0])
+    assert explained_variance(returns.clone(), returns) == pytest.approx(1.0)
+    assert explained_variance(torch.full((3,), 7.0), returns) == pytest.approx(0.0)
+    assert explained_variance(torch.tensor([4.0, 2.0, 0.0]), returns) == pytest.approx(-3.0)
+    assert explained_variance(torch.tensor([1.0, 1.5, 3.0]), returns) == pytest.approx(
+        1 - (13 / 12) / 4
+    )
+    assert math.isnan(explained_variance(returns, torch.ones(3)))  # constant returns
+
+
 @pytest.mark.slow
 def test_ppo_lands_the_lunar_lander(run) -> None:
     """experiment=ppo_lunarlander, rl-baselines3-zoo's settings and budget (16 envs, 983,040 env

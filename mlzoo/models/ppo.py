@@ -108,6 +108,14 @@ def ppo_loss(
     return loss, pg_loss, v_loss, clipped
 
 
+def explained_variance(values: Tensor, returns: Tensor) -> float:
+    """1 - Var[R - V] / Var[R]: the share of the returns' variance the critic predicts (1: all
+    of it, 0: no better than a constant, < 0: worse). On a fresh rollout, before the update, it
+    measures the critic on data it has not trained on."""
+    var = returns.var()
+    return float("nan") if var == 0 else float(1 - (returns - values).var() / var)
+
+
 def mlp(i: int, hidden: Sequence[int], o: int, out_std: float) -> nn.Sequential:
     sizes, mods = [i, *hidden], []
     for a, b in itertools.pairwise(sizes):
@@ -274,6 +282,7 @@ class PPOModule(RLModule):
     def training_step(self, batch: int, batch_idx: int) -> dict[str, Tensor] | None:
         hp = self.hparams
         data = self._rollout()
+        explained = explained_variance(data["values"], data["returns"])  # before the update
         opt = self.plain_optimizer()
         if hp.anneal_lr:
             self.anneal_learning_rate(opt)
@@ -301,7 +310,7 @@ class PPOModule(RLModule):
             self,
             {"train/loss": total, "train/loss_policy": pg, "train/loss_value": vl,
              "train/entropy": ent, "train/clip_fraction": clipfrac,
-             "train/lr": opt.param_groups[0]["lr"]},
+             "train/explained_variance": explained, "train/lr": opt.param_groups[0]["lr"]},
             self.env_steps,
         )  # fmt: skip
         return {"loss_policy": torch.tensor(pg), "loss_value": torch.tensor(vl)}  # FiniteGuard
