@@ -73,6 +73,25 @@ def test_the_option_table_lists_every_option_of_every_config_group() -> None:
     assert not unknown, f"README's option table names options that do not exist: {unknown}"
 
 
+def test_every_rl_benchmark_preset_cites_its_number_and_has_a_readme_row() -> None:
+    """experiment=dqn_* / ppo_* with rl-zoo's settings (Pendulum's has no published anchor):
+    the header says "Published (...): <number>", and the README's benchmark table has the
+    preset's row with that number in its rl-zoo column."""
+    rows = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r"^\s*\| `experiment=(\w+)` \|[^|]*\|[^|]*\| ([^|]*) \|", README, re.M)
+    }
+    presets = [p for p in CONFIGS.glob("experiment/*.yaml") if re.match(r"(dqn|ppo)_", p.stem)]
+    assert len(presets) >= 8
+    for path in presets:
+        if path.stem == "ppo_pendulum":
+            continue
+        cited = re.search(r"^# Published \([^)]*\): (-?[\d.]+)", path.read_text(), re.M)
+        assert cited, f"{path.name}: no '# Published (source): <number>' line"
+        assert path.stem in rows, f"README's RL benchmark table has no row for {path.stem}"
+        assert cited.group(1) in rows[path.stem], (path.stem, cited.group(1), rows[path.stem])
+
+
 def test_every_tuned_config_names_a_model_and_a_data_set() -> None:
     """tuned/ is outside the table: a file there applies only if it is named <model>_<data>."""
     data = groups()["data"] | groups()["env"]
