@@ -208,9 +208,13 @@ class PPOModule(RLModule):
         return self.critic(self.encoder(obs)).squeeze(-1)
 
     def _distribution(self, logits_or_mean: Tensor):
+        # No argument checks: the parameters are the network's own outputs (a NaN still stops the
+        # run, through FiniteGuard on the losses), and the checks ran on every call, rollout
+        # steps included (BENCHMARKS.md, 2026-12-05).
         if self.discrete:
-            return Categorical(logits=logits_or_mean)
-        return Normal(logits_or_mean, self.log_std.exp().expand_as(logits_or_mean))
+            return Categorical(logits=logits_or_mean, validate_args=False)
+        scale = self.log_std.exp().expand_as(logits_or_mean)
+        return Normal(logits_or_mean, scale, validate_args=False)
 
     def _log_prob(self, dist, action: Tensor) -> Tensor:
         lp = dist.log_prob(action)
