@@ -89,7 +89,8 @@ def test_every_rl_benchmark_preset_cites_its_number_and_has_a_readme_row() -> No
         cited = re.search(r"^# Published \([^)]*\): (-?[\d.]+)", path.read_text(), re.M)
         assert cited, f"{path.name}: no '# Published (source): <number>' line"
         assert path.stem in rows, f"README's RL benchmark table has no row for {path.stem}"
-        assert cited.group(1) in rows[path.stem], (path.stem, cited.group(1), rows[path.stem])
+        number = rf"(?<![\d.]){re.escape(cited.group(1))}(?![\d])"  # 20.6, not 120.6 or 20.65
+        assert re.search(number, rows[path.stem]), (path.stem, cited.group(1), rows[path.stem])
 
 
 def test_every_tuned_config_names_a_model_and_a_data_set() -> None:
