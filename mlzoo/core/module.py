@@ -17,6 +17,7 @@ Every concept writes its own update in ``training_step``, as CleanRL writes it::
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -59,12 +60,19 @@ class ZooModule(L.LightningModule):
         """Clip the gradients of ``optimizer``'s parameters: to trainer.gradient_clip_val when the
         config sets it, else to the concept's own ``default`` (None or 0: no clipping)."""
         value = self._clip_value(default)
-        if value:
-            self.clip_gradients(
-                optimizer,
-                gradient_clip_val=value,
-                gradient_clip_algorithm=self.manual_clip_algorithm,
-            )
+        if not value:
+            return
+        if isinstance(optimizer, StepCounter):  # plain precision, one process: what Lightning's
+            # precision plugin would call, without its checks on every one of the agents' updates
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            if self.manual_clip_algorithm == "value":
+                torch.nn.utils.clip_grad_value_(params, value)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, value)
+            return
+        self.clip_gradients(
+            optimizer, gradient_clip_val=value, gradient_clip_algorithm=self.manual_clip_algorithm
+        )
 
     def _clip_value(self, default: float | None) -> float | None:
         return self.manual_clip_val if self.manual_clip_val is not None else default
@@ -102,6 +110,36 @@ class ZooModule(L.LightningModule):
             return lightning_opt
         progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
         return StepCounter(lightning_opt.optimizer, progress)
+
+    def manual_backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        """Lightning's manual_backward: backward with loss scaling (fp16) and DDP's gradient sync,
+        between the on_before_backward / on_after_backward hooks of every callback. Where none of
+        that applies (plain precision, one process, no callback or hook that overrides them),
+        it is ``loss.backward()``, called directly: Lightning's dispatch of those hooks cost
+        the agents, which take thousands of small updates, ~0.1 ms per update (BENCHMARKS.md)."""
+        if self._backward_is_plain():
+            loss.backward(*args, **kwargs)
+        else:
+            super().manual_backward(loss, *args, **kwargs)
+
+    def _backward_is_plain(self) -> bool:
+        trainer = self._trainer
+        if trainer is None:
+            return False
+        cached = getattr(self, "_plain_backward", None)  # (weak reference to the trainer, answer)
+        if cached is not None and cached[0]() is trainer:
+            return cached[1]
+        from lightning.pytorch.utilities.model_helpers import is_overridden
+
+        hooks = ("on_before_backward", "on_after_backward")
+        plain = (
+            trainer.world_size == 1
+            and str(trainer.precision) in _PLAIN_PRECISIONS
+            and not any(is_overridden(h, self, L.LightningModule) for h in (*hooks, "backward"))
+            and not any(is_overridden(h, cb, L.Callback) for cb in trainer.callbacks for h in hooks)
+        )
+        self._plain_backward = (weakref.ref(trainer), plain)  # asked once per trainer
+        return plain
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, **kwargs: Any):

@@ -159,8 +159,9 @@ class DQNModule(RLModule):
         explore = torch.rand(greedy.shape) < epsilon
         return torch.where(explore, random, greedy)
 
-    def _collect(self) -> None:
-        """train_frequency steps (in all, over the envs) into the replay buffer."""
+    def _collect(self) -> float:
+        """train_frequency steps (in all, over the envs) into the replay buffer; returns the env
+        steps per second it took."""
         n = self.envs.num_envs
         start = time.perf_counter()
         for _ in range(self._steps_per_iteration() // n):
@@ -180,8 +181,7 @@ class DQNModule(RLModule):
             self.obs = next_obs
             self.env_steps += n
             log_finished_episodes(self, info, self.env_steps)
-        sps = self._steps_per_iteration() / (time.perf_counter() - start)
-        log_scalars(self, {"rollout/sps": sps, "rollout/epsilon": self.epsilon()}, self.env_steps)
+        return self._steps_per_iteration() / (time.perf_counter() - start)
 
     def td_loss(self, obs, action, reward, next_obs, terminated) -> Tensor:
         q = self.q(obs).gather(1, action.long().unsqueeze(1)).squeeze(1)  # Q_theta(s, a)
@@ -205,8 +205,14 @@ class DQNModule(RLModule):
             self._synced += syncs
 
     def training_step(self, batch: int, batch_idx: int) -> dict[str, Tensor] | None:
-        self._collect()
+        sps = self._collect()
         hp = self.hparams
+        # the iteration's scalars every trainer.log_every_n_steps iterations, as self.log does
+        log_now = batch_idx % max(1, self.trainer.log_every_n_steps) == 0
+        if log_now:
+            log_scalars(
+                self, {"rollout/sps": sps, "rollout/epsilon": self.epsilon()}, self.env_steps
+            )
         if self.env_steps < hp.learning_starts:
             return None
         self.update_target()
@@ -221,7 +227,8 @@ class DQNModule(RLModule):
             self.updates += 1
             losses.append(loss.detach())
         loss = torch.stack(losses).mean()
-        log_scalars(self, {"train/loss": float(loss)}, self.env_steps)
+        if log_now:
+            log_scalars(self, {"train/loss": float(loss)}, self.env_steps)
         return {"loss": loss}  # checked by FiniteGuard
 
     def extra_state(self) -> dict:
