@@ -336,6 +336,7 @@ class _TinyManual:
                 super().__init__(torch.optim.SGD)
                 self.net = torch.nn.Linear(4, 1)
                 self.grad_norms: list[float] = []
+                self.grad_max: list[float] = []  # the largest |gradient| entry, per update
 
             def training_step(self, batch, batch_idx):
                 opt = self.plain_optimizer()
@@ -346,6 +347,7 @@ class _TinyManual:
                     self.clip_manual(opt, clip)
                     grads = [p.grad for p in self.net.parameters()]
                     self.grad_norms.append(float(torch.stack([g.norm() for g in grads]).norm()))
+                    self.grad_max.append(max(float(g.abs().max()) for g in grads))
                     opt.step()
 
             def train_dataloader(self):
@@ -390,3 +392,9 @@ def test_manual_updates_skip_lightnings_backward_only_where_no_hook_listens(
     model, L = _TinyManual.make(clip=None)
     L.Trainer(**trainer_args).fit(model)
     assert max(model.grad_norms) > 100  # the loss really has large gradients to clip
+
+    model, L = _TinyManual.make()
+    model.manual_clip_algorithm = "value"  # trainer.gradient_clip_algorithm=value
+    L.Trainer(**trainer_args).fit(model)
+    assert calls == [1] * 6 and max(model.grad_max) <= 1e-3 * (1 + 1e-6)  # each entry
+    assert max(model.grad_norms) > 1e-3 * (1 + 1e-4)  # (5 entries at 1e-3: norm 2.2e-3)
