@@ -321,39 +321,34 @@ def test_progress_bar_updates_at_most_refresh_rate_times_a_second_and_at_the_epo
     assert updates == [0, 20, 40, 49]  # once a second, and the epoch's last batch
 
 
-class _TinyManual:
-    """A ZooModule with one linear layer that takes ``updates`` manual updates per batch, as the
-    agents write them (plain_optimizer, manual_backward, clip_manual)."""
+def _tiny_manual(clip: float | None = 1e-3):
+    """A ZooModule with one linear layer taking 3 manual updates per batch, as the agents write
+    them (plain_optimizer, manual_backward, clip_manual), recording each update's gradients."""
+    from mlzoo.core.module import ZooModule
 
-    @staticmethod
-    def make(updates: int = 3, clip: float | None = 1e-3):
-        import lightning as L
+    class Tiny(ZooModule):
+        def __init__(self):
+            super().__init__(torch.optim.SGD)
+            self.net = torch.nn.Linear(4, 1)
+            self.grad_norms: list[float] = []
+            self.grad_max: list[float] = []  # the largest |gradient| entry, per update
 
-        from mlzoo.core.module import ZooModule
+        def training_step(self, batch, batch_idx):
+            opt = self.plain_optimizer()
+            for _ in range(3):
+                loss = (self.net(torch.ones(8, 4)) - 100.0).square().mean()
+                opt.zero_grad()
+                self.manual_backward(loss)
+                self.clip_manual(opt, clip)
+                grads = [p.grad for p in self.net.parameters()]
+                self.grad_norms.append(float(torch.stack([g.norm() for g in grads]).norm()))
+                self.grad_max.append(max(float(g.abs().max()) for g in grads))
+                opt.step()
 
-        class Tiny(ZooModule):
-            def __init__(self):
-                super().__init__(torch.optim.SGD)
-                self.net = torch.nn.Linear(4, 1)
-                self.grad_norms: list[float] = []
-                self.grad_max: list[float] = []  # the largest |gradient| entry, per update
+        def train_dataloader(self):
+            return range(2)
 
-            def training_step(self, batch, batch_idx):
-                opt = self.plain_optimizer()
-                for _ in range(updates):
-                    loss = (self.net(torch.ones(8, 4)) - 100.0).square().mean()
-                    opt.zero_grad()
-                    self.manual_backward(loss)
-                    self.clip_manual(opt, clip)
-                    grads = [p.grad for p in self.net.parameters()]
-                    self.grad_norms.append(float(torch.stack([g.norm() for g in grads]).norm()))
-                    self.grad_max.append(max(float(g.abs().max()) for g in grads))
-                    opt.step()
-
-            def train_dataloader(self):
-                return range(2)
-
-        return Tiny(), L
+    return Tiny()
 
 
 def test_manual_updates_skip_lightnings_backward_only_where_no_hook_listens(
@@ -361,6 +356,7 @@ def test_manual_updates_skip_lightnings_backward_only_where_no_hook_listens(
 ) -> None:
     """ZooModule.manual_backward is loss.backward() at plain precision in one process with no
     backward hooks, and Lightning's (hooks called) otherwise; clip_manual clips either way."""
+    import lightning as L
     from lightning.pytorch.strategies import SingleDeviceStrategy
 
     calls = []
@@ -373,7 +369,7 @@ def test_manual_updates_skip_lightnings_backward_only_where_no_hook_listens(
         enable_model_summary=False, accelerator="cpu",
     )  # fmt: skip
 
-    model, L = _TinyManual.make()
+    model = _tiny_manual()
     L.Trainer(**trainer_args).fit(model)
     assert calls == [] and len(model.grad_norms) == 6  # 2 batches x 3 updates, none via Lightning
     assert max(model.grad_norms) <= 1e-3 * (1 + 1e-4)  # clipped (unclipped: ~200)
@@ -384,16 +380,16 @@ def test_manual_updates_skip_lightnings_backward_only_where_no_hook_listens(
         def on_after_backward(self, trainer, pl_module):
             AfterBackward.seen += 1
 
-    model, L = _TinyManual.make()
+    model = _tiny_manual()
     L.Trainer(**trainer_args, callbacks=[AfterBackward()]).fit(model)
     assert len(calls) == 6 and AfterBackward.seen == 6  # a listener: Lightning's backward
     assert max(model.grad_norms) <= 1e-3 * (1 + 1e-4)
 
-    model, L = _TinyManual.make(clip=None)
+    model = _tiny_manual(clip=None)
     L.Trainer(**trainer_args).fit(model)
     assert max(model.grad_norms) > 100  # the loss really has large gradients to clip
 
-    model, L = _TinyManual.make()
+    model = _tiny_manual()
     model.manual_clip_algorithm = "value"  # trainer.gradient_clip_algorithm=value
     L.Trainer(**trainer_args).fit(model)
     assert calls == [1] * 6 and max(model.grad_max) <= 1e-3 * (1 + 1e-6)  # each entry

@@ -106,7 +106,7 @@ class ZooModule(L.LightningModule):
         optimizers = self.optimizers()
         lightning_opt = optimizers[index] if isinstance(optimizers, list) else optimizers
         trainer = self.trainer
-        if trainer.world_size != 1 or str(trainer.precision) not in _PLAIN_PRECISIONS:
+        if not _plain_run(trainer):
             return lightning_opt
         progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
         return StepCounter(lightning_opt.optimizer, progress)
@@ -133,8 +133,7 @@ class ZooModule(L.LightningModule):
 
         hooks = ("on_before_backward", "on_after_backward")
         plain = (
-            trainer.world_size == 1
-            and str(trainer.precision) in _PLAIN_PRECISIONS
+            _plain_run(trainer)
             and not any(is_overridden(h, self, L.LightningModule) for h in (*hooks, "backward"))
             and not any(is_overridden(h, cb, L.Callback) for cb in trainer.callbacks for h in hooks)
         )
@@ -215,6 +214,12 @@ class ZooModule(L.LightningModule):
         if optimizers:
             lr = float(optimizers[0].param_groups[0]["lr"])
             self.log("train/lr", lr, on_step=False, on_epoch=True)
+
+
+def _plain_run(trainer: Any) -> bool:
+    """One process at a plain precision: no DDP sync and no fp16 loss scaling for Lightning's
+    optimizer and backward wrappers to do (ZooModule.plain_optimizer, manual_backward)."""
+    return trainer.world_size == 1 and str(trainer.precision) in _PLAIN_PRECISIONS
 
 
 class StepCounter:
