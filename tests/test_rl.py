@@ -82,6 +82,35 @@ def test_unknown_env_is_one_clear_error() -> None:
         EnvDataModule("CartPole-v99")
 
 
+def test_async_envs_step_like_sync_ones_in_worker_processes_that_end_with_fit(run) -> None:
+    """data.vectorization=async: the same seeded transitions as the in-process envs, from one
+    worker process per env; a run's workers end when fit does; a typo is one clear error."""
+    import multiprocessing
+
+    import numpy as np
+
+    steps = {}
+    for mode in ("sync", "async"):
+        dm = EnvDataModule("CartPole-v1", num_envs=3, seed=7, vectorization=mode)
+        dm.setup("fit")
+        rng, obs = np.random.default_rng(0), [dm.reset_obs]
+        for _ in range(40):  # long enough for episodes to end and restart (SAME_STEP autoreset)
+            o, r, term, trunc, info = dm.envs.step(rng.integers(2, size=3))
+            obs.append(o)
+        steps[mode] = np.stack(obs)
+        workers = multiprocessing.active_children()
+        dm.teardown("fit")
+        assert dm.envs is None and dm.eval_env is not None  # evaluation outlives fit
+        assert len(workers) == (3 if mode == "async" else 0), workers
+        assert not any(w.is_alive() for w in workers)
+    np.testing.assert_array_equal(steps["sync"], steps["async"])
+    summary = run(["model=ppo", "trainer=debug", "data.num_envs=2", "data.vectorization=async"])
+    assert summary["global_step"] > 0 and math.isfinite(summary["metrics"]["test/return"])
+    assert multiprocessing.active_children() == []
+    with pytest.raises(ValueError, match="'sync' or 'async'"):
+        EnvDataModule("CartPole-v1", vectorization="asink")
+
+
 def test_replay_buffer_wraps_around_and_round_trips() -> None:
     buf = ReplayBuffer(5, (2,))
     for i in range(7):

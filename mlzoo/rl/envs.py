@@ -7,6 +7,11 @@ env for training, a single env for evaluation), tells the model what it needs to
 that is just a counter: each "batch" is one training iteration in which the model steps the
 environments itself.
 
+The training envs step in this process (``vectorization: sync``, the default) or each in a worker
+process of its own (``async``: gymnasium's AsyncVectorEnv, for envs whose step is costly, e.g.
+Atari on a machine with cores to spare; BENCHMARKS.md). They live for ``fit``: its teardown
+closes them (and ends the workers); evaluation and test use one separate env in this process.
+
 Vector envs use gymnasium 1.x's SAME_STEP autoreset: when an episode ends, ``step`` already
 returns the first observation of the next one, and the true last observation is in
 ``info["final_obs"]`` (the default NEXT_STEP mode would instead return a meaningless transition on
@@ -122,7 +127,8 @@ class EnvDataModule(L.LightningDataModule):
 
     Args:
         env_id: a gymnasium id, e.g. CartPole-v1.
-        num_envs: environments stepped in parallel (a synchronous vector env).
+        num_envs: environments stepped in parallel (a vector env).
+        vectorization: "sync" (all in this process) or "async" (one worker process per env).
         iterations_per_epoch: training iterations (model-defined groups of env steps) per epoch.
         eval_episodes: deterministic evaluation episodes per validation (val/return).
         seed: environment seed (null: the run's seed).
@@ -140,14 +146,17 @@ class EnvDataModule(L.LightningDataModule):
         seed: int | None = None,
         env_kwargs: dict[str, Any] | None = None,
         wrappers: Sequence[Wrapper] = (),
+        vectorization: str = "sync",
     ) -> None:
         super().__init__()
+        if vectorization not in ("sync", "async"):
+            raise ValueError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
         if num_envs < 1 or iterations_per_epoch < 1 or eval_episodes < 1:
             raise ValueError(
                 "num_envs, iterations_per_epoch and eval_episodes must be >= 1, got "
                 f"{num_envs}, {iterations_per_epoch}, {eval_episodes}"
             )
-        self.env_id, self.num_envs = env_id, num_envs
+        self.env_id, self.num_envs, self.vectorization = env_id, num_envs, vectorization
         self.iterations_per_epoch, self.eval_episodes = iterations_per_epoch, eval_episodes
         self.seed, self.env_kwargs = seed, dict(env_kwargs or {})
         self.wrappers = list(wrappers)
@@ -155,7 +164,10 @@ class EnvDataModule(L.LightningDataModule):
         self.eval_env: gym.Env | None = None
         self._probe = self.make_env(0)  # spaces, checked at once
         module = type(self._probe.unwrapped).__module__
-        self.exact_resume = module.startswith("gymnasium.envs.classic_control")
+        # (an async env's state is in its workers, out of reach)
+        self.exact_resume = module.startswith("gymnasium.envs.classic_control") and (
+            vectorization == "sync"
+        )
         self._pending: dict[str, Any] | None = None
 
     def make_env(self, seed: int | None, **extra_kwargs: Any) -> gym.Env:
@@ -163,8 +175,8 @@ class EnvDataModule(L.LightningDataModule):
         return make_env(self.env_id, seed, self.wrappers, **{**self.env_kwargs, **extra_kwargs})
 
     def setup(self, stage: str | None = None) -> None:
-        if self.envs is not None:
-            return
+        if self.envs is not None or (stage == "test" and self.eval_env is not None):
+            return  # (a test after fit needs only the evaluation env)
         import torch
 
         seed = self.seed if self.seed is not None else int(torch.initial_seed() % 2**31)
@@ -172,7 +184,7 @@ class EnvDataModule(L.LightningDataModule):
             self.envs = gym.make_vec(
                 self.env_id,
                 num_envs=self.num_envs,
-                vectorization_mode="sync",
+                vectorization_mode=self.vectorization,
                 vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
                 wrappers=self.wrappers or None,
                 **self.env_kwargs,
@@ -182,7 +194,8 @@ class EnvDataModule(L.LightningDataModule):
         self.envs = gym.wrappers.vector.RecordEpisodeStatistics(self.envs)
         self.envs.action_space.seed(seed)
         self.reset_obs, _ = self.envs.reset(seed=seed)
-        self.eval_env = self.make_env(seed + 10_000)
+        if self.eval_env is None:
+            self.eval_env = self.make_env(seed + 10_000)
         if self._pending is not None:
             self.load_state_dict(self._pending)
 
@@ -243,7 +256,10 @@ class EnvDataModule(L.LightningDataModule):
         return range(1)
 
     def teardown(self, stage: str) -> None:
-        if stage == "test":  # envs stay open between fit and test; close at the very end
-            for env in (self.envs, self.eval_env, self._probe):
+        if stage == "fit" and self.envs is not None:  # the training envs (and any workers) end
+            self.envs.close()
+            self.envs = None
+        if stage == "test":  # the evaluation env stays open between fit and test
+            for env in (self.eval_env, self._probe):
                 if env is not None:
                     env.close()
