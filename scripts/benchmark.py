@@ -8,6 +8,7 @@
     python scripts/benchmark.py rl [--env cartpole acrobot ...] [--algos dqn ppo] [--seeds 0 1 2]
                                                                      (pip install 'mlzoo[bench]')
     python scripts/benchmark.py dpo [--steps 10] [--batch 8] [--rounds 2]  (mlzoo[pretrained], trl)
+    python scripts/benchmark.py envs [--cases pong lunarlander cartpole] [--device cpu|cuda]
 
 Each subcommand is a module of scripts/bench/ (its docstring says what it measures and how;
 `python scripts/benchmark.py <subcommand> --help` prints it); bench/common.py has the machine,
@@ -22,9 +23,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench import common, dpo, gpu, overhead, quality, rl
+from bench import common, dpo, envs, gpu, overhead, quality, rl
 
-SUBCOMMANDS = (overhead, quality, gpu, rl, dpo)
+SUBCOMMANDS = (overhead, quality, gpu, rl, dpo, envs)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -139,3 +139,27 @@ def test_rl_benchmark_pairs_evaluate_once_per_zoo_epoch_with_the_presets_budget(
         assert cfg.data.num_envs == bench.n_envs and cfg.data.env_id == bench.env_id, (algo, env)
         if bench.zoo[0].startswith("experiment="):  # a preset: its own max_epochs
             assert cfg.trainer.max_epochs * epoch == bench.steps, (algo, env)
+
+
+def test_envs_benchmark_counts_each_cases_env_steps_per_iteration(tmp_path: Path) -> None:
+    """env steps/s = iterations/s x the case's env steps per iteration (PPO: num_steps x
+    num_envs), which must be the config's own."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench.envs import CASES
+
+    from conftest import compose_config
+
+    for case, (overrides, per_iteration) in CASES.items():
+        cfg = compose_config(overrides, tmp_path)
+        assert cfg.model.num_steps * cfg.data.num_envs == per_iteration, case
+
+
+@pytest.mark.slow
+def test_envs_benchmark_times_sync_and_async_envs_alternately(tmp_path: Path) -> None:
+    report = tmp_path / "B.md"
+    args = ["--cases", "cartpole", "--epochs", "2", "--iterations", "2", "--repeats", "1"]
+    out = benchmark("--report", str(report), "envs", *args)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [ln.split(" | ") for ln in report.read_text().splitlines() if ln.startswith("| cart")]
+    assert [r[2] for r in rows] == ["sync", "async"] and rows[0][4] == "1.00x", rows
+    assert all(float(r[3]) > 0 for r in rows), rows

@@ -93,11 +93,14 @@ def test_async_envs_step_like_sync_ones_in_worker_processes_that_end_with_fit(ru
     for mode in ("sync", "async"):
         dm = EnvDataModule("CartPole-v1", num_envs=3, seed=7, vectorization=mode)
         dm.setup("fit")
-        rng, obs = np.random.default_rng(0), [dm.reset_obs]
+        rng, seen = np.random.default_rng(0), [dm.reset_obs.ravel()]
         for _ in range(40):  # long enough for episodes to end and restart (SAME_STEP autoreset)
-            o, r, term, trunc, info = dm.envs.step(rng.integers(2, size=3))
-            obs.append(o)
-        steps[mode] = np.stack(obs)
+            *out, info = dm.envs.step(rng.integers(2, size=3))  # obs, reward, term, trunc
+            seen += [np.asarray(x, dtype=np.float64).ravel() for x in out]
+            seen += (
+                [np.stack(info["final_obs"][info["_final_obs"]]).ravel()] if out[2].any() else []
+            )
+        steps[mode] = np.concatenate(seen)
         workers = multiprocessing.active_children()
         dm.teardown("fit")
         assert dm.envs is None and dm.eval_env is not None  # evaluation outlives fit
