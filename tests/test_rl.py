@@ -114,6 +114,26 @@ def test_async_envs_step_like_sync_ones_in_worker_processes_that_end_with_fit(ru
         EnvDataModule("CartPole-v1", vectorization="asink")
 
 
+def test_a_test_after_fit_evaluates_from_the_checkpoints_evaluation_env() -> None:
+    """The training envs close when fit ends; the test stage that follows restores the best
+    checkpoint's state into the evaluation env alone (classic control: its episodes are the ones
+    that would have followed that checkpoint)."""
+    import numpy as np
+
+    from mlzoo.rl.episodes import run_episodes
+
+    dm = EnvDataModule("CartPole-v1", num_envs=2, seed=3)
+    dm.setup("fit")
+    saved = dm.state_dict()  # a checkpoint
+    following = dm.eval_env.reset()[0]  # the next evaluation episode's first observation
+    run_episodes(dm.eval_env, lambda obs: 1, 3, None)  # later validations move the env on
+    dm.teardown("fit")
+    dm.setup("test")
+    assert not np.array_equal(dm.eval_env.reset()[0], following)
+    dm.load_state_dict(saved)  # what trainer.test(ckpt_path=best) does
+    assert dm.envs is None and np.array_equal(dm.eval_env.reset()[0], following)
+
+
 def test_replay_buffer_wraps_around_and_round_trips() -> None:
     buf = ReplayBuffer(5, (2,))
     for i in range(7):

@@ -211,11 +211,14 @@ class EnvDataModule(L.LightningDataModule):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state or not self.exact_resume:
             return
-        if self.envs is None:  # restored before setup: apply once the envs exist
+        if self.eval_env is None:  # restored before setup: apply once the envs exist
             self._pending = state
             return
         self._pending = None
-        for env, saved in ((self.envs, state["train"]), (self.eval_env, state["eval"])):
+        restored = [(self.eval_env, state["eval"])]  # a test: the best checkpoint's evaluation
+        if self.envs is not None:  # (the training envs end with fit)
+            restored.insert(0, (self.envs, state["train"]))
+        for env, saved in restored:
             parts = _chain(env)
             if len(parts) != len(saved):
                 raise ZooError("checkpoint: its environments are wrapped differently from these")
