@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 
 import lightning as L
 import torch
@@ -45,6 +46,20 @@ class SignalAt(L.Callback):
         self.calls += 1
         if self.calls == self.at:
             os.kill(os.getpid(), self.signum)
+
+
+class SignalInSave(L.Callback):
+    """Send this process a signal while checkpoint number ``at`` of the run is being written
+    (a callback's state is gathered inside the save): a Ctrl-C that lands mid-save."""
+
+    def __init__(self, at: int = 3, signum: int = int(signal.SIGINT)) -> None:
+        self.signum, self.at, self.calls = signum, at, 0
+
+    def state_dict(self) -> dict:
+        self.calls += 1
+        if self.calls == self.at:
+            os.kill(os.getpid(), self.signum)
+        return {}
 
 
 class GradNormProbe(L.Callback):

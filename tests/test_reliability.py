@@ -158,6 +158,27 @@ def test_signal_saves_a_checkpoint_that_resumes(concept: str, signum, tmp_path: 
     assert resumed["status"] == "completed" and resumed["global_step"] > ckpt["global_step"]
 
 
+def test_a_ctrl_c_in_the_middle_of_a_checkpoint_save_stops_the_run_after_it(tmp_path: Path) -> None:
+    """Checkpoint 3 of the run is epoch 1's new best; a Ctrl-C while it is written used to stop
+    the run inside the save (CI, 2026-12-06), so the interrupted checkpoint named a best file that
+    was never written and the resumed run failed to test it. Ctrl-C now stops at the next batch."""
+    args = ["trainer=debug", "trainer.max_steps=-1", "trainer.max_epochs=4", "logger=none"]
+    ctrl_c = ["+callbacks.kill._target_=stop_probe.SignalInSave", "+callbacks.kill.at=3"]
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        with pytest.raises(ZooError, match="resume with ckpt_path=") as err:
+            run_training([*args, *ctrl_c, *PROBE], tmp_path / "logs")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    saved = Path(str(err.value).rsplit("ckpt_path=", 1)[1])
+    state = read_checkpoint(saved)["callbacks"]
+    paths = [v.get("best_model_path") or "" for v in state.values() if isinstance(v, dict)]
+    [best] = [p for p in paths if Path(p).name.startswith("best-")]  # the monitored checkpoint
+    assert Path(best).is_file(), (best, sorted(p.name for p in saved.parent.iterdir()))
+    resumed = run_training([*args, f"ckpt_path={saved}"], tmp_path / "logs")
+    assert resumed["status"] == "completed" and "test/acc" in resumed["metrics"], resumed
+
+
 # --- 3. NaN guard and gradient clipping ------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("concept", CONCEPTS)
