@@ -158,12 +158,17 @@ def test_signal_saves_a_checkpoint_that_resumes(concept: str, signum, tmp_path: 
     assert resumed["status"] == "completed" and resumed["global_step"] > ckpt["global_step"]
 
 
-def test_a_ctrl_c_in_the_middle_of_a_checkpoint_save_stops_the_run_after_it(tmp_path: Path) -> None:
-    """Checkpoint 3 of the run is epoch 1's new best; a Ctrl-C while it is written used to stop
+@pytest.mark.parametrize(("epochs", "at"), [(4, 3), (1, 2)], ids=["mid-run", "last-save"])
+def test_a_ctrl_c_in_the_middle_of_a_checkpoint_save_stops_the_run_after_it(
+    epochs: int, at: int, tmp_path: Path
+) -> None:
+    """mid-run: checkpoint 3 is epoch 1's new best; a Ctrl-C while it was written used to stop
     the run inside the save (CI, 2026-12-06), so the interrupted checkpoint named a best file that
-    was never written and the resumed run failed to test it. Ctrl-C now stops at the next batch."""
-    args = ["trainer=debug", "trainer.max_steps=-1", "trainer.max_epochs=4", "logger=none"]
-    ctrl_c = ["+callbacks.kill._target_=stop_probe.SignalInSave", "+callbacks.kill.at=3"]
+    was never written and the resumed run failed to test it. Ctrl-C now stops at the next batch.
+    last-save: checkpoint 2 of a one-epoch run is its last.ckpt, after the last batch: the run
+    still stops (at the end of fit, before the test stage)."""
+    args = ["trainer=debug", "trainer.max_steps=-1", f"trainer.max_epochs={epochs}", "logger=none"]
+    ctrl_c = ["+callbacks.kill._target_=stop_probe.SignalInSave", f"+callbacks.kill.at={at}"]
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
     try:
         with pytest.raises(ZooError, match="resume with ckpt_path=") as err:
@@ -175,6 +180,7 @@ def test_a_ctrl_c_in_the_middle_of_a_checkpoint_save_stops_the_run_after_it(tmp_
     paths = [v.get("best_model_path") or "" for v in state.values() if isinstance(v, dict)]
     [best] = [p for p in paths if Path(p).name.startswith("best-")]  # the monitored checkpoint
     assert Path(best).is_file(), (best, sorted(p.name for p in saved.parent.iterdir()))
+    assert read_checkpoint(saved)["global_step"] == 3 * (1 if epochs == 1 else 2)
     resumed = run_training([*args, f"ckpt_path={saved}"], tmp_path / "logs")
     assert resumed["status"] == "completed" and "test/acc" in resumed["metrics"], resumed
 

@@ -69,7 +69,7 @@ class InterruptCheckpoint(L.Callback):
         if stage != "fit":
             return
         self._restore_ctrl_c()
-        self._stop_if_asked()  # a Ctrl-C after the last batch still stops the run (no test)
+        self._stop_if_asked()  # a Ctrl-C after the last batch still stops the run
 
     def _restore_ctrl_c(self) -> None:
         # Not over Lightning's own SIG_IGN, set while it shuts down after a Ctrl-C.
