@@ -4,6 +4,11 @@ with the checkpoint's preprocessing; bad folders give one line."""
 
 from __future__ import annotations
 
+import logging
+import os
+import struct
+import threading
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +18,8 @@ import torch
 from cli_cases import run_cases
 from PIL import Image, ImageDraw
 
-from mlzoo.data.image_folder import ImageFolderDataModule
+from mlzoo.core.errors import ZooError
+from mlzoo.data.image_folder import ImageFolderDataModule, read_images
 
 from conftest import load_script, run_training
 
@@ -123,14 +129,110 @@ def test_bad_image_folders_give_one_line_and_no_run_folder(tmp_path: Path) -> No
         (tmp_path / "one" / shape).rmdir()
     shapes_folder(tmp_path / "broken", per_class=10)
     (tmp_path / "broken" / "circle" / "bad.png").write_bytes(b"not a png")
+    shapes_folder(tmp_path / "bomb", per_class=10)
+    png_header(tmp_path / "bomb" / "square" / "huge.png", 20000, 20000)
     data = ["model=cnn", "data=image_folder", "data.image_size=16"]
+    big = [*data, f"data.root={tmp_path / 'broken'}"]
     cases = [
         ([*data, f"data.root={tmp_path / 'empty'}"], "class folder"),
         ([*data, f"data.root={tmp_path / 'one'}"], "one class"),
         ([*data, f"data.root={tmp_path / 'broken'}"], "cannot read the image"),
         ([*data, f"data.root={tmp_path / 'missing'}"], "no folder"),
         ([*data, f"data.root={tmp_path / 'one'}", "data.channels=2"], "channels 1 or 3"),
+        ([*data, f"data.root={tmp_path / 'bomb'}"], "huge.png: over the limit"),
+        ([*big, "data.max_pixels=1000"], "40x40 = 1,600 pixels is over the limit of 1,000"),
+        ([*big, "data.image_size=100000"], "data.image_size must be an integer in [4, 1024]"),
     ]
     failures = run_cases([("train", a, r) for a, r in cases], tmp_path)
     assert not failures, "\n".join(failures)
     assert not list(tmp_path.glob("logs/runs/*/*")), "a failed run left its folder behind"
+
+
+def png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG file that claims width x height pixels: its header only (no pixel data), so a
+    reader that decodes it fails, one that checks the size first refuses it at once."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"")[:8])
+    return path
+
+
+def finishes(fn, seconds: float = 60.0):
+    """fn()'s result, or a test failure (not a hang) if it has not returned within ``seconds``."""
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as err:  # re-raised in the test's thread
+            result["error"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still reading after {seconds:.0f} s"
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def loaded(root: Path, **kwargs) -> ImageFolderDataModule:
+    dm = ImageFolderDataModule(str(root), image_size=8, batch_size=4, **kwargs)
+    dm.setup()
+    return dm
+
+
+def test_symlink_loops_in_class_folders_are_not_followed(tmp_path: Path, caplog) -> None:
+    root = shapes_folder(tmp_path / "shapes", per_class=6)
+    (root / "cross" / "again").symlink_to(".")  # a loop onto itself
+    (root / "circle" / "back").symlink_to("..")  # back into the root: every class again
+    (root / "square" / "sub").mkdir()  # a real subfolder is still read
+    Image.new("RGB", (10, 10)).save(root / "square" / "sub" / "extra.png")
+    with caplog.at_level(logging.WARNING, logger="mlzoo"):
+        dm = finishes(lambda: loaded(root))
+    assert sum(len(s) for s in dm.splits.values()) == 3 * 6 + 1  # each real image once
+    assert dm.class_names == list(SHAPES)
+    assert "skipped 2 entries" in caplog.text and "symlinked folder" in caplog.text
+
+
+def test_fifos_and_other_non_regular_files_are_skipped_never_opened(tmp_path: Path, caplog) -> None:
+    root = shapes_folder(tmp_path / "shapes", per_class=6)
+    os.mkfifo(root / "circle" / "pipe.png")  # opening it would wait for a writer forever
+    (root / "cross" / "link.png").symlink_to(root / "circle" / "pipe.png")
+    (root / "square" / "gone.png").symlink_to(root / "nowhere.png")
+    with caplog.at_level(logging.WARNING, logger="mlzoo"):
+        dm = finishes(lambda: loaded(root))
+    assert sum(len(s) for s in dm.splits.values()) == 3 * 6
+    assert "skipped 3 entries" in caplog.text and "pipe.png (not a regular file)" in caplog.text
+    # predict reads the files it is given with read_images: a FIFO is refused, not opened
+    with pytest.raises(ZooError, match=r"link\.png is not a regular file"):
+        finishes(lambda: read_images([root / "cross" / "link.png"], 8, 3))
+
+
+def test_images_over_the_pixel_limit_are_refused_from_their_header(tmp_path: Path) -> None:
+    root = shapes_folder(tmp_path / "shapes", per_class=4)  # 24x24 and 40x40 images
+    with pytest.raises(ZooError, match=r"40x40 = 1,600 pixels is over the limit of 1,000 \(data"):
+        loaded(root, max_pixels=1000)
+    assert len(loaded(root, max_pixels=1600).splits["train"]) > 0
+    # Headers only: decoding any of these would fail (no pixel data), so the refusal is the check
+    bomb = png_header(tmp_path / "bomb.png", 20000, 20000)  # over twice Pillow's own limit
+    with pytest.raises(ZooError, match=r"bomb\.png: over the limit of 89,478,485 pixels"):
+        read_images([bomb], 8, 3)
+    warned = png_header(tmp_path / "warned.png", 10000, 10000)  # between Pillow's two limits
+    with pytest.raises(ZooError, match=r"warned\.png: over the limit"):
+        read_images([warned], 8, 3)
+    with pytest.raises(ZooError, match=r"warned\.png: over the limit of 99,999,999 pixels"):
+        read_images([warned], 8, 3, max_pixels=99_999_999)  # over Pillow's: ours decides
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("image_size", 100000), ("image_size", 0), ("max_pixels", 0)]
+)
+def test_image_size_and_max_pixels_are_bounded(tmp_path: Path, key: str, value: int) -> None:
+    with pytest.raises(ZooError, match=f"data.{key} must be an integer"):
+        ImageFolderDataModule(str(tmp_path), batch_size=4, **{key: value})

@@ -14,52 +14,182 @@ torchvision sets. ``normalize``: ``true`` standardises each channel with the tra
 own mean and std; ``imagenet`` uses ImageNet's (for pretrained backbones); ``false`` keeps
 [0, 1] (the generative models). ``augment`` as for the torchvision sets: random shifts of
 ``padding`` pixels, and mirror flips with ``flip``.
+
+Reading is bounded (no folder or file can make a run wait forever or exhaust memory):
+
+- The folders are walked here, not by torchvision's ImageFolder (its walk follows symlinks: a
+  loop such as ``cross/again -> .`` read the same images thousands of times, or never ended).
+  A class is a folder, or a symlink to one, directly under the root (torchvision's rule, so the
+  class names, their order and the order of the images are the same). Inside a class folder,
+  symlinked folders are not followed; symlinked files are read when they lead to a regular
+  file. Entries with an image extension that are not regular files (FIFOs, sockets,
+  devices, broken links) are skipped, never opened; the ``mlzoo`` log says how many were skipped
+  and names the first few. ``scripts/predict.py`` refuses such a file in one line.
+- ``max_pixels`` (default Pillow's own limit, 89,478,485 pixels, about 9,500 x 9,500): an image
+  whose width x height is larger is refused in one line naming the file, checked from its header
+  before it is decoded. Raise ``data.max_pixels`` to read larger images (``scripts/predict.py``
+  reads with the default limit).
+- ``image_size`` is at most 1024 (``MAX_IMAGE_SIZE``): every image is held in memory at
+  ``image_size`` x ``image_size`` x ``channels`` bytes.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mlzoo.core.errors import ZooError
+from mlzoo.core.errors import ZooError, listed, one_line
 from mlzoo.data.base import Loaded, Split, TensorDataModule
 from mlzoo.data.vision import TorchvisionDataModule
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+# Every image is held in memory resized: N x image_size**2 x channels bytes (10,000 RGB images of
+# 1024 x 1024 are already 31 GB), and a batch of them as float32 four times that per image.
+MAX_IMAGE_SIZE = 1024
+MAX_PIXELS = 89_478_485  # Pillow's own Image.MAX_IMAGE_PIXELS: about 9,500 x 9,500
+
+log = logging.getLogger("mlzoo")
 
 
-def read_images(paths: list, size: int, channels: int) -> torch.Tensor:
-    """uint8 images (N, C, size, size): each converted to grey or RGB and resized (PIL)."""
-    from PIL import Image, UnidentifiedImageError
+def _is_regular(path: str | Path) -> bool:
+    """True for a regular file (through symlinks); never opens it (a FIFO would block)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:  # a broken link, no permission, ...
+        return False
+
+
+def read_image(path: str | Path, size: int, mode: str, max_pixels: int) -> np.ndarray:
+    """One image as uint8 (size, size, channels). Refused in one line: a file that is not a
+    regular file (never opened: a FIFO would block), an image over ``max_pixels`` (from its
+    header, before decoding), or one that cannot be read."""
+    from PIL import Image
+
+    if not _is_regular(path):
+        raise ZooError(f"{path} is not a regular file (a FIFO, socket, device or broken link)")
+    try:
+        # O_NONBLOCK: should the file have been swapped for a FIFO since, opening cannot block.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise ZooError(f"{path} is not a regular file")
+            with Image.open(file) as image:  # reads the header only
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ZooError(
+                        f"{path}: {width}x{height} = {width * height:,} pixels is over the "
+                        f"limit of {max_pixels:,} (data.max_pixels; raise it to read this image)"
+                    )
+                image = image.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
+                return np.asarray(image).reshape(size, size, len(mode))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ZooError(
+            f"{path}: over the limit of {max_pixels:,} pixels (data.max_pixels; raise it to "
+            f"read this image); Pillow: {one_line(err, 160)}"
+        ) from None
+    except (OSError, ValueError, EOFError, SyntaxError) as err:  # UnidentifiedImageError too
+        raise ZooError(f"cannot read the image {path} ({one_line(err, 160)})") from None
+
+
+def read_images(
+    paths: list, size: int, channels: int, max_pixels: int = MAX_PIXELS
+) -> torch.Tensor:
+    """uint8 images (N, C, size, size): each converted to grey or RGB and resized (PIL); an
+    image over ``max_pixels`` (width x height) or a file that is not regular is refused."""
+    from PIL import Image
 
     mode = {1: "L", 3: "RGB"}[channels]
     images = np.empty((len(paths), size, size, channels), dtype=np.uint8)
-    for i, path in enumerate(paths):
-        try:
-            with Image.open(path) as image:
-                image = image.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
-                images[i] = np.asarray(image).reshape(size, size, channels)
-        except (UnidentifiedImageError, OSError) as err:
-            raise ZooError(f"cannot read the image {path} ({err})") from None
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    try:
+        if pillow_limit is not None and max_pixels > pillow_limit:  # ours is checked instead
+            Image.MAX_IMAGE_PIXELS = max_pixels
+        with warnings.catch_warnings():  # Pillow's warning above its limit: refused as well
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            for i, path in enumerate(paths):
+                images[i] = read_image(path, size, mode, max_pixels)
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
 
 
-def read_folder(folder: Path, size: int, channels: int, classes: list[str] | None = None):
-    """(a Split of uint8 images and labels, class names) of one ImageFolder tree."""
-    from torchvision.datasets import ImageFolder
-
+def find_images(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """(class names, (path, class index) samples) of one ImageFolder tree, in torchvision's
+    order (sorted class folders; within one, sorted folders then sorted file names), without
+    following symlinked folders inside a class and without opening anything. Skipped entries
+    (symlinked folders, image names that are not regular files) are counted in the log."""
     try:
-        found = ImageFolder(str(folder), loader=lambda p: p)  # paths only; read below
-    except (FileNotFoundError, OSError) as err:  # no class folders, or no image in them
-        raise ZooError(f"data.root: {folder}: {' '.join(str(err).split())[:200]}") from None
-    names = found.classes
+        with os.scandir(folder) as entries:
+            classes = sorted(e.name for e in entries if e.is_dir())  # a symlinked class: a class
+    except OSError as err:
+        raise ZooError(f"data.root: cannot list {folder} ({one_line(err, 160)})") from None
+    if not classes:
+        raise ZooError(f"data.root: {folder} has no class folder (expected {folder}/<class>/*.png)")
+    samples: list[tuple[str, int]] = []
+    skipped: list[str] = []
+    empty = []
+
+    def unreadable(err: OSError) -> None:
+        skipped.append(f"{os.path.relpath(err.filename, folder)} (unreadable)")
+
+    for index, name in enumerate(classes):
+        tree = []  # (folder, file names); os.walk does not follow symlinked folders by default
+        for dirpath, dirnames, filenames in os.walk(folder / name, onerror=unreadable):
+            links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+            here = os.path.relpath(dirpath, folder)
+            skipped.extend(f"{os.path.join(here, d)} (symlinked folder)" for d in links)
+            tree.append((dirpath, filenames))
+        count = len(samples)
+        for dirpath, filenames in sorted(tree):
+            for filename in sorted(filenames):
+                if not filename.lower().endswith(IMG_EXTENSIONS):
+                    continue
+                path = os.path.join(dirpath, filename)
+                if _is_regular(path):
+                    samples.append((path, index))
+                else:
+                    skipped.append(f"{os.path.relpath(path, folder)} (not a regular file)")
+        if len(samples) == count:
+            empty.append(name)
+    if skipped:
+        log.warning(
+            f"data.root: {folder}: skipped {len(skipped)} entries (symlinked folders are not "
+            "followed; FIFOs, sockets, devices and broken links are not read): "
+            f"{listed(skipped, 4)}"
+        )
+    if empty:
+        raise ZooError(
+            f"data.root: {folder}: no image in the class folder(s) {listed(empty)} "
+            f"(extensions: {' '.join(IMG_EXTENSIONS)})"
+        )
+    return classes, samples
+
+
+def read_folder(
+    folder: Path,
+    size: int,
+    channels: int,
+    classes: list[str] | None = None,
+    max_pixels: int = MAX_PIXELS,
+):
+    """(a Split of uint8 images and labels, class names) of one ImageFolder tree."""
+    names, samples = find_images(folder)
     if classes is not None and names != classes:
-        raise ZooError(f"data.root: {folder} has the classes {names}, the training set {classes}")
-    x = read_images([p for p, _ in found.samples], size, channels)
-    return Split(x, torch.tensor(found.targets, dtype=torch.long)), names
+        raise ZooError(
+            f"data.root: {folder} has the classes {listed(names)}, "
+            f"the training set {listed(classes)}"
+        )
+    x = read_images([p for p, _ in samples], size, channels, max_pixels)
+    targets = torch.tensor([t for _, t in samples], dtype=torch.long)
+    return Split(x, targets), names
 
 
 class ImageFolderDataModule(TorchvisionDataModule):
@@ -74,14 +204,25 @@ class ImageFolderDataModule(TorchvisionDataModule):
         augment: bool = False,
         padding: int = 2,
         flip: bool = False,
+        max_pixels: int = MAX_PIXELS,
         **kwargs: Any,
     ) -> None:
         # TensorDataModule's arguments (a test split of its own, unlike the torchvision sets)
         TensorDataModule.__init__(self, **kwargs)
-        if channels not in (1, 3) or image_size < 4:
+        if channels not in (1, 3):
+            raise ZooError(f"data.channels: need channels 1 or 3, got {channels!r}")
+        if (
+            isinstance(image_size, bool)
+            or not isinstance(image_size, int)
+            or not 4 <= image_size <= MAX_IMAGE_SIZE
+        ):
             raise ZooError(
-                f"data: need channels 1 or 3 and image_size >= 4; got {channels}, {image_size}"
+                f"data.image_size must be an integer in [4, {MAX_IMAGE_SIZE}], got {image_size!r} "
+                "(every image is held in memory at image_size x image_size x channels bytes)"
             )
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+            raise ZooError(f"data.max_pixels must be an integer >= 1, got {max_pixels!r}")
+        self.max_pixels = max_pixels
         if normalize not in (True, False, "imagenet"):
             raise ZooError(f"data.normalize must be true, false or imagenet, got {normalize!r}")
         self.root, self.download, self.augment = root, False, augment
@@ -102,16 +243,17 @@ class ImageFolderDataModule(TorchvisionDataModule):
         if not root.is_dir():
             raise ZooError(f"data.root: no folder {root}")
         args = (self.image_size, self.channels)
+        limit = {"max_pixels": self.max_pixels}
         if (root / "train").is_dir() and (root / "test").is_dir():
-            train, names = read_folder(root / "train", *args)
-            test, _ = read_folder(root / "test", *args, classes=names)
+            train, names = read_folder(root / "train", *args, **limit)
+            test, _ = read_folder(root / "test", *args, classes=names, **limit)
             val = (
-                read_folder(root / "val", *args, classes=names)[0]
+                read_folder(root / "val", *args, classes=names, **limit)[0]
                 if (root / "val").is_dir()
                 else None
             )
         else:
-            (train, names), test, val = read_folder(root, *args), None, None
+            (train, names), test, val = read_folder(root, *args, **limit), None, None
         if len(names) < 2:
             raise ZooError(
                 f"data.root: {root} has one class ({names[0]}): a classifier needs two or more"
