@@ -196,11 +196,42 @@ def test_dpo_runs_on_a_hugging_face_policy_with_lora(tmp_path: Path) -> None:
     } <= m.keys()
 
 
+def with_its_own_code(folder: Path, file: str, mark: Path) -> Path:
+    """``folder``'s ``file`` (config.json or tokenizer_config.json) given an auto_map naming a
+    module in the folder, whose import writes ``mark``."""
+    import json
+
+    (folder / "evil.py").write_text(f"open({str(mark)!r}, 'w')\nclass Model: pass\n")
+    settings = json.loads((folder / file).read_text())
+    settings["auto_map"] = {
+        "AutoConfig": "evil.Model",
+        "AutoModelForCausalLM": "evil.Model",
+        "AutoTokenizer": ["evil.Model", None],
+    }
+    (folder / file).write_text(json.dumps(settings))
+    return folder
+
+
+def test_a_policy_folder_that_names_its_own_code_is_refused_without_a_prompt(
+    tmp_path: Path,
+) -> None:
+    import mlzoo.lm.hf as hf
+
+    mark = tmp_path / "ran"
+    for file in ("config.json", "tokenizer_config.json"):
+        folder = with_its_own_code(tiny_llama(tmp_path / file), file, mark)
+        for load in (hf.load_model, hf.load_tokenizer):
+            with pytest.raises(ZooError, match=f"{file} has an auto_map.*trust_remote_code=False"):
+                load(str(folder))
+    assert not mark.exists()
+
+
 def test_bad_hugging_face_policies_give_one_line_and_no_run_folder(tmp_path: Path) -> None:
     import os
 
     with_template = str(tiny_llama(tmp_path / "chat"))
     without = str(tiny_llama(tmp_path / "plain", chat=False))
+    own_code = with_its_own_code(tiny_llama(tmp_path / "own"), "config.json", tmp_path / "ran")
     sft = ["model=sft", "model.tokenizer=hf"]
     dpo = ["model=dpo", "model.sft_checkpoint=null"]
     cases = [
@@ -211,6 +242,7 @@ def test_bad_hugging_face_policies_give_one_line_and_no_run_folder(tmp_path: Pat
             "matches no layer",
         ),
         ([*sft, f"model.policy={tmp_path / 'missing.gguf'}"], "missing.gguf"),
+        ([*dpo, f"model.policy={own_code}"], "config.json has an auto_map"),
         (
             [*sft, f"model.policy={with_template}", LORA.replace("r: 4", "rank: 4")],
             "exactly the keys",
@@ -226,6 +258,7 @@ def test_bad_hugging_face_policies_give_one_line_and_no_run_folder(tmp_path: Pat
     failures = run_cases([("train", a, r) for a, r in cases], tmp_path, env=env, strict=False)
     assert not failures, "\n".join(failures)
     assert not list(tmp_path.glob("logs/runs/*/*")), "a failed run left its folder behind"
+    assert not (tmp_path / "ran").exists(), "the policy folder's own code ran"
 
 
 def test_a_gguf_file_without_the_gguf_package_is_one_line(

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import resource
 import shutil
 import subprocess
@@ -312,6 +313,92 @@ def test_code_from_configs_and_checkpoints_never_runs(earlier: Path, tmp_path: P
     assert not list(mark.iterdir()), f"code ran: {sorted(p.name for p in mark.iterdir())}"
     assert fingerprint(earlier / "logs") == before, "an earlier run folder changed"
     assert not list(tmp_path.glob("logs/runs/*/*")), "a refused run left a folder"
+
+
+def _payloads(pkl: Path) -> dict[str, str]:
+    """Interpolations whose resolver turns a string into config nodes: torch.load of a pickle."""
+    node = f"{{_target_: torch.load, f: '{pkl}', weights_only: false}}"
+    return {"oc.create": "${oc.create:" + node + "}", "oc.decode": '${oc.decode:"' + node + '"}'}
+
+
+def test_resolvers_that_build_nodes_are_refused_by_key_and_name(tmp_path: Path) -> None:
+    import hydra
+
+    mark = tmp_path / "live"
+    pkl = tmp_path / "evil.pkl"
+    pkl.write_bytes(pickle.dumps(_Touch(mark)))
+    for name, payload in _payloads(pkl).items():
+        with contextlib.suppress(Exception):  # it runs, then torch finds no tensors in it
+            hydra.utils.instantiate(OmegaConf.create({"net": payload}).net)
+        assert mark.exists(), f"the {name} payload is not live"
+        mark.unlink()
+        for tree in (
+            {"model": {"net": payload}},
+            {"data": {"path": f"prefix {payload}"}},
+            {"model": {"kw": [1, {"x": "${oc.env:HOME," + payload + "}"}]}},  # nested
+        ):
+            with pytest.raises(ZooError, match=rf"\.(net|path|x)=.* the resolver {name} is not"):
+                check_config(tree, where="a file")
+    refused = {
+        "${ oc.create :{a: 1}}": "oc.create",  # spaces are the grammar's
+        "${oc.select:nowhere,{_target_: os.system}}": "oc.select",  # a default builds a node
+        "${oc.dict.values:model}": "oc.dict.values",
+        "${${name}:x}": "${name}",  # a resolver named by an interpolation
+        "${oc.create:": "not an interpolation OmegaConf can read",
+    }
+    for value, reason in refused.items():
+        with pytest.raises(ZooError, match=re.escape(reason)):
+            check_config({"name": "oc.create", "model": {"x": value}})
+    # the zoo's own and plain interpolations stay usable; escaped text is text
+    check_config({"a": 1, "b": "${a}", "c": "${oc.env:HOME,x}", "d": "\\${oc.create:{a: 1}}"})
+    check_tree({"hydra": {"dir": "${now:%H}/${mlzoo_run_label:x,y}/${hydra:job.name}"}})
+    assert not mark.exists()
+
+
+@pytest.mark.slow
+def test_resolver_payloads_in_downloaded_runs_never_run(earlier: Path, tmp_path: Path) -> None:
+    """oc.create / oc.decode payloads in a run folder's config.yaml or a checkpoint's
+    hyperparameters, through every route that reads one: one line naming key and resolver."""
+    import mlzoo
+
+    [run] = earlier.glob("logs/runs/mlp-digits/*")
+    mark = tmp_path / "marks"
+    mark.mkdir()
+    pkl = tmp_path / "evil.pkl"
+    pkl.write_bytes(pickle.dumps(_Touch(mark / "ran")))
+    payloads = _payloads(pkl)
+    home = tmp_path / "home"  # resumed runs must lie under its logs/ to resume in place
+    runs = home / "logs" / "runs" / "mlp-digits"
+    ckpts: dict[tuple[str, str], Path] = {}
+    for name, payload in payloads.items():
+
+        def data_path(cfg, payload=payload):
+            cfg["data"]["path"] = payload
+
+        ckpts[name, "config"] = _tampered(run, runs / f"{name}-config", config=data_path)
+        ckpts[name, "hparams"] = _tampered(run, runs / f"{name}-hparams", hparams={"net": payload})
+    cases: list[tuple[str, list[str], str]] = []
+    for (name, where), ckpt in ckpts.items():
+        key = "data.path" if where == "config" else "net"
+        reason = f"the resolver {name} is not allowed"
+        cases += [
+            ("sample", [str(ckpt), "--out", str(tmp_path / "s")], reason),
+            ("evaluate", [str(ckpt)], reason),
+            ("predict", [str(ckpt), str(tmp_path / "rows.csv")], reason),
+            ("export", [str(ckpt), "--format", "onnx", "-o", str(tmp_path / "m.onnx")], reason),
+            ("train", [f"ckpt_path={ckpt}"], reason),
+            ("train", ["model=transfer", f"model.backbone.checkpoint={ckpt}"], reason),
+            ("train", ["model=dpo", f"model.sft_checkpoint={ckpt}"], reason),
+        ]
+        with pytest.raises(ZooError, match=rf"{re.escape(key)}=.*{reason}"):
+            mlzoo.load(ckpt)
+    before = fingerprint(home / "logs")
+    failures = run_cases(cases, home)
+    assert not failures, f"{len(failures)} of {len(cases)} cases:\n" + "\n".join(failures)
+    assert not list(mark.iterdir()), "code ran"
+    assert fingerprint(home / "logs") == before, "a run folder changed"
+    assert sorted(p.name for p in runs.iterdir()) == sorted(f"{n}-{w}" for n, w in ckpts)
+    assert not list((tmp_path / "home").glob("logs/runs/*/2*")), "a refused run left a folder"
 
 
 # --- nothing earlier is lost --------------------------------------------------------------------

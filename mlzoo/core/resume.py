@@ -26,6 +26,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mlzoo.core.errors import ZooError
+from mlzoo.core.targets import check_config, check_tree
 
 # Restored from the checkpoint on resume, so a change to them could not take effect.
 RESTORED = ("model.optimizer", "model.scheduler", "seed")
@@ -33,11 +34,27 @@ RESTORED = ("model.optimizer", "model.scheduler", "seed")
 WHERE = ("paths", "ckpt_path", "hydra", "name", "trust_checkpoint", "allow_targets")
 
 
-def _check_checkpoint(path: Path, trust: bool = False) -> None:
-    """Fail early, with one line, on a missing, corrupt, foreign or pickling checkpoint file."""
+def _check_checkpoint(path: Path, trust: bool = False, allow: tuple[str, ...] = ()) -> None:
+    """Fail early, with one line, on a missing, corrupt, foreign or pickling checkpoint file, and
+    on hyperparameters that would name code (nothing builds from them on a resume, but a file
+    that tries is not the zoo's)."""
     from mlzoo.core.checkpoint import check_lightning_checkpoint, read_checkpoint
 
-    check_lightning_checkpoint(read_checkpoint(path, "ckpt_path", trust), path)
+    ckpt = read_checkpoint(path, "ckpt_path", trust)
+    check_lightning_checkpoint(ckpt, path)
+    recorded = ckpt.get("hyper_parameters")
+    if isinstance(recorded, dict):
+        check_tree(recorded, allow, where=f"the hyperparameters of {path}")
+
+
+def _check_recorded_configs(run_dir: Path, allow: tuple[str, ...]) -> None:
+    """The configs a resumed run folder holds pass the same check as a command line's."""
+    for record in [run_dir / "config.yaml", *sorted(run_dir.glob("config.resume-*.yaml"))]:
+        try:
+            recorded = OmegaConf.load(record)
+        except Exception:
+            continue  # unreadable: nothing is compared with it (changed_settings)
+        check_config(recorded, allow, where=str(record))
 
 
 def resolve_resume(cfg: DictConfig, fresh_dir: Path) -> tuple[str | None, Path]:
@@ -65,7 +82,8 @@ def resolve_resume(cfg: DictConfig, fresh_dir: Path) -> tuple[str | None, Path]:
         path = max(found, key=lambda p: p.stat().st_mtime)
     else:
         path = Path(str(ckpt)).expanduser()
-    _check_checkpoint(path, bool(cfg.get("trust_checkpoint")))
+    allow = tuple(str(a) for a in cfg.get("allow_targets") or ())
+    _check_checkpoint(path, bool(cfg.get("trust_checkpoint")), allow)
     path = path.absolute()
     run_dir = path.parent.parent
     log_dir = Path(cfg.paths.log_dir).resolve()
@@ -74,6 +92,8 @@ def resolve_resume(cfg: DictConfig, fresh_dir: Path) -> tuple[str | None, Path]:
         and (run_dir / "config.yaml").is_file()
         and log_dir in run_dir.resolve().parents
     )
+    if is_zoo_run:
+        _check_recorded_configs(run_dir, allow)
     return str(path), run_dir if is_zoo_run else fresh_dir
 
 

@@ -13,6 +13,11 @@ stored in a checkpoint. Before anything is built, every config goes through :fun
   zoo is built from (resolving ``evil.x`` would run ``evil``'s top-level code);
 - ``_target_`` values built from interpolations (``${oc.env:...}``) are refused: what is checked
   must be what is built;
+- interpolations may use only the resolvers in ``RESOLVERS``, which return strings (``oc.env``,
+  ``now``, the zoo's ``mlzoo_run_label``) or a value of Hydra's own config (``hydra:``). Any other,
+  ``oc.create`` and ``oc.decode`` above all, can turn a string into config nodes, so a
+  ``_target_`` would appear only when the value is resolved, after the check. Then, where the
+  config resolves, the resolved tree is checked too;
 - anything else that imports code is refused: a gymnasium ``entry_point`` (gymnasium.make
   imports any ``module:callable``), ``module:Env`` environment ids, Hydra callbacks, and logging
   handlers, formatters and filters other than the standard console and file ones (with the file
@@ -96,6 +101,8 @@ LOGGING_CLASSES = (
 LOGGING_STREAMS = ("ext://sys.stdout", "ext://sys.stderr")
 RUN_FOLDER = ("${hydra.runtime.output_dir}/", "${hydra:runtime.output_dir}/")
 LOGGING_SECTIONS = ("hydra.job_logging", "hydra.hydra_logging")
+# The resolvers an interpolation may call: none of them can build a config node from a string.
+RESOLVERS = ("oc.env", "hydra", "now", "mlzoo_run_label")
 
 # What the command line allowed (allow_targets), for checkpoints loaded while a run is built
 # (a transfer backbone, DPO's SFT reference): never what a loaded file says of itself.
@@ -216,6 +223,43 @@ def _walk(node: Any, path: str) -> Iterator[tuple[str, str, Any]]:
             yield from _walk(value, f"{path}[{i}]")
 
 
+def _resolvers(value: str) -> list[str]:
+    """The resolvers an interpolation string calls, nested ones included, as OmegaConf's own
+    grammar reads it (``\\${...}`` is text); a ZooError if the string is not an interpolation
+    OmegaConf can read."""
+    from omegaconf.grammar.gen.OmegaConfGrammarParser import OmegaConfGrammarParser
+    from omegaconf.grammar_parser import parse
+
+    names: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, OmegaConfGrammarParser.ResolverNameContext):
+            names.append(node.getText())
+        for child in getattr(node, "getChildren", lambda: ())():
+            walk(child)
+
+    walk(parse(value))
+    return names
+
+
+def _check_interpolation(path: str, value: str, where: str) -> None:
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    try:
+        called = _resolvers(value)
+    except Exception:
+        raise ZooError(
+            f"{path}={shown} ({where}): not an interpolation OmegaConf can read (write a "
+            "literal $ as \\$)"
+        ) from None
+    for name in called:
+        if name not in RESOLVERS:
+            raise ZooError(
+                f"{path}={shown} ({where}): the resolver {name} is not allowed: a resolver "
+                "other than ${key} and " + ", ".join(RESOLVERS) + " can build config nodes, "
+                "and so name code, after this check (see the README's Security model)"
+            )
+
+
 def _check_logging(path: str, key: str, value: Any, where: str) -> None:
     """logging.config.dictConfig's code-naming keys, under hydra.job_logging / hydra_logging."""
     if key in ("class", "()") and value not in LOGGING_CLASSES:
@@ -234,11 +278,16 @@ def _check_logging(path: str, key: str, value: Any, where: str) -> None:
             )
 
 
-def check_tree(tree: Any, extra: Iterable[str] = (), where: str = "config") -> None:
-    """Raise one ZooError line for the first entry of ``tree`` (a plain, unresolved container)
-    that would import or run code the zoo does not vouch for."""
+def check_tree(
+    tree: Any, extra: Iterable[str] = (), where: str = "config", resolved: bool = False
+) -> None:
+    """Raise one ZooError line for the first entry of ``tree`` (a plain container, unresolved
+    unless ``resolved``: then its strings are text) that would import or run code the zoo does
+    not vouch for."""
     extra = tuple(str(e) for e in extra or ())
     for path, key, value in _walk(tree, ""):
+        if not resolved and isinstance(value, str) and "${" in value:
+            _check_interpolation(path, value, where)
         if key == "_target_":
             if path in HYDRA_PLUGIN_KEYS and str(value).startswith(HYDRA_PLUGIN_PACKAGES):
                 continue
@@ -266,12 +315,16 @@ def check_tree(tree: Any, extra: Iterable[str] = (), where: str = "config") -> N
 
 
 def check_config(cfg: DictConfig | dict, extra: Iterable[str] = (), where: str = "config") -> None:
-    """:func:`check_tree` of a config, unresolved: an interpolation is not followed, it is refused
-    where code is named (a target built from ``${oc.env:...}`` is not what was checked)."""
-    tree = cfg
-    if isinstance(cfg, DictConfig | ListConfig):
-        tree = OmegaConf.to_container(cfg, resolve=False)
-    check_tree(tree, extra, where)
+    """:func:`check_tree` of a config as written (an interpolation is not followed: it is refused
+    where code is named, and may call only the resolvers in RESOLVERS), then, if it resolves
+    here, of the resolved config too."""
+    written = isinstance(cfg, DictConfig | ListConfig)
+    check_tree(OmegaConf.to_container(cfg, resolve=False) if written else cfg, extra, where)
+    try:
+        resolved = OmegaConf.to_container(cfg if written else OmegaConf.create(cfg), resolve=True)
+    except Exception:
+        return  # e.g. hydra: outside a Hydra run: what is built resolves later, as checked above
+    check_tree(resolved, extra, where, resolved=True)
 
 
 def add_allow_targets_argument(parser: Any) -> None:

@@ -85,28 +85,69 @@ def _cannot_load(what: str, policy: str, err: Exception, download: bool) -> ZooE
     return ZooError(f"model.policy: cannot load the {what} of {policy!r}: {first}{hint}")
 
 
+def refuse_remote_code(policy: str, source: str) -> None:
+    """A policy folder whose config names its own Python code (``auto_map``) is refused: the zoo
+    loads Hugging Face models with ``trust_remote_code=False`` (a folder or a Hub download is data,
+    never code) and never leaves the question to a prompt."""
+    import json
+
+    folder = Path(source)
+    if not folder.is_dir():
+        return  # a Hub name: transformers refuses its remote code (trust_remote_code=False)
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            settings = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue  # absent or unreadable: from_pretrained reports it
+        if isinstance(settings, dict) and "auto_map" in settings:
+            raise ZooError(
+                f"model.policy={policy}: {folder / name} has an auto_map, which names Python "
+                "code in the folder to run; mlzoo loads models with remote code off "
+                "(trust_remote_code=False): use a folder of a model transformers knows"
+            )
+
+
+def _refused_remote_code(policy: str, err: Exception) -> ZooError | None:
+    if "trust_remote_code" not in str(err):
+        return None
+    return ZooError(
+        f"model.policy={policy}: the model's config has an auto_map naming its own Python code; "
+        "mlzoo loads models with remote code off (trust_remote_code=False)"
+    )
+
+
 def load_tokenizer(policy: str, download: bool = False):
     source, gguf_file = resolve(policy)
+    refuse_remote_code(policy, source)
     _gguf_ready(gguf_file)
     transformers = _transformers()
     try:
         return transformers.AutoTokenizer.from_pretrained(
-            source, gguf_file=gguf_file, local_files_only=not download
+            source, gguf_file=gguf_file, local_files_only=not download, trust_remote_code=False
         )
     except (OSError, ValueError) as err:
-        raise _cannot_load("tokenizer", policy, err, download) from None
+        raise _refused_remote_code(policy, err) or _cannot_load(
+            "tokenizer", policy, err, download
+        ) from None
 
 
 def load_model(policy: str, download: bool = False) -> nn.Module:
     source, gguf_file = resolve(policy)
+    refuse_remote_code(policy, source)
     _gguf_ready(gguf_file)
     transformers = _transformers()
     try:
         model = transformers.AutoModelForCausalLM.from_pretrained(
-            source, gguf_file=gguf_file, local_files_only=not download, dtype=torch.float32
+            source,
+            gguf_file=gguf_file,
+            local_files_only=not download,
+            dtype=torch.float32,
+            trust_remote_code=False,
         )
     except (OSError, ValueError) as err:
-        raise _cannot_load("weights", policy, err, download) from None
+        raise _refused_remote_code(policy, err) or _cannot_load(
+            "weights", policy, err, download
+        ) from None
     quantizer = getattr(model, "hf_quantizer", None)
     if gguf_file and quantizer is not None and _plain_float32(model):
         # every GGUF block was dequantised into a float32 nn.Linear / nn.Embedding: the
