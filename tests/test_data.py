@@ -16,7 +16,7 @@ import torchvision.datasets.cifar
 import torchvision.datasets.mnist
 
 from mlzoo.core.errors import ZooError
-from mlzoo.data.base import EpochSampler, Split, TensorDataModule
+from mlzoo.data.base import EpochSampler, Loaded, Split, TensorDataModule
 from mlzoo.data.sklearn import DiabetesDataModule, DigitsDataModule
 from mlzoo.data.vision import (
     CIFAR10DataModule,
@@ -420,6 +420,57 @@ BAD = [
 def test_bad_argument_raises_value_error(cls: type, kwargs: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         cls(**kwargs)
+
+
+class Pool(TensorDataModule):
+    """A pool of examples with these targets (and an official test set, if given)."""
+
+    def __init__(self, y: list, task: str = "classification", test: int = 0, **kwargs) -> None:
+        super().__init__(batch_size=1, **kwargs)
+        self.y, self.task, self.test = torch.tensor(y), task, test
+
+    def load(self) -> Loaded:
+        pool = Split(torch.arange(len(self.y)).float()[:, None], self.y)
+        test = Split(torch.zeros(self.test, 1), self.y[: self.test]) if self.test else None
+        return Loaded(pool, test=test)
+
+
+@pytest.mark.parametrize(
+    ("y", "kwargs", "expected"),
+    [
+        # one example per class (an image folder with one image per class): the val split fails
+        ([0, 1], {}, "(1 left after the test split): data.val_fraction=0.15"),
+        ([0], {}, "(1): data.test_fraction=0.15"),
+        ([0.5] * 50, {"task": "regression", "test_fraction": 0.99}, "(50): data.test_fraction"),
+        (
+            [0, 1, 1],
+            {"test": 2, "val_fraction": 0.9},
+            "(3 left after the test split): data.val_fraction=0.9",
+        ),
+    ],
+)
+def test_too_few_examples_to_split_is_one_line_with_the_counts(y, kwargs, expected) -> None:
+    """Not scikit-learn's ValueError ("With n_samples=1, test_size=0.15 ..."): the counts, the
+    examples of each class, and the settings that fix it."""
+    with pytest.raises(ZooError) as caught:
+        Pool(y, **kwargs).setup()
+    message = str(caught.value)
+    assert message.startswith(f"data: too few examples to split {expected}"), message
+    assert message.endswith("add examples, or change data.val_fraction / data.test_fraction")
+    assert ("examples per class:" in message) == (kwargs.get("task") != "regression")
+
+
+def test_a_class_of_one_splits_at_random_with_a_warning(caplog) -> None:
+    """Too few of a class to stratify: the random split it always fell back to, now said."""
+    y = [0] * 30 + [1] * 9 + [2]
+    with caplog.at_level("WARNING", logger="mlzoo.data.base"):
+        splits = splits_of(Pool(y))
+    assert sorted(torch.cat([s.x for s in splits.values()]).flatten().tolist()) == list(range(40))
+    assert "examples per class: 2: 1, 1: 9, 0: 30" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mlzoo.data.base"):
+        splits_of(Pool([0, 1] * 20))  # stratified: no warning
+    assert not caplog.text
 
 
 @pytest.mark.parametrize("frac", [0.0, 1.5, -0.1])

@@ -79,7 +79,7 @@ def test_text_and_categorical_columns_train_a_classifier(tmp_path: Path, capsys)
     capsys.readouterr()
     for args, message in [
         ([ckpt, str(tmp_path / "new.csv"), "-o", str(out)], "exists"),
-        ([ckpt, str(tmp_path / "lacks.csv")], "lacks the column(s) ['colour']"),
+        ([ckpt, str(tmp_path / "lacks.csv")], "lacks the column(s) 'colour'"),
         ([ckpt, str(tmp_path / "none.csv")], "no file"),
         ([digits["last_checkpoint"], str(tmp_path / "new.csv")], "trained on DigitsDataModule"),
     ]:
@@ -126,6 +126,9 @@ def test_bad_tables_give_one_line_and_no_run_folder(tmp_path: Path) -> None:
     ok.to_csv(tmp_path / "ok.csv", index=False)
     ok.assign(t=1.0).to_csv(tmp_path / "one.csv", index=False)
     ok.assign(b=[f"id{i}" for i in range(90)]).to_csv(tmp_path / "ids.csv", index=False)
+    ok[["a", "t", "t"]].to_csv(tmp_path / "twice.csv", index=False)  # read back: t, t.1
+    ok.assign(a=[np.inf, *range(89)]).to_csv(tmp_path / "inf.csv", index=False)
+    ok.head(2).to_csv(tmp_path / "two.csv", index=False)
     table = ["model=mlp", "data=table"]
     cases = [
         ([*table, f"data.path={tmp_path / 'ok.csv'}", "data.target=price"], "its columns: a, b, t"),
@@ -141,7 +144,112 @@ def test_bad_tables_give_one_line_and_no_run_folder(tmp_path: Path) -> None:
             "column 'b' is not numeric",
         ),
         ([*table, f"data.path={tmp_path / 'ok.csv'}", "data.target=t", "data.task=x"], "data.task"),
+        ([*table, f"data.path={tmp_path / 'twice.csv'}", "data.target=t"], "column name 't'"),
+        ([*table, f"data.path={tmp_path / 'inf.csv'}", "data.target=t"], "in 'a': 1 row"),
+        (
+            [*table, f"data.path={tmp_path / 'two.csv'}", "data.target=t", "data.batch_size=1"],
+            "too few examples to split",
+        ),
     ]
     failures = run_cases([("train", a, r) for a, r in cases], tmp_path)
     assert not failures, "\n".join(failures)
     assert not list(tmp_path.glob("logs/runs/*/*")), "a failed run left its folder behind"
+
+
+def setup_error(path: Path, target: str = "y", **kwargs) -> str:
+    """The one-line ZooError that setting up a table data module on ``path`` raises."""
+    with pytest.raises(ZooError) as caught:
+        TableDataModule(str(path), target, batch_size=1, **kwargs).setup()
+    return str(caught.value)
+
+
+def xy(n: int = 40) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"x": rng.normal(size=n), "z": rng.normal(size=n), "y": [0, 1] * (n // 2)})
+
+
+@pytest.mark.parametrize("copy", ["y", "x"], ids=["target", "feature"])
+def test_a_column_name_used_twice_is_refused(tmp_path: Path, copy: str) -> None:
+    """pandas reads a second ``y`` as ``y.1``: a copy of the target would have been a feature."""
+    frame = xy()
+    frame.insert(1, "copy", frame[copy])
+    frame.rename(columns={"copy": copy}).to_csv(tmp_path / "t.csv", index=False)
+    assert f"{copy}.1" in pd.read_csv(tmp_path / "t.csv").columns  # what pandas makes of it
+    message = setup_error(tmp_path / "t.csv")
+    assert f"repeats the column name {copy!r} (2 columns)" in message
+    assert "\n" not in message
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # pyarrow writes a schema with two ``y``s (pandas' to_parquet refuses to)
+    columns = [pa.array(frame.iloc[:, i].to_numpy()) for i in range(frame.shape[1])]
+    pq.write_table(
+        pa.table(columns, names=[copy if c == "copy" else c for c in frame]), tmp_path / "t.parquet"
+    )
+    assert f"column name {copy!r} (2 columns)" in setup_error(tmp_path / "t.parquet")
+
+
+@pytest.mark.parametrize("missing", ["error", "fill", "drop"])
+def test_infinite_values_are_refused_naming_the_column(tmp_path: Path, missing: str) -> None:
+    """inf is no missing value (data.missing does not apply): scaled, it made the loss NaN."""
+    frame = xy()
+    frame.loc[[3, 7], "z"] = [np.inf, -np.inf]
+    frame.to_csv(tmp_path / "feature.csv", index=False)
+    message = setup_error(tmp_path / "feature.csv", missing=missing)
+    assert "infinite values (inf, -inf) in 'z': 2 rows" in message
+    frame = xy().assign(y=np.linspace(0, 1, 40))
+    frame.loc[5, "y"] = np.inf  # a regression target
+    frame.to_csv(tmp_path / "target.csv", index=False)
+    assert "in 'y': 1 row;" in setup_error(tmp_path / "target.csv", missing=missing)
+
+
+def test_predicting_rows_with_inf_is_refused(tmp_path: Path) -> None:
+    xy().to_csv(tmp_path / "t.csv", index=False)
+    dm = TableDataModule(str(tmp_path / "t.csv"), "y", batch_size=8)
+    dm.setup()
+    new = xy(4).drop(columns="y")
+    new.loc[0, "x"] = -np.inf
+    with pytest.raises(ZooError, match="infinite values \\(inf, -inf\\) in 'x': 1 row"):
+        dm.preprocessor.transform(new)
+
+
+def test_a_table_too_small_to_split_names_the_counts_and_settings(tmp_path: Path) -> None:
+    xy(2).to_csv(tmp_path / "two.csv", index=False)
+    message = setup_error(tmp_path / "two.csv")
+    assert message.startswith("data: too few examples to split (1 left after the test split)")
+    for part in (
+        "data.val_fraction=0.15",
+        "examples per class:",
+        "add examples",
+        "data.val_fraction / data.test_fraction",
+    ):
+        assert part in message, part
+    xy(2).assign(y=[0.5, 1.5]).to_csv(tmp_path / "regression.csv", index=False)
+    message = setup_error(tmp_path / "regression.csv", test_fraction=0.5)
+    assert "too few examples to split (1 left after the test split)" in message
+    assert "per class" not in message
+
+
+def test_a_class_with_one_member_splits_at_random_and_says_so(tmp_path: Path, caplog) -> None:
+    """sklearn cannot stratify a class of one example: the split is plain random (as before),
+    with a warning naming the classes' sizes; too few rows for that too: the one-line error."""
+    xy().assign(y=["a"] * 39 + ["b"]).to_csv(tmp_path / "t.csv", index=False)
+    dm = TableDataModule(str(tmp_path / "t.csv"), "y", batch_size=8)
+    with caplog.at_level("WARNING", logger="mlzoo.data.base"):
+        dm.setup()
+    assert sum(len(s) for s in dm.splits.values()) == 40
+    assert "data.test_fraction split is random, not stratified" in caplog.text
+    assert "examples per class: b: 1, a: 39" in caplog.text
+    pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": ["a", "a", "b"]}).to_csv(tmp_path / "three.csv")
+    message = setup_error(tmp_path / "three.csv", val_fraction=0.9)
+    assert "data.val_fraction=0.9" in message and "examples per class:" in message
+
+
+def test_a_wide_table_without_the_target_gives_a_short_line(tmp_path: Path) -> None:
+    columns = [f"feature_{i}" for i in range(5000)]
+    pd.DataFrame(np.zeros((3, 5000)), columns=columns).to_csv(tmp_path / "wide.csv", index=False)
+    message = setup_error(tmp_path / "wide.csv", target="label")
+    assert len(message) < 400, len(message)
+    assert "data.target='label' is not a column" in message and "(5,000 in all)" in message
+    message = setup_error(tmp_path / "wide.csv", target="feature_0", features=[*columns[::-1], "x"])
+    assert len(message) < 400 and "'feature_0', 'x' are not feature columns" in message

@@ -18,6 +18,7 @@ epoch, batch).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,10 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+
+from mlzoo.core.errors import ZooError, listed
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -207,7 +212,11 @@ class TensorDataModule(L.LightningDataModule):
         return None
 
     # --- splitting ----------------------------------------------------------------------------
-    def _split(self, pool: Split, fraction: float) -> tuple[Split, Split]:
+    def _split(
+        self, pool: Split, fraction: float, option: str = "data.val_fraction"
+    ) -> tuple[Split, Split]:
+        """(kept, held out) of ``pool``, ``fraction`` held out (``option``: the setting that
+        says so, for messages); stratified by class where every class has enough examples."""
         idx = torch.arange(len(pool))
         stratify = pool.y.numpy() if self.task == "classification" else None
         try:  # class proportions kept in every split
@@ -215,11 +224,37 @@ class TensorDataModule(L.LightningDataModule):
                 idx.numpy(), test_size=fraction, random_state=self.split_seed, stratify=stratify
             )
         except ValueError:  # too few examples per class to stratify (tiny sets): plain random
-            keep, held = train_test_split(
-                idx.numpy(), test_size=fraction, random_state=self.split_seed
-            )
+            try:
+                keep, held = train_test_split(
+                    idx.numpy(), test_size=fraction, random_state=self.split_seed
+                )
+            except ValueError:  # too few examples for both parts: one line, with the counts
+                raise ZooError(self._too_few(pool, fraction, option)) from None
+            if stratify is not None:
+                log.warning(
+                    f"data: the {option} split is random, not stratified by class (too few "
+                    "examples to give every class some on each side); examples per class: "
+                    f"{self._per_class(pool)}"
+                )
         keep, held = torch.as_tensor(keep), torch.as_tensor(held)
         return Split(pool.x[keep], pool.y[keep]), Split(pool.x[held], pool.y[held])
+
+    def _per_class(self, pool: Split) -> str:
+        """``cat: 1, dog: 3``, fewest first (class names where the data module has them)."""
+        names = list(getattr(self, "class_names", None) or [])
+        classes, counts = pool.y.unique(return_counts=True)
+        pairs = sorted(zip(counts.tolist(), classes.tolist(), strict=True))
+        return listed(f"{names[c] if c < len(names) else c}: {k}" for k, c in pairs)
+
+    def _too_few(self, pool: Split, fraction: float, option: str) -> str:
+        whole = "" if option == "data.test_fraction" else " left after the test split"
+        text = (
+            f"data: too few examples to split ({len(pool)}{whole}): {option}={fraction} leaves "
+            "either no example to hold out or none to train on (each part needs at least one)"
+        )
+        if self.task == "classification":
+            text += f"; examples per class: {self._per_class(pool)}"
+        return text + "; add examples, or change data.val_fraction / data.test_fraction"
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -232,7 +267,7 @@ class TensorDataModule(L.LightningDataModule):
             )
         self.info = dict(loaded.info)
         if loaded.test is None:
-            pool, test = self._split(loaded.train, self.test_fraction)
+            pool, test = self._split(loaded.train, self.test_fraction, "data.test_fraction")
         else:
             pool, test = loaded.train, loaded.test
         if loaded.val is not None:

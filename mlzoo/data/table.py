@@ -14,6 +14,12 @@ did, without the training file:
 - missing values (``missing``): ``error`` (one line naming the columns), ``drop`` (the rows), or
   ``fill`` (numeric: the training mean, i.e. 0 after scaling; categorical: no category, all
   zeros). A row without a target is always dropped unless ``missing=error``.
+- infinite values (``inf``, ``-inf``) are refused, whatever ``missing`` says, naming the columns
+  and how many rows hold one (an overflow or a sentinel, not a missing value: scaled, one would
+  turn the loss into NaN at the first step); make them empty cells for ``missing`` to handle them.
+  The same holds for the target, and for the rows scripts/predict.py encodes.
+- column names must be distinct (pandas would read a second ``label`` as ``label.1``, and a copy
+  of the target would become a feature): a table naming a column twice is refused.
 
 The task (``task: auto``): classification when the target is text, boolean, or integers with at
 most ``max_classes`` distinct values; otherwise regression (the target standardised for the loss,
@@ -28,7 +34,7 @@ from typing import Any
 
 import torch
 
-from mlzoo.core.errors import ZooError
+from mlzoo.core.errors import ZooError, listed
 from mlzoo.data.base import Loaded, Split, TensorDataModule
 
 MISSING = ("error", "drop", "fill")
@@ -51,6 +57,7 @@ def read_table(path: str | Path, option: str = "data.path"):
     reader = readers.get(path.suffix.lower())
     if reader is None:
         raise ZooError(f"{option}: {path} is not .csv, .tsv or .parquet")
+    _refuse_duplicate_columns(path, option)  # before pandas renames (or fails on) a copy
     try:
         frame = reader(path)
     except Exception as err:  # pandas / pyarrow: many error types, one message
@@ -59,6 +66,54 @@ def read_table(path: str | Path, option: str = "data.path"):
     if frame.empty:
         raise ZooError(f"{option}: {path} has no rows")
     return frame
+
+
+def _header(path: Path) -> list[str]:
+    """A table's column names as the file writes them: read_csv renames a second ``label``
+    ``label.1`` (and pyarrow keeps both in a Parquet schema, which pandas then cannot read)."""
+    import pandas as pd
+
+    try:
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            return [str(n) for n in pq.read_schema(path).names if not n.startswith("__index")]
+        sep = "\t" if path.suffix.lower() == ".tsv" else ","
+        row = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str).iloc[0]
+    except Exception:  # unreadable: reading the whole table says why
+        return []
+    return [n for n in row if isinstance(n, str)]  # an empty cell: pandas' "Unnamed: k"
+
+
+def _refuse_duplicate_columns(path: Path, option: str) -> None:
+    from collections import Counter
+
+    names = Counter(_header(path))
+    twice = [f"{n!r} ({k} columns)" for n, k in names.items() if k > 1]
+    if twice:
+        raise ZooError(
+            f"{option}: {path} repeats the column name {listed(twice)}: give every column a "
+            "name of its own"
+        )
+
+
+def infinite_counts(frame, columns) -> dict[str, int]:
+    """{column: rows holding inf or -inf} over the numeric ``columns`` that hold any."""
+    import numpy as np
+
+    counts = {}
+    for name in columns:
+        column = frame[name]
+        if TablePreprocessor.is_numeric(column):
+            n = int(np.isinf(column.to_numpy(dtype=float, na_value=np.nan)).sum())
+            if n:
+                counts[name] = n
+    return counts
+
+
+def counted(counts: dict[str, int]) -> str:
+    """``'x': 3 rows, 'y': 1 row`` (a few columns; many are cut with their count)."""
+    return listed(f"{n!r}: {k:,} row{'s' * (k != 1)}" for n, k in counts.items())
 
 
 @dataclass
@@ -103,7 +158,16 @@ class TablePreprocessor:
         """(rows, width) float32 features, columns in ``features`` order."""
         missing = [n for n in self.features if n not in frame.columns]
         if missing:
-            raise ZooError(f"the table lacks the column(s) {missing} the model was trained on")
+            raise ZooError(
+                f"the table lacks the column(s) {listed(repr(n) for n in missing)} the model was "
+                "trained on"
+            )
+        infinite = infinite_counts(frame, [n for n in self.features if n in self.mean])
+        if infinite:
+            raise ZooError(
+                f"infinite values (inf, -inf) in {counted(infinite)}: make them empty cells "
+                "(missing values) or finite numbers"
+            )
         parts = []
         for name in self.features:
             column = frame[name]
@@ -156,16 +220,17 @@ class TableDataModule(TensorDataModule):
         if self.target not in columns:
             raise ZooError(
                 f"data.target={self.target!r} is not a column of {self.path}; its columns: "
-                f"{', '.join(columns)}"
+                f"{listed(columns)}"
             )
         features = (
             list(self.features) if self.features else [c for c in columns if c != self.target]
         )
         unknown = [c for c in features if c not in columns or c == self.target]
         if unknown or not features:
+            named = listed(repr(c) for c in unknown) if unknown else "none"
             raise ZooError(
-                f"data.features: {unknown or 'none'} are not feature columns of {self.path}; "
-                f"its columns: {', '.join(columns)}"
+                f"data.features: {named} are not feature columns of {self.path}; "
+                f"its columns: {listed(columns)}"
             )
         return features
 
@@ -186,12 +251,19 @@ class TableDataModule(TensorDataModule):
         holes = {c: int(n) for c, n in used.isna().sum().items() if n}
         if holes and self.missing == "error":
             raise ZooError(
-                f"{self.path}: missing values in {holes} (column: count); set data.missing="
+                f"{self.path}: missing values in {counted(holes)}; set data.missing="
                 "drop (those rows) or fill (the training mean; no category)"
             )
         if holes:  # a row without a target never counts; drop: nor one with a feature missing
             subset = [*features, self.target] if self.missing == "drop" else [self.target]
             frame = frame.dropna(subset=subset).reset_index(drop=True)
+        infinite = infinite_counts(frame, [*features, self.target])
+        if infinite:  # not a missing value: an overflow, a sentinel (see the module docstring)
+            raise ZooError(
+                f"{self.path}: infinite values (inf, -inf) in {counted(infinite)}; make them "
+                "empty cells for data.missing to handle, or leave the column out with "
+                "data.features=[...]"
+            )
         y = frame[self.target]
         if y.nunique() < 2:
             raise ZooError(f"data.target={self.target!r} has one value only: nothing to learn")
