@@ -329,6 +329,11 @@ def _preflight(
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise fault(err, run_dir, "create the run folder") from None
+    if is_rank_zero_process():  # a killed run's half-written checkpoints and records
+        from mlzoo.core.checkpoint import remove_stale_temporaries
+
+        for folder in (run_dir, run_dir / "checkpoints"):
+            remove_stale_temporaries(folder)
     return ckpt_path, run_dir
 
 

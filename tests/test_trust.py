@@ -402,6 +402,56 @@ def test_resolver_payloads_in_downloaded_runs_never_run(earlier: Path, tmp_path:
 
 
 # --- nothing earlier is lost --------------------------------------------------------------------
+def _dead_pid() -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+    )
+    return int(done.stdout)
+
+
+def _temporaries(folder: Path, dead: int) -> dict[str, Path]:
+    """A killed run's temporary files (old), a live writer's (this process), a fresh one."""
+    made = {
+        "stale": folder / f".last.ckpt.tmp-{dead}",
+        "stale_record": folder.parent / f".summary.json.tmp-{dead}",
+        "live": folder / f".best.ckpt.tmp-{os.getpid()}",
+        "fresh": folder / f".other.ckpt.tmp-{dead + 1}",  # written to a moment ago
+        "not_ours": folder / ".notes.tmp-x",
+    }
+    for name, path in made.items():
+        path.write_bytes(b"x" * 1000)
+        if name != "fresh":
+            os.utime(path, (1e9, 1e9))
+    return made
+
+
+def test_a_killed_runs_temporary_files_are_removed_and_a_live_writers_kept(
+    tmp_path: Path,
+) -> None:
+    from mlzoo.core.checkpoint import remove_stale_temporaries
+
+    (tmp_path / "checkpoints").mkdir()
+    made = _temporaries(tmp_path / "checkpoints", _dead_pid())
+    removed = remove_stale_temporaries(tmp_path / "checkpoints")
+    removed += remove_stale_temporaries(tmp_path)
+    assert sorted(removed) == sorted([made["stale"], made["stale_record"]])
+    assert all(made[k].exists() for k in ("live", "fresh", "not_ours"))
+
+
+@pytest.mark.slow
+def test_a_resume_cleans_what_a_killed_write_left(earlier: Path, tmp_path: Path) -> None:
+    [run] = earlier.glob("logs/runs/mlp-digits/*")
+    copy = tmp_path / "logs" / "runs" / "mlp-digits" / run.name
+    shutil.copytree(run, copy)
+    made = _temporaries(copy / "checkpoints", _dead_pid())
+    cmd = [*TRAIN, "trainer=debug", "logger=none", "ckpt_path=last", "trainer.max_steps=9"]
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert not made["stale"].exists() and not made["stale_record"].exists()
+    assert all(made[k].exists() for k in ("live", "fresh", "not_ours"))
+    assert f"Removed {made['stale']} (1,000 bytes)" in out.stdout + out.stderr
+
+
 @pytest.mark.slow
 def test_resume_is_refused_while_another_resume_holds_the_run(earlier: Path) -> None:
     [run] = earlier.glob("logs/runs/mlp-digits/*")

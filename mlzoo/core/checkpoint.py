@@ -70,6 +70,43 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.close(folder)
 
 
+STALE_AFTER_S = 60.0  # a temporary file being written changes at least this often
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the ``.<name>.tmp-<pid>`` files in ``folder`` that a killed run left (SIGKILL in the
+    middle of a write): their process is gone and they have not changed for STALE_AFTER_S.
+    A live writer's file (its process still running here, or written to in the last minute, as
+    a run on another machine of a shared file system would) is never touched."""
+    import logging
+    import time
+
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or not tmp.is_file() or tmp.is_symlink():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # that process is alive (perhaps the writer): leave the file
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue  # alive, someone else's; or not a pid at all
+        try:
+            if time.time() - tmp.stat().st_mtime < STALE_AFTER_S:
+                continue
+            size = tmp.stat().st_size
+            tmp.unlink()
+        except OSError:
+            continue
+        removed.append(tmp)
+        logging.getLogger("mlzoo").info(
+            f"Removed {tmp} ({size:,} bytes), left by process {pid}, which is gone"
+        )
+    return removed
+
+
 def _os_error_in(err: BaseException) -> OSError | None:
     """The OSError behind torch.save's RuntimeError ("unexpected pos ..."): its zip writer hits
     the failed write (no space, file-size limit) and reports it as a RuntimeError."""
