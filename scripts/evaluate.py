@@ -31,14 +31,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.episodes < 1:
         print("error: --episodes must be >= 1", file=sys.stderr)
         return 1
-    # imported after parsing: --help and bad arguments answer at once
-    import numpy as np
-
-    from mlzoo.core.checkpoint import load_checkpoint
     from mlzoo.core.errors import ZooError
-    from mlzoo.rl.agent import RLModule
+    from mlzoo.core.files import check_output
 
+    folder = args.checkpoint.resolve().parent.parent / "videos"
+    folder = folder / f"{args.checkpoint.stem}-{datetime.now():%Y-%m-%d_%H-%M-%S_%f}"
     try:
+        if args.video:  # before any work: a new folder, in a writable one (<run>/videos/: created)
+            check_output(folder, "--video", parents=True)
+        # imported after the checks: --help and bad arguments answer at once
+        import numpy as np
+
+        from mlzoo.core.checkpoint import load_checkpoint
+        from mlzoo.rl.agent import RLModule
+
         model, envs, _ = load_checkpoint(args.checkpoint, allow_targets=args.allow_targets)
         if not isinstance(model, RLModule) or not hasattr(envs, "make_env"):
             raise ZooError(f"{type(model).__name__} is not an RL agent (no act())")
@@ -56,8 +62,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.video:
             from gymnasium.wrappers import RecordVideo
 
-            folder = args.checkpoint.resolve().parent.parent / "videos"
-            folder = folder / f"{args.checkpoint.stem}-{datetime.now():%Y-%m-%d_%H-%M-%S_%f}"
             env = RecordVideo(env, str(folder), episode_trigger=lambda i: True)
         returns = model.evaluate(args.episodes, env, args.seed)  # greedy, as in training
         env.close()

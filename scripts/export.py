@@ -60,26 +60,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # imported after parsing: --help and bad arguments answer at once
-    from mlzoo.core.checkpoint import load_checkpoint
     from mlzoo.core.errors import ZooError
-    from mlzoo.export import EXPORTERS, graphs, hf_policy
+    from mlzoo.core.files import check_output, describe, fault
 
     out = args.out or (
         args.checkpoint.resolve().parent.parent / "export" / f"{args.checkpoint.stem}-{args.format}"
     )
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
-        if out.exists():
-            raise ZooError(f"--out {out} exists: choose a new name (nothing is overwritten)")
+        # before any work: a new folder, in a writable one (-o: that exists; the default
+        # <run>/export/: created)
+        check_output(out, "--out", parents=args.out is None)
+        # imported after the checks: --help and bad arguments answer at once
+        from mlzoo.core.checkpoint import load_checkpoint
+        from mlzoo.export import EXPORTERS, graphs, hf_policy
+
         model, _, _ = load_checkpoint(args.checkpoint, allow_targets=args.allow_targets)
         if args.format == "hf":
             hf_policy(model)  # before anything is written
         else:
             graphs(model)
-        tmp.mkdir(parents=True)
-        EXPORTERS[args.format](model, tmp, args.dtype)
-        os.replace(tmp, out)
+        try:
+            tmp.mkdir(parents=True)
+            EXPORTERS[args.format](model, tmp, args.dtype)
+            os.replace(tmp, out)
+        except OSError as err:
+            if describe(err) is None:  # not a file-system fault (no space, read-only, ...)
+                raise
+            raise fault(err, out, "write") from None
         print(f"{args.format} -> {out}")
         return 0
     except ZooError as err:

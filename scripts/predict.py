@@ -104,19 +104,27 @@ def predict_rows(model, x, class_names: list[str], batch: int) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def write_rows(out, rows: list[dict]) -> None:
     import csv
 
-    from mlzoo.core.checkpoint import load_checkpoint, read_checkpoint
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     from mlzoo.core.errors import ZooError
-    from mlzoo.core.supervised import SupervisedModule
+    from mlzoo.core.files import check_output, fault
 
     try:
-        if args.out is not None and args.out.exists():
-            raise ZooError(f"-o {args.out} exists: choose a new name (nothing is overwritten)")
+        if args.out is not None:  # before any work: a new file in a writable folder
+            check_output(args.out, "-o")
         if args.batch < 1:
             raise ZooError("--batch must be >= 1")
+        from mlzoo.core.checkpoint import load_checkpoint, read_checkpoint  # (torch: seconds)
+        from mlzoo.core.supervised import SupervisedModule
+
         model, datamodule, _ = load_checkpoint(args.checkpoint, allow_targets=args.allow_targets)
         if not isinstance(model, SupervisedModule):
             raise ZooError(
@@ -129,14 +137,19 @@ def main(argv: list[str] | None = None) -> int:
         x, labels = read(ckpt, datamodule, args.inputs)
         rows = predict_rows(model, x, getattr(datamodule, "class_names", []), args.batch)
         rows = [{"input": label, **row} for label, row in zip(labels, rows, strict=True)]
-        out = open(args.out, "x", newline="") if args.out else sys.stdout  # noqa: SIM115
-        try:
-            writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        finally:
-            if args.out:
-                out.close()
+        if args.out is None:
+            write_rows(sys.stdout, rows)
+        else:
+            try:
+                out = open(args.out, "x", newline="")  # noqa: SIM115
+            except OSError as err:  # it appeared, or its folder changed, since the check
+                raise fault(err, args.out, "write") from None
+            try:
+                with out:
+                    write_rows(out, rows)
+            except OSError as err:  # no space, ...: no half-written file stays
+                args.out.unlink(missing_ok=True)
+                raise fault(err, args.out, "write") from None
         if args.out:
             print(f"{len(rows)} predictions -> {args.out}", file=sys.stderr)
         return 0

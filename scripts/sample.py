@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import shutil
 import sys
 import time
 from datetime import datetime
@@ -39,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--grid", type=int, default=64, help="samples shown in grid.png (default 64)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    p.add_argument("--out", type=Path, default=None, help="output folder (must not exist)")
+    p.add_argument("-o", "--out", type=Path, default=None, help="output folder (must not exist)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--batch", type=int, default=500, help="samples per forward pass")
     p.add_argument("--evaluate", action="store_true", help="score the samples (metrics.json)")
@@ -98,23 +99,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.num < 1 or args.batch < 1 or args.grid < 0:
         print("error: --num and --batch must be >= 1, --grid >= 0", file=sys.stderr)
         return 1
-    import torch
-    from torchvision.utils import save_image
-
-    from mlzoo.core.checkpoint import load_checkpoint
     from mlzoo.core.errors import ZooError
+    from mlzoo.core.files import check_output, describe, fault
 
+    out = args.out or (
+        args.checkpoint.resolve().parent.parent
+        / "samples"
+        / f"{args.checkpoint.stem}-{datetime.now():%Y-%m-%d_%H-%M-%S_%f}"
+    )
     try:
+        # before any work: a new folder, in a writable one (--out: that exists; the default
+        # <run>/samples/: created)
+        check_output(out, "--out", parents=args.out is None)
+        import torch
+        from torchvision.utils import save_image
+
+        from mlzoo.core.checkpoint import load_checkpoint
+
         model, datamodule, cfg = load_checkpoint(args.checkpoint, allow_targets=args.allow_targets)
         if not callable(getattr(model, "sample", None)):
             raise ZooError(f"{type(model).__name__} is not a generative model (no sample())")
-        out = args.out or (
-            args.checkpoint.resolve().parent.parent
-            / "samples"
-            / f"{args.checkpoint.stem}-{datetime.now():%Y-%m-%d_%H-%M-%S_%f}"
-        )
-        if out.exists():
-            raise ZooError(f"--out {out} exists: choose a new folder (nothing is overwritten)")
         model.to(args.device)
         opts = sampler_options(model, args, args.num)
         generator = torch.Generator(device=args.device).manual_seed(args.seed)
@@ -126,12 +130,18 @@ def main(argv: list[str] | None = None) -> int:
             n = min(args.batch, args.num - i)
             parts.append(model.sample(n, generator=generator, **kw).cpu())
         samples, seconds = torch.cat(parts), time.perf_counter() - start
-        out.mkdir(parents=True)
-        save_image(samples[: args.grid], out / "grid.png", nrow=8, pad_value=1.0)
-        torch.save(
-            {"samples": samples, **({"labels": opts["labels"]} if "labels" in opts else {})},
-            out / "samples.pt",
-        )
+        try:
+            out.mkdir(parents=True)
+            save_image(samples[: args.grid], out / "grid.png", nrow=8, pad_value=1.0)
+            torch.save(
+                {"samples": samples, **({"labels": opts["labels"]} if "labels" in opts else {})},
+                out / "samples.pt",
+            )
+        except OSError as err:
+            if describe(err) is None:  # not a file-system fault (no space, read-only, ...)
+                raise
+            shutil.rmtree(out, ignore_errors=True)  # new (checked above): no half-written folder
+            raise fault(err, out, "write") from None
         print(f"{len(samples)} samples in {seconds:.1f} s -> {out}")
         if args.evaluate or args.inception:
             from mlzoo.metrics.sample_quality import evaluate_samples, inception_fid

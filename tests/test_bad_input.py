@@ -7,8 +7,10 @@ included) in one subprocess, one after another (tests/cli_cases.py).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -159,3 +161,109 @@ def test_bad_input_gives_one_clear_line_and_touches_nothing(tmp_path: Path) -> N
     assert fingerprint(tmp_path / "logs") == before, "a failed run changed an earlier run folder"
     runs = sorted(p.name for p in tmp_path.glob("logs/runs/*/*"))
     assert len(runs) == 1, f"failed runs left folders behind: {runs}"
+
+
+# -o / --out: checked before any work (the checkpoint is not even read), by one function
+
+
+def test_check_output_refuses_what_cannot_be_a_new_file(tmp_path: Path) -> None:
+    from mlzoo.core.errors import ZooError
+    from mlzoo.core.files import check_output
+
+    (tmp_path / "taken.csv").write_text("earlier\n")
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "link").symlink_to(tmp_path / "taken.csv")
+    cases = [
+        (tmp_path / "taken.csv", {}, "exists: choose a new name"),
+        (tmp_path / "dangling", {}, "is a symbolic link"),
+        (tmp_path / "link", {}, "is a symbolic link"),
+        (tmp_path / "missing" / "out.csv", {}, f"no folder {tmp_path / 'missing'}"),
+        (tmp_path / "a_file" / "out.csv", {}, "a_file is a file, not a folder"),
+        (tmp_path / "a_file" / "new" / "out", {"parents": True}, "a_file is a file"),
+        (tmp_path / ("x" * 300), {}, "has 300 bytes"),
+    ]
+    if Path("/sys").is_dir():  # a folder no one can create files in, root included
+        cases.append((Path("/sys/out.csv"), {}, "cannot write in /sys"))
+    for path, kwargs, message in cases:
+        with pytest.raises(ZooError, match=r"^-o") as caught:
+            check_output(path, "-o", **kwargs)
+        assert message in str(caught.value) and "\n" not in str(caught.value), (path, caught)
+    assert check_output(tmp_path / "new.csv") == tmp_path / "new.csv"
+    assert check_output(tmp_path / "run" / "export" / "x", parents=True)  # default outputs
+    after = sorted(p.name for p in tmp_path.iterdir())
+    assert after == ["a_file", "dangling", "link", "taken.csv"]  # the probe left nothing
+    assert (tmp_path / "taken.csv").read_text() == "earlier\n"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in a mode 0o555 folder")
+def test_check_output_refuses_a_read_only_folder(tmp_path: Path) -> None:
+    from mlzoo.core.errors import ZooError
+    from mlzoo.core.files import check_output
+
+    (tmp_path / "ro").mkdir(mode=0o555)
+    with pytest.raises(ZooError, match=r"cannot write in .*ro: permission denied"):
+        check_output(tmp_path / "ro" / "out.csv")
+
+
+def test_scripts_check_their_output_before_reading_the_checkpoint(tmp_path: Path, capsys) -> None:
+    """predict/export/sample/evaluate: a path that cannot be a new output is one line, before the
+    checkpoint is read (this one is not even a checkpoint), and nothing is written anywhere."""
+    from conftest import load_script
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    Path(ckpt).write_bytes(b"not a checkpoint")
+    (run / "videos").write_text("a file where evaluate --video puts its folder")
+    (tmp_path / "dangling.csv").symlink_to(tmp_path / "nowhere.csv")
+    (tmp_path / "file").write_text("")
+    missing = tmp_path / "missing" / "preds.csv"
+    cases = [
+        ("predict", [ckpt, "in.csv", "-o", str(missing)], f"no folder {missing.parent}"),
+        ("predict", [ckpt, "in.csv", "-o", str(tmp_path / "dangling.csv")], "symbolic link"),
+        ("predict", [ckpt, "in.csv", "-o", str(tmp_path / "file" / "p.csv")], "not a folder"),
+        ("export", [ckpt, "--format", "onnx", "-o", str(tmp_path / "missing" / "x")], "no folder"),
+        ("sample", [ckpt, "--out", str(tmp_path / "dangling.csv")], "symbolic link"),
+        ("evaluate", [ckpt, "--video"], "videos is a file, not a folder"),
+    ]
+    if Path("/sys").is_dir():  # read-only for root too
+        cases += [
+            ("predict", [ckpt, "in.csv", "-o", "/sys/preds.csv"], "cannot write in /sys"),
+            ("export", [ckpt, "--format", "onnx", "-o", "/sys/onnx"], "cannot write in /sys"),
+        ]
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    scripts = {name: load_script(name) for name in {c[0] for c in cases}}
+    capsys.readouterr()
+    for name, args, message in cases:
+        assert scripts[name].main(args) == 1, (name, args)
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and message in lines[0], (name, args, err)
+        assert "Traceback" not in err and "cannot load" not in err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+def test_loggers_and_render_mode_refused_in_one_line(tmp_path: Path) -> None:
+    """An MLflow server where nothing answers, W&B online without a login (never a prompt), a
+    training env asked to open a window: one line naming the setting, no run folder left."""
+    import importlib.util
+
+    cases = [(["model=dqn", "+data.env_kwargs.render_mode=human"], "data.env_kwargs.render_mode")]
+    if importlib.util.find_spec("mlflow"):
+        uri = "http://127.0.0.1:9"  # the discard port: nothing listens
+        cases.append(
+            (
+                ["logger=mlflow", f"logger.mlflow.tracking_uri={uri}"],
+                f"logger.mlflow.tracking_uri={uri}: nothing answers there",
+            )
+        )
+    if importlib.util.find_spec("wandb"):
+        cases.append((["logger=wandb", "logger.wandb.mode=online"], "logger.wandb.mode=online"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env["NETRC"] = str(tmp_path / "no-netrc")  # no `wandb login` either
+    start = time.monotonic()
+    failures = run_cases([("train", args, reason) for args, reason in cases], tmp_path, env=env)
+    assert not failures, "\n".join(failures)
+    assert time.monotonic() - start < 120  # MLflow's client alone would retry for minutes
+    assert not list(tmp_path.glob("logs/runs/*/*")), "a failed run left its folder"

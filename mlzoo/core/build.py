@@ -6,16 +6,22 @@ here, so every object a config names has passed mlzoo.core.targets' check first.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
+import netrc
+import os
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import hydra
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig
 
-from mlzoo.core.errors import ZooError
+from mlzoo.core.errors import ZooError, one_line
 from mlzoo.core.resume import changed_settings, check_fits
 from mlzoo.core.targets import allowed_by_user
 
@@ -35,6 +41,101 @@ def instantiate_model(model_cfg: DictConfig, datamodule: Any) -> Any:
 def instantiate_all(group: DictConfig | None) -> list[Any]:
     """Every entry of a config group (callbacks, loggers), skipping the ones set to null."""
     return [hydra.utils.instantiate(c) for c in (group or {}).values() if c is not None]
+
+
+# MLflow's HTTP client retries an unreachable server with growing pauses (minutes, by default);
+# the first contact, below, waits this long at most (unless the user set these variables)
+FIRST_CONTACT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+CONNECT_TIMEOUT_S = 5.0
+WANDB_ONLINE_MODES = ("online", "run", "shared")
+
+
+@contextlib.contextmanager
+def _first_contact_env() -> Iterator[None]:
+    unset = [k for k in FIRST_CONTACT_ENV if k not in os.environ]
+    os.environ.update({k: FIRST_CONTACT_ENV[k] for k in unset})
+    try:
+        yield
+    finally:
+        for k in unset:
+            os.environ.pop(k, None)
+
+
+def check_server(setting: str, uri: str) -> None:
+    """An http(s) tracking server must answer a connection, at once: else one line naming the
+    setting (a client library would retry for minutes, then end in a traceback)."""
+    url = urlparse(uri)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        with socket.create_connection((url.hostname, port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except (OSError, ValueError) as err:
+        cause = (
+            f"no answer in {CONNECT_TIMEOUT_S:g} s"
+            if isinstance(err, TimeoutError)
+            else "unknown host"
+            if isinstance(err, socket.gaierror)
+            else one_line(getattr(err, "strerror", None) or err)
+        )
+        raise ZooError(
+            f"{setting}={uri}: nothing answers there ({cause.lower()}); start the server, or "
+            "leave the setting at its default (a local SQLite store)"
+        ) from None
+
+
+def has_wandb_login() -> bool:
+    """Whether W&B will find credentials without asking: WANDB_API_KEY, an identity token file,
+    or a netrc login for its host (what `wandb login` writes)."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
+    path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
+    try:
+        return netrc.netrc(path).authenticators(host or "") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def start_loggers(group: DictConfig | None, loggers: list[Any]) -> None:
+    """Each logger's first contact (its ``experiment``) now, while a failure can still be one
+    line naming the logger and the run folder be undone, instead of a traceback inside fit: an
+    MLflow server where nothing answers, W&B online without a login (refused before W&B could
+    prompt for a key), a store that cannot be opened."""
+    names = [k for k, c in (group or {}).items() if c is not None]
+    started: list[Any] = []
+    try:
+        for key, lg in zip(names, loggers, strict=True):
+            cfg, setting = group[key], f"logger.{key}"
+            kind = type(lg).__name__
+            if kind == "MLFlowLogger" and cfg.get("tracking_uri"):
+                check_server(f"{setting}.tracking_uri", str(cfg.tracking_uri))
+            if kind == "WandbLogger" and not cfg.get("offline"):
+                mode = cfg.get("mode") or os.environ.get("WANDB_MODE") or "online"
+                if mode in WANDB_ONLINE_MODES and not has_wandb_login():
+                    raise ZooError(
+                        f"{setting}.mode={mode}: no W&B login (set WANDB_API_KEY or run "
+                        f"`wandb login`), or log offline: {setting}.mode=offline"
+                    )
+            try:
+                with _first_contact_env():
+                    _ = lg.experiment
+            except ImportError as err:
+                raise ZooError(
+                    f"{setting} needs {err.name or 'its package'}: pip install 'mlzoo[loggers]'"
+                ) from None
+            except Exception as err:
+                uri = cfg.get("tracking_uri")
+                at = f" at tracking_uri={uri}" if kind == "MLFlowLogger" and uri else ""
+                raise ZooError(f"{setting} ({kind}) could not start{at}: {one_line(err)}") from None
+            started.append(lg)
+    except ZooError:
+        for lg in started:  # a W&B run already begun ends (its files go with the run folder)
+            if type(lg).__name__ == "WandbLogger":
+                with contextlib.suppress(Exception):
+                    lg.experiment.finish()
+        raise
 
 
 def resolve_checkpoint(spec: str | Path, log_dir: str | Path, option: str) -> Path:
@@ -99,6 +200,7 @@ def build_run(cfg: DictConfig, ckpt_path: str | None, resumed_in_place: bool) ->
         model = instantiate_model(cfg.model, datamodule)
     callbacks = instantiate_all(cfg.get("callbacks"))
     loggers = instantiate_all(cfg.get("logger"))
+    start_loggers(cfg.get("logger"), loggers)
     overrides: dict[str, Any] = {}  # Trainer arguments the config's values turn into
     if cfg.trainer.get("gradient_clip_val"):
         # Lightning clips only under automatic optimization (and refuses the setting otherwise):

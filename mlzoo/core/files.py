@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import errno
 import os
+import tempfile
 from pathlib import Path
 
-from mlzoo.core.errors import ZooError
+from mlzoo.core.errors import ZooError, one_line
 
 CAUSES = {
     errno.ENOTDIR: "a path component is a file, not a directory",
@@ -68,6 +69,57 @@ def check_can_create(folder: str | Path, option: str) -> None:
         read_only = bool(statvfs.f_flag & os.ST_RDONLY)
         cause = "the file system is read-only" if read_only else "permission denied"
         raise ZooError(f"{option}={path}: cannot write in {existing}: {cause}")
+
+
+def _cannot_write(folder: Path) -> str | None:
+    """Why nothing can be created in ``folder`` (None: something can). It tries, with a temporary
+    file removed at once: os.access answers for permission bits alone, and for root it says yes to
+    a read-only mode and to a folder like /proc, where creating a file still fails."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        return describe(err) or " ".join(str(err.strerror or err).split())
+    return None
+
+
+def check_output(path: str | Path, option: str = "-o", parents: bool = False) -> Path:
+    """Refuse, before any work, an output a script cannot write as a new file or folder: a name
+    that exists or is a symbolic link (dangling or not: nothing is written through a link, nothing
+    is overwritten), a name too long, a parent folder that is missing (with ``parents``: the nearest
+    existing one is checked, for a default output whose folders the script creates), a file, or
+    not writable. ``option`` names the setting in the message. Returns the path."""
+    path = Path(path).expanduser()
+    for part in path.parts:
+        if len(part.encode()) > 255:  # NAME_MAX on Linux and macOS file systems
+            raise ZooError(
+                f"{option}: the name {part[:40]}... has {len(part.encode())} bytes, a file "
+                "system allows 255"
+            )
+    try:  # (stat itself can fail: a folder on the way that cannot be searched)
+        if path.is_symlink():
+            raise ZooError(
+                f"{option} {path} is a symbolic link (to {os.readlink(path)}): choose a new name "
+                "(nothing is written through a link)"
+            )
+        if path.exists():
+            raise ZooError(f"{option} {path} exists: choose a new name (nothing is overwritten)")
+        parent = path.absolute().parent
+        if parents:
+            while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
+                parent = parent.parent
+        if not parent.exists():
+            raise ZooError(f"{option} {path}: no folder {parent} (create it first)")
+        if not parent.is_dir():
+            raise ZooError(f"{option} {path}: {parent} is a file, not a folder")
+    except OSError as err:
+        raise ZooError(
+            f"{option} {path}: {describe(err) or one_line(err.strerror or err)}"
+        ) from None
+    cause = _cannot_write(parent)
+    if cause:
+        raise ZooError(f"{option} {path}: cannot write in {parent}: {cause}")
+    return path
 
 
 def write_text_atomically(path: Path, text: str) -> None:

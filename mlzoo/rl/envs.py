@@ -159,6 +159,15 @@ class EnvDataModule(L.LightningDataModule):
         self.env_id, self.num_envs, self.vectorization = env_id, num_envs, vectorization
         self.iterations_per_epoch, self.eval_episodes = iterations_per_epoch, eval_episodes
         self.seed, self.env_kwargs = seed, dict(env_kwargs or {})
+        render_mode = self.env_kwargs.get("render_mode")
+        if render_mode not in (None, "rgb_array"):
+            # a window per training env needs a display (none on a server: a traceback) and
+            # would slow training to the screen's frame rate
+            raise ZooError(
+                f"data.env_kwargs.render_mode={render_mode}: training envs render nothing "
+                "(null) or off screen (rgb_array); to watch the agent, record episodes with "
+                "scripts/evaluate.py <ckpt> --video"
+            )
         self.wrappers = list(wrappers)
         self.envs: gym.vector.VectorEnv | None = None
         self.eval_env: gym.Env | None = None
