@@ -392,6 +392,12 @@ def test_resolver_payloads_in_downloaded_runs_never_run(earlier: Path, tmp_path:
         ]
         with pytest.raises(ZooError, match=rf"{re.escape(key)}=.*{reason}"):
             mlzoo.load(ckpt)
+    on_the_command_line = {  # named by the user's key, not Hydra's copy of the overrides
+        "oc.create": f'+model.extra="{payloads["oc.create"]}"',
+        "oc.decode": "+model.extra='${oc.decode:\"{_target_: os.system, command: x}\"}'",
+    }
+    for name, override in on_the_command_line.items():
+        cases.append(("train", [override], f"model.extra=${{{name}:"))
     before = fingerprint(home / "logs")
     failures = run_cases(cases, home)
     assert not failures, f"{len(failures)} of {len(cases)} cases:\n" + "\n".join(failures)

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlzoo.core.errors import ZooError
 from mlzoo.core.files import check_can_create, run_artifacts
-from mlzoo.core.targets import check_tree
+from mlzoo.core.targets import check_interpolations, check_tree
 
 _GUARDED = False
 _FIRST = [True]  # the next composition is the command line's own
@@ -140,7 +140,11 @@ def install() -> None:
             # Hydra's own section: what Hydra builds before the run starts. The rest is checked
             # by train() before it builds anything (resolving it here would import torch and
             # Lightning for every --help).
-            hydra_section = OmegaConf.to_container(cfg.hydra, resolve=False)
+            # The task's resolvers first: Hydra's section repeats the command line's overrides
+            # as text (hydra.overrides, hydra.job.override_dirname), so its keys come second.
+            task = OmegaConf.to_container(cfg, resolve=False)
+            check_interpolations({k: v for k, v in task.items() if k != "hydra"}, "command line")
+            hydra_section = task["hydra"]
             allow = _command_line_allow(list(overrides))
             check_tree({"hydra": hydra_section}, allow, where="command line")
             if _FIRST[0]:  # Hydra's first look, to learn the mode: the whole command line

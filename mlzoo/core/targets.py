@@ -260,6 +260,13 @@ def _check_interpolation(path: str, value: str, where: str) -> None:
             )
 
 
+def check_interpolations(tree: Any, where: str = "config") -> None:
+    """Only the resolver rule of :func:`check_tree` (cheap: no target is imported)."""
+    for path, _key, value in _walk(tree, ""):
+        if isinstance(value, str) and "${" in value:
+            _check_interpolation(path, value, where)
+
+
 def _check_logging(path: str, key: str, value: Any, where: str) -> None:
     """logging.config.dictConfig's code-naming keys, under hydra.job_logging / hydra_logging."""
     if key in ("class", "()") and value not in LOGGING_CLASSES:
