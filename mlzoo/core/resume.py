@@ -26,7 +26,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mlzoo.core.errors import ZooError
-from mlzoo.core.targets import check_config, check_tree
+from mlzoo.core.targets import check_interpolations
 
 # Restored from the checkpoint on resume, so a change to them could not take effect.
 RESTORED = ("model.optimizer", "model.scheduler", "seed")
@@ -34,27 +34,30 @@ RESTORED = ("model.optimizer", "model.scheduler", "seed")
 WHERE = ("paths", "ckpt_path", "hydra", "name", "trust_checkpoint", "allow_targets")
 
 
-def _check_checkpoint(path: Path, trust: bool = False, allow: tuple[str, ...] = ()) -> None:
+def _check_checkpoint(path: Path, trust: bool = False) -> None:
     """Fail early, with one line, on a missing, corrupt, foreign or pickling checkpoint file, and
-    on hyperparameters that would name code (nothing builds from them on a resume, but a file
-    that tries is not the zoo's)."""
+    on hyperparameters whose interpolations could build config nodes (nothing is built from them
+    on a resume, so their targets are not checked; but a file that tries is not the zoo's)."""
     from mlzoo.core.checkpoint import check_lightning_checkpoint, read_checkpoint
 
     ckpt = read_checkpoint(path, "ckpt_path", trust)
     check_lightning_checkpoint(ckpt, path)
     recorded = ckpt.get("hyper_parameters")
     if isinstance(recorded, dict):
-        check_tree(recorded, allow, where=f"the hyperparameters of {path}")
+        check_interpolations(recorded, where=f"the hyperparameters of {path}")
 
 
-def _check_recorded_configs(run_dir: Path, allow: tuple[str, ...]) -> None:
-    """The configs a resumed run folder holds pass the same check as a command line's."""
+def _check_recorded_configs(run_dir: Path) -> None:
+    """The configs a resumed run folder holds are compared with the command line's, resolved
+    (changed_settings): their interpolations may call only the resolvers a command line may."""
     for record in [run_dir / "config.yaml", *sorted(run_dir.glob("config.resume-*.yaml"))]:
+        if not record.is_file():  # a FIFO would block the read
+            continue
         try:
             recorded = OmegaConf.load(record)
         except Exception:
             continue  # unreadable: nothing is compared with it (changed_settings)
-        check_config(recorded, allow, where=str(record))
+        check_interpolations(OmegaConf.to_container(recorded, resolve=False), str(record))
 
 
 def resolve_resume(cfg: DictConfig, fresh_dir: Path) -> tuple[str | None, Path]:
@@ -82,8 +85,7 @@ def resolve_resume(cfg: DictConfig, fresh_dir: Path) -> tuple[str | None, Path]:
         path = max(found, key=lambda p: p.stat().st_mtime)
     else:
         path = Path(str(ckpt)).expanduser()
-    allow = tuple(str(a) for a in cfg.get("allow_targets") or ())
-    _check_checkpoint(path, bool(cfg.get("trust_checkpoint")), allow)
+    _check_checkpoint(path, bool(cfg.get("trust_checkpoint")))
     path = path.absolute()
     run_dir = path.parent.parent
     log_dir = Path(cfg.paths.log_dir).resolve()
@@ -93,7 +95,7 @@ def resolve_resume(cfg: DictConfig, fresh_dir: Path) -> tuple[str | None, Path]:
         and log_dir in run_dir.resolve().parents
     )
     if is_zoo_run:
-        _check_recorded_configs(run_dir, allow)
+        _check_recorded_configs(run_dir)
     return str(path), run_dir if is_zoo_run else fresh_dir
 
 
@@ -171,6 +173,8 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
 def _recorded_config(run_dir: Path) -> dict[str, Any] | None:
     """The settings the run last trained with: its newest resume record, else config.yaml."""
     records = sorted(run_dir.glob("config.resume-*.yaml")) or [run_dir / "config.yaml"]
+    if not records[-1].is_file():  # missing, or a FIFO that would block the read
+        return None
     try:
         return OmegaConf.to_container(OmegaConf.load(records[-1]), resolve=True)
     except Exception:
