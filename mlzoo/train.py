@@ -141,16 +141,31 @@ def _choices() -> dict[str, str]:
     return {}
 
 
-def _discard(run_dir: Path, keep: set[str] | frozenset[str] = frozenset()) -> None:
+def _discard(
+    run_dir: Path, keep: set[str] | frozenset[str] = frozenset(), root: Path | None = None
+) -> None:
     """Undo a run folder this invocation created: remove every entry in it but ``keep`` (what was
-    there before, e.g. a user's files under ``hydra.run.dir=.``), and the folder if then empty."""
+    there before, e.g. a user's files under ``hydra.run.dir=.``), and the folder if then empty;
+    then the folders above it, up to ``root`` (paths.log_dir), that are left empty
+    (``logs/runs/<name>/`` of a first run that failed)."""
     if not run_dir.is_dir():
         return
     for entry in run_dir.iterdir():
         if entry.name not in keep:
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-    if not any(run_dir.iterdir()):
-        run_dir.rmdir()
+    if any(run_dir.iterdir()):
+        return
+    run_dir.rmdir()
+    if root is None:
+        return
+    root = root.resolve()
+    for parent in run_dir.resolve().parents:
+        if parent == root or root not in parent.parents:
+            break
+        try:
+            parent.rmdir()  # only an empty folder goes
+        except OSError:
+            break
 
 
 def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -260,15 +275,28 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             ckpt_path, run_dir = _preflight(cfg, fresh_dir, keep, held)
             datamodule, model, loggers, trainer = build_run(cfg, ckpt_path, run_dir != fresh_dir)
         except (ZooError, InstantiationException, OmegaConfBaseException, *_USER_MISTAKES) as err:
-            _discard(fresh_dir, keep)
+            _discard(fresh_dir, keep, Path(cfg.paths.log_dir))
             raise ZooError(_one_line(err)) from None
         held.callback(_close_loggers, loggers)
+        record = None
         if trainer.is_global_zero:  # under DDP, every rank runs this function: rank zero writes
             record = run_dir / "config.yaml" if ckpt_path is None else resume_record(run_dir)
             write_text_atomically(record, OmegaConf.to_yaml(cfg, resolve=True))
             _log_hparams(loggers, cfg)
         trust = bool(cfg.get("trust_checkpoint"))
-        diverged = _fit(trainer, model, datamodule, ckpt_path, trust, (fresh_dir, keep))
+        try:
+            diverged = _fit(
+                trainer,
+                model,
+                datamodule,
+                ckpt_path,
+                trust,
+                (fresh_dir, keep, Path(cfg.paths.log_dir)),
+            )
+        except _ResumeFailed:
+            if record is not None and ckpt_path is not None:  # the resumed run stays as it was
+                record.unlink(missing_ok=True)
+            raise
         summary = _summarize(cfg, trainer, model, datamodule, run_dir, ckpt_path, diverged, start)
     if diverged:
         raise diverged
@@ -344,7 +372,7 @@ def _fit(
     once fit starts, before any step, is one line and undoes the new run folder."""
     from mlzoo.callbacks.finite import NonFiniteError, first_non_finite
 
-    fresh_dir, keep = undo
+    fresh_dir, keep, root = undo
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust)
     except SystemExit:  # Ctrl-C and SIGTERM end fit with SystemExit: write the summary first
@@ -359,6 +387,10 @@ def _fit(
                 f"weight {found[0]} became {found[1]} by step {trainer.global_step} "
                 f"({_one_line(err)[:200]}); lower the learning rate or clip gradients"
             )
+        if ckpt_path is not None and trainer.global_step <= _saved_step(ckpt_path, trust):
+            # the checkpoint's training state could not be restored, or failed the first step
+            message = f"ckpt_path: cannot resume from {ckpt_path}: {_one_line(err)}"
+            raise _ResumeFailed(message) from None
         if trainer.global_step > 0 or ckpt_path is not None:  # the run folder holds progress
             if isinstance(err, ZooError):
                 raise  # already one line (e.g. a checkpoint that could not be written)
@@ -366,15 +398,28 @@ def _fit(
                 raise ZooError(f"a file could not be written: {_one_line(err)}") from None
             raise  # a crash in the middle of training: the traceback is what a user needs
         # A mistake that only shows once fit starts (a bad learning rate, an empty split, ...).
-        _discard(fresh_dir, keep)
+        _discard(fresh_dir, keep, root)
         raise ZooError(_one_line(err)) from None
     if trainer.global_step == 0 and ckpt_path is None and not trainer.interrupted:
-        _discard(fresh_dir, keep)
+        _discard(fresh_dir, keep, root)
         raise ZooError(
             "no training step ran (is the training split smaller than one batch, or "
             "trainer.max_epochs / max_steps 0?); nothing was learned"
         )
     return None
+
+
+class _ResumeFailed(ZooError):
+    """A resume that stopped before its first new step: nothing of it is kept."""
+
+
+def _saved_step(ckpt_path: str, trust: bool) -> int:
+    from mlzoo.core.checkpoint import read_checkpoint
+
+    try:
+        return int(read_checkpoint(ckpt_path, "ckpt_path", trust).get("global_step", 0))
+    except Exception:
+        return 2**62  # unreadable now: no step of this resume can have counted
 
 
 def _summarize(

@@ -78,9 +78,11 @@ def load_run(run: Path, prefix: str) -> dict[str, Any]:
     row.update(sorted(final.items()))
     config = run / "config.yaml"
     if config.is_file():
-        import yaml
+        from omegaconf import OmegaConf
 
-        row["_config"] = flatten(yaml.safe_load(config.read_text()) or {})
+        from mlzoo.core.files import read_config_file  # bounded: aliases cannot make it huge
+
+        row["_config"] = flatten(OmegaConf.to_container(read_config_file(config, "run")) or {})
     return row
 
 
@@ -174,10 +176,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", type=Path, help="draw learning curves to this PNG")
     p.add_argument("--curve", default=None, help="the scalar to plot (default: the monitored)")
     args = p.parse_args(argv)
+    from mlzoo.core.errors import ZooError
+
+    try:
+        return _compare(args)
+    except ZooError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from mlzoo.core.files import check_output
+
     missing = [str(path) for path in args.paths if not path.exists()]
     if missing:
         print(f"error: no such folder: {', '.join(missing)}", file=sys.stderr)
         return 1
+    for option, path in (("-o", args.output), ("--plot", args.plot)):
+        if path is not None:
+            check_output(path, option)  # new files only: nothing earlier is overwritten
     runs = find_runs(args.paths)
     if args.glob:
         runs = [r for r in runs if fnmatch.fnmatch(str(r), f"*{args.glob}*")]
@@ -197,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"curves of {tag} for {len(runs)} runs -> {args.plot}", file=sys.stderr)
     text = render(*table(rows), args.format)
     if args.output:
-        args.output.write_text(text)
+        with open(args.output, "x") as f:  # exclusive: never over a file made since the check
+            f.write(text)
         print(f"{len(rows)} runs -> {args.output}", file=sys.stderr)
     else:
         print(text, end="")

@@ -45,6 +45,19 @@ def test_a_2x2_sweep_gives_4_runs_and_a_4_row_table(tmp_path: Path, capsys) -> N
     assert len(capsys.readouterr().out.strip().splitlines()) == 2 + 1
     assert compare.main([str(tmp_path / "nowhere")]) == 1
 
+    # nothing earlier is overwritten; a hostile config.yaml is one line, not a tree of billions
+    before = (tmp_path / "runs.csv").read_bytes()
+    for flag, path in (("-o", tmp_path / "runs.csv"), ("--plot", png)):
+        assert compare.main([str(sweep), flag, str(path)]) == 1
+        assert "exists: choose a new name" in capsys.readouterr().err
+    assert (tmp_path / "runs.csv").read_bytes() == before
+    run = Path(found[0]["run_dir"])
+    laughs = "".join(f"l{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 7))
+    (run / "config.yaml").write_text("l0: &a0 [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]\n" + laughs)
+    assert compare.main([str(sweep)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "more than 100,000 entries" in err[0]
+
 
 def test_sweep_run_labels_name_what_was_swept() -> None:
     from mlzoo.core.sweep import MAX_LABEL, run_label

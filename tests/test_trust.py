@@ -137,7 +137,18 @@ def test_shipped_configs_pass_the_check_hydra_section_included(overrides: list[s
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     assert "job_logging" in cfg.hydra
-    check_config(cfg)
+    tree = OmegaConf.to_container(cfg, resolve=False)
+    check_tree({"hydra": tree.pop("hydra")}, hydra_plugins=True)  # as mlzoo.core.guard does
+    check_config(tree)
+    # a launcher's name outside Hydra's own section, or a registered plugin's module: refused
+    launcher = cfg.hydra.launcher._target_
+    with pytest.raises(ZooError, match="not a class the zoo instantiates"):
+        check_tree({"model": {"net": {"_target_": launcher}}}, hydra_plugins=True)
+    with pytest.raises(ZooError, match="not a class the zoo instantiates"):
+        check_tree({"hydra": {"launcher": {"_target_": launcher}}})  # a file's hydra section
+    with pytest.raises(ZooError, match="not a class the zoo instantiates"):
+        sneak = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.os.mkdir"
+        check_tree({"hydra": {"launcher": {"_target_": sneak}}}, hydra_plugins=True)
 
 
 def test_resume_records_are_never_overwritten(tmp_path: Path) -> None:
@@ -405,6 +416,77 @@ def test_resolver_payloads_in_downloaded_runs_never_run(earlier: Path, tmp_path:
     assert fingerprint(home / "logs") == before, "a run folder changed"
     assert sorted(p.name for p in runs.iterdir()) == sorted(f"{n}-{w}" for n, w in ckpts)
     assert not list((tmp_path / "home").glob("logs/runs/*/2*")), "a refused run left a folder"
+
+
+@pytest.mark.slow
+def test_hostile_run_folders_end_in_one_line_never_run_code_and_never_hang(
+    earlier: Path, tmp_path: Path
+) -> None:
+    """A run folder as someone else may send it: a launcher class reached by interpolation, YAML
+    aliases and interpolations that grow into billions of entries, hyperparameters that do the
+    same through pickle's memo, a setting no constructor takes, a training state that is not
+    Lightning's. Each is one line, with nothing run and nothing of the earlier run changed."""
+    [run] = earlier.glob("logs/runs/mlp-digits/*")
+    mark = tmp_path / "marks"
+    mark.mkdir()
+    home = tmp_path / "home"
+    runs = home / "logs" / "runs" / "mlp-digits"
+    sneak = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.os.mkdir"
+
+    def launcher(cfg):  # Hydra's plugin packages are its own to build, never a file's
+        cfg["model"]["net"] = "${hydra.launcher}"
+        cfg["hydra"] = {"launcher": {"_target_": sneak, "_args_": [str(mark / "plugin")]}}
+        cfg["hydra"]["x"] = "${nope}"  # a value that cannot resolve
+
+    def interpolated_laughs(cfg):
+        cfg["laughs"] = {"l0": [0] * 10}
+        cfg["laughs"] |= {f"l{i}": [f"${{laughs.l{i - 1}}}"] * 10 for i in range(1, 8)}
+
+    def no_such_setting(cfg):
+        cfg["model"]["net"]["bogus"] = 1
+
+    shared: list = [0] * 10
+    for _ in range(8):
+        shared = [shared] * 10  # 10**8 leaves through pickle's memo
+    made = {
+        "launcher": _tampered(run, runs / "launcher", config=launcher),
+        "laughs": _tampered(run, runs / "laughs", config=interpolated_laughs),
+        "memo": _tampered(run, runs / "memo", hparams={"extra": shared}),
+        "bogus": _tampered(run, runs / "bogus", config=no_such_setting),
+        "aliases": _tampered(run, runs / "aliases"),
+        "loops": _tampered(run, runs / "loops"),
+    }
+    aliases = "".join(f"l{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9))
+    config = runs / "aliases" / "config.yaml"
+    config.write_text(config.read_text() + "l0: &a0 [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]\n" + aliases)
+    state = torch.load(made["loops"], weights_only=True)
+    state["loops"] = "not a loop state"
+    torch.save(state, made["loops"])
+    reasons = {
+        "launcher": "hydra.launcher._target_=hydra_plugins",
+        "laughs": "holds no interpolations",
+        "memo": "more than 100,000 entries",
+        "bogus": "cannot build its model (TypeError",
+        "aliases": "more than 100,000 entries",
+    }
+    cases: list[tuple[str, list[str], str]] = []
+    for name, reason in reasons.items():
+        out = str(tmp_path / f"{name}.pt")
+        cases.append(("export", [str(made[name]), "--format", "torchscript", "-o", out], reason))
+        cases.append(("train", ["model=dpo", f"model.sft_checkpoint={made[name]}"], reason))
+    cases += [
+        ("train", [f"ckpt_path={made['memo']}"], "more than 100,000 entries"),
+        ("train", [f"ckpt_path={made['aliases']}"], "more than 100,000 entries"),
+        ("train", [f"ckpt_path={made['laughs']}"], "holds no interpolations"),
+        ("train", [f"ckpt_path={made['loops']}", "trainer.max_steps=9"], "cannot resume from"),
+        ("train", ["model.net.hidden_sizes=[1,2"], "cannot read the override"),
+    ]
+    before = fingerprint(home / "logs")
+    failures = run_cases(cases, home, timeout=900)
+    assert not failures, f"{len(failures)} of {len(cases)} cases:\n" + "\n".join(failures)
+    assert not list(mark.iterdir()), "code ran"
+    assert fingerprint(home / "logs") == before, "a run folder changed (a resume record?)"
+    assert sorted(p.name for p in (home / "logs" / "runs").iterdir()) == ["mlp-digits"]
 
 
 # --- nothing earlier is lost --------------------------------------------------------------------

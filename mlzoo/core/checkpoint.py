@@ -28,7 +28,7 @@ from typing import Any
 import hydra
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from mlzoo.core.errors import ZooError
 
@@ -173,7 +173,8 @@ def load_checkpoint(
     Only the caller's ``allow_targets`` (and the command line's, during a run) widen the check;
     the ones the loaded config.yaml records are ignored."""
     from mlzoo.core.build import instantiate_model
-    from mlzoo.core.targets import check_config, user_allowed
+    from mlzoo.core.files import read_config_file
+    from mlzoo.core.targets import check_config, check_size, user_allowed
 
     path = Path(path)
     ckpt = read_checkpoint(path, option, trust)
@@ -185,15 +186,13 @@ def load_checkpoint(
             f"{path}: no config.yaml in its run folder {run_dir}; only checkpoints in "
             "<run>/checkpoints/ of a zoo run can be loaded"
         )
-    try:
-        cfg = OmegaConf.load(cfg_path)
-    except Exception as err:
-        raise ZooError(f"{cfg_path}: unreadable ({' '.join(str(err).split())[:200]})") from None
+    cfg = read_config_file(cfg_path, "config.yaml")
     if not isinstance(cfg, DictConfig) or not isinstance(cfg.get("model"), DictConfig):
         raise ZooError(f"{cfg_path}: not a zoo run's config (no model section)")
     recorded = ckpt.get("hyper_parameters") or {}
     if not isinstance(recorded, dict):
         raise ZooError(f"{path}: its hyper_parameters are not a mapping")
+    check_size(recorded, f"{path}: its hyper_parameters")
     try:
         with open_dict(cfg):
             for key, value in recorded.items():
@@ -203,16 +202,31 @@ def load_checkpoint(
     except Exception as err:  # a value OmegaConf cannot hold (a tensor, say): not a zoo run's
         raise ZooError(f"{path}: unusable hyper_parameters ({_first_line(err)})") from None
     allowed = (*allow_targets, *user_allowed())
-    check_config(cfg, allowed, where=f"{cfg_path} with the hyperparameters of {path.name}")
-    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
-    model = instantiate_model(cfg.model, datamodule)
+    where = f"{cfg_path} with the hyperparameters of {path.name}"
+    check_config(cfg, allowed, where=where, from_file=True)
+    try:
+        datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+        model = instantiate_model(cfg.model, datamodule)
+    except ZooError:
+        raise
+    except Exception as err:  # a setting no constructor takes, a value it refuses, ...
+        raise ZooError(f"{where}: cannot build its model ({_innermost(err)})") from None
     state = ckpt["state_dict"]
     try:
         model.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise ZooError(f"{path} does not fit the model in {cfg_path}: {first[:300]}") from None
+    except Exception as err:  # shapes (RuntimeError), or a state_dict that is no mapping
+        raise ZooError(
+            f"{path} does not fit the model in {cfg_path}: {_innermost(err)[:300]}"
+        ) from None
     return model.eval(), datamodule, cfg
+
+
+def _innermost(err: BaseException) -> str:
+    """The first line of the innermost cause (Hydra wraps a constructor's error in its own)."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:200] if text else ''}"
 
 
 def _drop_retired_keys(model_cfg: DictConfig) -> None:

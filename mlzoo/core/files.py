@@ -12,6 +12,7 @@ import errno
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from mlzoo.core.errors import ZooError, one_line
 
@@ -133,3 +134,34 @@ def write_text_atomically(path: Path, text: str) -> None:
         raise fault(err, path, "write") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+MAX_CONFIG_BYTES = 16 * 2**20
+
+
+def read_config_file(path: str | Path, option: str) -> Any:
+    """A YAML file someone else may have written (a run folder's config.yaml), as OmegaConf reads
+    it: a regular file (a FIFO would block the read), at most MAX_CONFIG_BYTES, and first read by
+    PyYAML's safe loader (aliases kept as shared references) to count its entries
+    (mlzoo.core.targets.check_size: aliases can make a few hundred bytes a tree of billions, which
+    OmegaConf would copy out forever). One ZooError line otherwise."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    from mlzoo.core.targets import check_size
+
+    path = Path(path)
+    if not path.is_file():
+        raise ZooError(f"{option}: {path} is not a regular file")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ZooError(f"{option}: {path} has {size:,} bytes; a run's config has far fewer")
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ZooError(f"{option}: {path} is unreadable ({one_line(err, 200)})") from None
+    check_size(tree, f"{option}: {path}")
+    try:
+        return OmegaConf.load(path)
+    except Exception as err:  # what OmegaConf refuses that PyYAML took (duplicate keys, ...)
+        raise ZooError(f"{option}: {path} is unreadable ({one_line(err, 200)})") from None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mlzoo.core.errors import ZooError
+from mlzoo.core.errors import ZooError, one_line
 from mlzoo.core.files import check_can_create, run_artifacts
 from mlzoo.core.targets import check_interpolations, check_tree
 
@@ -121,7 +121,7 @@ def install() -> None:
     if _GUARDED:
         return
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra.errors import ConfigCompositionException
+    from hydra.errors import ConfigCompositionException, OverrideParseException
     from hydra.types import RunMode
 
     compose = ConfigLoaderImpl.load_configuration
@@ -129,6 +129,11 @@ def install() -> None:
     def checked(self, config_name, overrides, run_mode, *args, **kwargs):  # type: ignore[no-untyped-def]
         try:
             cfg = compose(self, config_name, overrides, run_mode, *args, **kwargs)
+        except OverrideParseException as err:  # Hydra's message: three lines and a link
+            lines = [ln for ln in str(err).splitlines() if ln.strip() and "hydra.cc" not in ln]
+            said = one_line("; ".join(lines), 240)
+            print(f"error: cannot read the override {err.override!r}: {said}", file=sys.stderr)
+            sys.exit(1)
         except ConfigCompositionException as err:
             hint = _nearest_keys(str(err), list(overrides), lambda o: compose(
                 self, config_name, o, run_mode, *args, **kwargs))  # fmt: skip
@@ -146,7 +151,7 @@ def install() -> None:
             check_interpolations({k: v for k, v in task.items() if k != "hydra"}, "command line")
             hydra_section = task["hydra"]
             allow = _command_line_allow(list(overrides))
-            check_tree({"hydra": hydra_section}, allow, where="command line")
+            check_tree({"hydra": hydra_section}, allow, "command line", hydra_plugins=True)
             if _FIRST[0]:  # Hydra's first look, to learn the mode: the whole command line
                 _FIRST[0] = False
                 multi = bool({"-m", "--multirun"} & set(sys.argv[1:]))

@@ -25,8 +25,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mlzoo.core.errors import ZooError
-from mlzoo.core.targets import check_interpolations
+from mlzoo.core.errors import ZooError, one_line
+from mlzoo.core.files import read_config_file
+from mlzoo.core.targets import check_interpolations, check_size
 
 # Restored from the checkpoint on resume, so a change to them could not take effect.
 RESTORED = ("model.optimizer", "model.scheduler", "seed")
@@ -44,20 +45,18 @@ def _check_checkpoint(path: Path, trust: bool = False) -> None:
     check_lightning_checkpoint(ckpt, path)
     recorded = ckpt.get("hyper_parameters")
     if isinstance(recorded, dict):
-        check_interpolations(recorded, where=f"the hyperparameters of {path}")
+        check_size(recorded, f"ckpt_path: the hyperparameters of {path}")
+        check_interpolations(recorded, f"the hyperparameters of {path}", from_file=True)
 
 
 def _check_recorded_configs(run_dir: Path) -> None:
     """The configs a resumed run folder holds are compared with the command line's, resolved
-    (changed_settings): their interpolations may call only the resolvers a command line may."""
+    (changed_settings), so they are read as any file from others is (mlzoo.core.files.
+    read_config_file) and hold no interpolation (every run writes them resolved)."""
     for record in [run_dir / "config.yaml", *sorted(run_dir.glob("config.resume-*.yaml"))]:
-        if not record.is_file():  # a FIFO would block the read
-            continue
-        try:
-            recorded = OmegaConf.load(record)
-        except Exception:
-            continue  # unreadable: nothing is compared with it (changed_settings)
-        check_interpolations(OmegaConf.to_container(recorded, resolve=False), str(record))
+        recorded = read_config_file(record, "ckpt_path: its run's config")
+        tree = OmegaConf.to_container(recorded, resolve=False)
+        check_interpolations(tree, str(record), from_file=True)
 
 
 def resolve_resume(cfg: DictConfig, fresh_dir: Path) -> tuple[str | None, Path]:
@@ -105,6 +104,18 @@ def check_fits(ckpt_path: str, model: Any, trust: bool = False) -> None:
     from mlzoo.core.checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(ckpt_path, "ckpt_path", trust)
+    try:
+        _fits(ckpt_path, ckpt, model)
+    except ZooError:
+        raise
+    except Exception as err:  # a state dict or optimizer state of another shape than Lightning's
+        raise ZooError(
+            f"ckpt_path: {ckpt_path} holds no training state this zoo can resume "
+            f"({type(err).__name__}: {one_line(err, 200)})"
+        ) from None
+
+
+def _fits(ckpt_path: str, ckpt: dict, model: Any) -> None:
     theirs, ours = ckpt["state_dict"], model.state_dict()
     rebuilt = model.rebuilt_keys() if hasattr(model, "rebuilt_keys") else set()
     ours = {k: v for k, v in ours.items() if k in theirs or k not in rebuilt}  # not saved: rebuilt
@@ -173,10 +184,9 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
 def _recorded_config(run_dir: Path) -> dict[str, Any] | None:
     """The settings the run last trained with: its newest resume record, else config.yaml."""
     records = sorted(run_dir.glob("config.resume-*.yaml")) or [run_dir / "config.yaml"]
-    if not records[-1].is_file():  # missing, or a FIFO that would block the read
-        return None
     try:
-        return OmegaConf.to_container(OmegaConf.load(records[-1]), resolve=True)
+        recorded = read_config_file(records[-1], "ckpt_path: its run's config")
+        return OmegaConf.to_container(recorded, resolve=True)
     except Exception:
         return None  # unreadable or missing: nothing to compare with
 

@@ -88,7 +88,6 @@ ZOO_BASES = (
 )
 # Hydra's launchers and sweepers: Hydra itself only builds registered plugins from these.
 HYDRA_PLUGIN_KEYS = ("hydra.launcher._target_", "hydra.sweeper._target_")
-HYDRA_PLUGIN_PACKAGES = ("hydra._internal.core_plugins.", "hydra_plugins.")
 # logging.config: the classes a handler, formatter or filter may name; streams it may reference.
 LOGGING_CLASSES = (
     "logging.StreamHandler",
@@ -211,6 +210,30 @@ def _refuse_target(key: str, target: Any, where: str) -> ZooError:
     )
 
 
+MAX_ENTRIES = 100_000  # far above any zoo config (a 5,000-column table's run: ~10,000)
+
+
+def check_size(tree: Any, where: str, limit: int = MAX_ENTRIES) -> None:
+    """Refuse a tree of more than ``limit`` entries, counted as a walk would visit them: a YAML
+    alias or a pickle memo can make a few hundred bytes a tree of billions (the "billion laughs"),
+    which converting or checking would take forever."""
+    seen, stack = 0, [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+        else:
+            continue
+        seen += max(1, len(node))
+        if seen > limit:
+            raise ZooError(
+                f"{where}: more than {limit:,} entries (nested lists or repeated references); "
+                "not a config the zoo writes"
+            )
+
+
 def _walk(node: Any, path: str) -> Iterator[tuple[str, str, Any]]:
     """(path, key, value) of every entry of a nested dict/list tree."""
     if isinstance(node, dict):
@@ -218,8 +241,9 @@ def _walk(node: Any, path: str) -> Iterator[tuple[str, str, Any]]:
             here = f"{path}.{key}" if path else str(key)
             yield here, str(key), value
             yield from _walk(value, here)
-    elif isinstance(node, list):
+    elif isinstance(node, list | tuple):
         for i, value in enumerate(node):
+            yield f"{path}[{i}]", f"[{i}]", value
             yield from _walk(value, f"{path}[{i}]")
 
 
@@ -242,7 +266,17 @@ def _resolvers(value: str) -> list[str]:
     return names
 
 
-def _check_interpolation(path: str, value: str, where: str) -> None:
+def _hydra_plugins() -> set[str]:
+    """The launcher and sweeper classes registered with Hydra (the only ones Hydra builds)."""
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.launcher import Launcher
+    from hydra.plugins.sweeper import Sweeper
+
+    found = [*Plugins.instance().discover(Launcher), *Plugins.instance().discover(Sweeper)]
+    return {f"{c.__module__}.{c.__name__}" for c in found}
+
+
+def _check_interpolation(path: str, value: str, where: str, from_file: bool = False) -> None:
     shown = value if len(value) <= 80 else value[:77] + "..."
     try:
         called = _resolvers(value)
@@ -258,13 +292,18 @@ def _check_interpolation(path: str, value: str, where: str) -> None:
                 "other than ${key} and " + ", ".join(RESOLVERS) + " can build config nodes, "
                 "and so name code, after this check (see the README's Security model)"
             )
+    if from_file:
+        raise ZooError(
+            f"{path}={shown} ({where}): a config read from a file holds no interpolations (every "
+            "run writes its config and hyperparameters resolved), so none is followed"
+        )
 
 
-def check_interpolations(tree: Any, where: str = "config") -> None:
-    """Only the resolver rule of :func:`check_tree` (cheap: no target is imported)."""
+def check_interpolations(tree: Any, where: str = "config", from_file: bool = False) -> None:
+    """Only the interpolation rule of :func:`check_tree` (cheap: no target is imported)."""
     for path, _key, value in _walk(tree, ""):
         if isinstance(value, str) and "${" in value:
-            _check_interpolation(path, value, where)
+            _check_interpolation(path, value, where, from_file)
 
 
 def _check_logging(path: str, key: str, value: Any, where: str) -> None:
@@ -286,17 +325,25 @@ def _check_logging(path: str, key: str, value: Any, where: str) -> None:
 
 
 def check_tree(
-    tree: Any, extra: Iterable[str] = (), where: str = "config", resolved: bool = False
+    tree: Any,
+    extra: Iterable[str] = (),
+    where: str = "config",
+    resolved: bool = False,
+    from_file: bool = False,
+    hydra_plugins: bool = False,
 ) -> None:
     """Raise one ZooError line for the first entry of ``tree`` (a plain container, unresolved
     unless ``resolved``: then its strings are text) that would import or run code the zoo does
-    not vouch for."""
+    not vouch for. ``from_file``: a config or hyperparameters someone else may have written,
+    where no interpolation is followed at all. ``hydra_plugins``: Hydra's section of the command
+    line's own composition, whose launcher and sweeper Hydra itself builds, from its registered
+    plugin classes only (anywhere else such a class is no class the zoo builds)."""
     extra = tuple(str(e) for e in extra or ())
     for path, key, value in _walk(tree, ""):
         if not resolved and isinstance(value, str) and "${" in value:
-            _check_interpolation(path, value, where)
+            _check_interpolation(path, value, where, from_file)
         if key == "_target_":
-            if path in HYDRA_PLUGIN_KEYS and str(value).startswith(HYDRA_PLUGIN_PACKAGES):
+            if hydra_plugins and path in HYDRA_PLUGIN_KEYS and value in _hydra_plugins():
                 continue
             if not is_allowed(value, extra):
                 raise _refuse_target(path, value, where)
@@ -321,12 +368,18 @@ def check_tree(
             _check_logging(path, key, value, where)
 
 
-def check_config(cfg: DictConfig | dict, extra: Iterable[str] = (), where: str = "config") -> None:
+def check_config(
+    cfg: DictConfig | dict,
+    extra: Iterable[str] = (),
+    where: str = "config",
+    from_file: bool = False,
+) -> None:
     """:func:`check_tree` of a config as written (an interpolation is not followed: it is refused
-    where code is named, and may call only the resolvers in RESOLVERS), then, if it resolves
-    here, of the resolved config too."""
+    where code is named, and may call only the resolvers in RESOLVERS; in a config read from a
+    file, ``from_file``, there is none), then, if it resolves here, of the resolved config too."""
     written = isinstance(cfg, DictConfig | ListConfig)
-    check_tree(OmegaConf.to_container(cfg, resolve=False) if written else cfg, extra, where)
+    tree = OmegaConf.to_container(cfg, resolve=False) if written else cfg
+    check_tree(tree, extra, where, from_file=from_file)
     try:
         resolved = OmegaConf.to_container(cfg if written else OmegaConf.create(cfg), resolve=True)
     except Exception:
