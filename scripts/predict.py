@@ -37,7 +37,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def table_inputs(ckpt: dict, datamodule, path: Path):
+def restore(ckpt: dict, datamodule, checkpoint: Path, what: str) -> dict:
+    """The data module's state saved in the checkpoint, loaded into it; a state that is missing
+    or not what the zoo writes is one line naming the checkpoint (and the state's key)."""
+    from mlzoo.core.errors import ZooError
+
+    state = ckpt.get(type(datamodule).__qualname__)
+    if not state:
+        raise ZooError(f"{checkpoint}: holds no {what} (written before this data module saved it?)")
+    try:
+        datamodule.load_state_dict(state)
+    except ZooError as err:
+        raise ZooError(f"{checkpoint}: {err}") from None
+    return state
+
+
+def table_inputs(ckpt: dict, datamodule, path: Path, checkpoint: Path):
     """(features tensor, row labels) of a table, encoded by the checkpoint's preprocessing."""
     from mlzoo.core.errors import ZooError
     from mlzoo.data.table import TableDataModule, read_table
@@ -47,15 +62,12 @@ def table_inputs(ckpt: dict, datamodule, path: Path):
             f"{path.name}: a table predicts with a data=table run; this one trained on "
             f"{type(datamodule).__name__}"
         )
-    state = ckpt.get(type(datamodule).__qualname__)
-    if not state:
-        raise ZooError("the checkpoint holds no table preprocessing (written before data=table?)")
-    datamodule.load_state_dict(state)
+    restore(ckpt, datamodule, checkpoint, "table preprocessing")
     frame = read_table(path, "inputs")
     return datamodule.preprocessor.transform(frame), list(range(len(frame)))
 
 
-def image_inputs(ckpt: dict, datamodule, path: Path):
+def image_inputs(ckpt: dict, datamodule, path: Path, checkpoint: Path):
     """(images as the network takes them, their paths) of an image file or a folder's images."""
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
@@ -67,7 +79,7 @@ def image_inputs(ckpt: dict, datamodule, path: Path):
             f"{path.name}: images predict with a data=image_folder run; this one trained on "
             f"{type(datamodule).__name__}"
         )
-    datamodule.load_state_dict(ckpt.get(type(datamodule).__qualname__) or {})
+    restore(ckpt, datamodule, checkpoint, "image preprocessing (class names, mean and std)")
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS)
         if not files:
@@ -78,6 +90,32 @@ def image_inputs(ckpt: dict, datamodule, path: Path):
         raise ZooError(f"inputs: no file or folder {path}")
     x = read_images(files, datamodule.image_size, datamodule.channels)
     return datamodule.transform(x), [str(f) for f in files]
+
+
+def check_fit(model, datamodule, x, checkpoint: Path) -> None:
+    """The inputs the data module's saved state makes, and its task and classes, fit the
+    network (the checkpoint's weights): else one line naming the checkpoint."""
+    from mlzoo.core.errors import ZooError
+
+    where = type(datamodule).__qualname__
+    shape = model.hparams.get("input_shape")
+    if shape is not None and tuple(x.shape[1:]) != tuple(int(d) for d in shape):
+        raise ZooError(
+            f"{checkpoint}: its {where} state encodes inputs of shape {list(x.shape[1:])}, the "
+            f"network takes {list(shape)}: the checkpoint's parts do not match"
+        )
+    task = getattr(datamodule, "task", model.task)
+    if task != model.task:
+        raise ZooError(
+            f"{checkpoint}: its {where}.task is {task}, the network's {model.task}: the "
+            "checkpoint's parts do not match"
+        )
+    names = list(getattr(datamodule, "class_names", None) or [])
+    if model.task == "classification" and names and len(names) != model.num_classes:
+        raise ZooError(
+            f"{checkpoint}: its {where}.class_names has {len(names)} names, the network "
+            f"{model.num_classes} outputs: the checkpoint's parts do not match"
+        )
 
 
 def predict_rows(model, x, class_names: list[str], batch: int) -> list[dict]:
@@ -134,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = read_checkpoint(args.checkpoint)
         tables = (".csv", ".tsv", ".parquet")
         read = table_inputs if args.inputs.suffix.lower() in tables else image_inputs
-        x, labels = read(ckpt, datamodule, args.inputs)
+        x, labels = read(ckpt, datamodule, args.inputs, args.checkpoint)
+        check_fit(model, datamodule, x, args.checkpoint)
         rows = predict_rows(model, x, getattr(datamodule, "class_names", []), args.batch)
         rows = [{"input": label, **row} for label, row in zip(labels, rows, strict=True)]
         if args.out is None:

@@ -58,24 +58,25 @@ CASES: list[tuple[list[str], str]] = [
     (["trainer.precision=bf17"], "bf17"),
     (["trainer.accelerator=tpu9"], "tpu9"),
     # negative, zero and absurd sizes
-    (["data.batch_size=-5"], "batch_size"),
-    (["data.batch_size=0"], "batch_size"),
-    (["data.batch_size=100000000"], "larger than the whole data set"),
+    (["data.batch_size=-5"], "data.batch_size must be >= 1"),
+    (["data.batch_size=0"], "data.batch_size must be >= 1"),
+    (["data.batch_size=100000000"], "data.batch_size=100000000 is larger than the whole data set"),
     (["trainer.max_epochs=-2"], "max_epochs"),
     (["trainer.max_epochs=0"], "no training step ran"),
     (["model.net.hidden_sizes=[-4]"], "hidden"),
     (["model.net.hidden_sizes=[0]"], "hidden"),
     (["model.net.dropout=1.5"], "dropout"),
     (["model.optimizer.lr=-1"], "learning rate"),
-    (["data.val_fraction=1.5"], "val_fraction"),
-    (["data.val_fraction=-0.1"], "val_fraction"),
-    (["data.test_fraction=1.0"], "test_fraction"),
-    (["data.train_subset=0"], "train_subset"),
+    (["data.val_fraction=1.5"], "data.val_fraction must be in (0, 1)"),
+    (["data.val_fraction=-0.1"], "data.val_fraction must be in (0, 1)"),
+    (["data.test_fraction=1.0"], "data.test_fraction must be in (0, 1)"),
+    (["data.train_subset=0"], "data.train_subset must be >= 1"),
+    (["data.labels_per_class=0"], "data.labels_per_class must be >= 1"),
     (["data.image_size=-8"], "image_size"),
     (["torch_threads=0"], "threads"),
     (["trainer.devices=0"], "devices"),
     (["trainer.accelerator=gpu"], "gpu"),
-    (["model=rnn", "data=series", "data.window=0"], "window"),
+    (["model=rnn", "data=series", "data.window=0"], "data.window and data.horizon must be >= 1"),
     (["model=cnn", "data=diabetes"], "needs images"),
     # empty data and missing files
     (["data=mnist"], "MNIST"),
@@ -84,11 +85,21 @@ CASES: list[tuple[list[str], str]] = [
     (["model=sft", "data=jsonl", "data.source=/nonexistent.jsonl"], "nonexistent.jsonl"),
     (["model=sft", "data=jsonl", "data.source={empty}"], "empty"),
     (["model=sft", "data=jsonl", "data.source={badjson}"], "badjson.jsonl:2"),
+    (["model=sft", "data=jsonl", "data.source={deep}"], "deep.jsonl:2: JSON nested too deeply"),
+    (["model=sft", "data=jsonl", "data.source={bigint}"], "bigint.jsonl:1: unreadable JSON"),
     (["model=sft", "data=jsonl"], "data.source"),
     (["model=dpo", "model.sft_checkpoint=/nonexistent.ckpt"], "nonexistent.ckpt"),
     (["model=dpo", "model.sft_checkpoint=newest:sft-nothing"], "sft-nothing"),
     (["model=transfer", "model.backbone.checkpoint={corrupt}"], "cannot load"),
     (["model=transfer", "model.backbone.checkpoint=/nonexistent.ckpt"], "nonexistent.ckpt"),
+    (
+        [
+            "model=transfer",
+            "model.backbone.checkpoint=null",
+            "model.backbone.torchvision=os.system",
+        ],
+        "model.backbone.torchvision='os.system' is not a torchvision classification model",
+    ),
     # checkpoints: missing, corrupt, truncated, foreign, pickled, mismatched
     (["ckpt_path=/nonexistent.ckpt"], "no checkpoint file"),
     (["ckpt_path={corrupt}"], "cannot load"),
@@ -144,6 +155,8 @@ def test_bad_input_gives_one_clear_line_and_touches_nothing(tmp_path: Path) -> N
         torch.save(subprocess.CompletedProcess([], 0), processed / name)
     (files / "empty.jsonl").write_text("")
     (files / "badjson.jsonl").write_text('{"prompt": "1+1=", "completion": "2"}\n{oops\n')
+    (files / "deep.jsonl").write_text('{"prompt": "1+1=", "completion": "2"}\n' + "[" * 200_000)
+    (files / "bigint.jsonl").write_text('{"prompt": ' + "9" * 5000 + "}\n")
     paths = {p.stem: str(p) for p in files.iterdir()} | {"last": str(last)}
 
     def fill(arg: str) -> str:
@@ -256,6 +269,12 @@ def test_loggers_and_render_mode_refused_in_one_line(tmp_path: Path) -> None:
             (
                 ["logger=mlflow", f"logger.mlflow.tracking_uri={uri}"],
                 f"logger.mlflow.tracking_uri={uri}: nothing answers there",
+            )
+        )
+        cases.append(  # refused by the client's constructor, before any first contact
+            (
+                ["logger=mlflow", "logger.mlflow.tracking_uri=bogus://nowhere"],
+                "logger.mlflow (MLFlowLogger) could not be built at tracking_uri=bogus://nowhere",
             )
         )
     if importlib.util.find_spec("wandb"):

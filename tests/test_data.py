@@ -412,14 +412,24 @@ BAD = [
     {"val_fraction": 1.0},
     {"train_subset": 0},
     {"train_subset": -1},
+    {"labels_per_class": 0},
+    {"num_workers": -1},
 ]
 
 
 @pytest.mark.parametrize("kwargs", BAD, ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()))
 @pytest.mark.parametrize("cls", [DigitsDataModule, DiabetesDataModule, MNISTDataModule])
-def test_bad_argument_raises_value_error(cls: type, kwargs: dict) -> None:
-    with pytest.raises(ValueError, match=next(iter(kwargs))):
+def test_a_bad_argument_is_one_line_naming_its_data_key(cls: type, kwargs: dict) -> None:
+    """A user's setting: a ZooError (one line, no traceback) naming it as the user writes it."""
+    with pytest.raises(ZooError, match=rf"^data\.{next(iter(kwargs))} must be"):
         cls(**kwargs)
+
+
+def test_a_batch_larger_than_the_data_set_names_data_batch_size() -> None:
+    with pytest.raises(ZooError, match=r"^data\.batch_size=5000 is larger than the whole"):
+        DigitsDataModule(batch_size=5000).setup()
+    with pytest.raises(ZooError, match=r"^data\.image_size must be >= 4"):
+        DigitsDataModule(image_size=2)
 
 
 class Pool(TensorDataModule):
@@ -474,8 +484,8 @@ def test_a_class_of_one_splits_at_random_with_a_warning(caplog) -> None:
 
 
 @pytest.mark.parametrize("frac", [0.0, 1.5, -0.1])
-def test_bad_test_fraction_raises_value_error(frac: float) -> None:
-    with pytest.raises(ValueError, match="test_fraction"):
+def test_bad_test_fraction_names_data_test_fraction(frac: float) -> None:
+    with pytest.raises(ZooError, match=r"^data\.test_fraction must be in \(0, 1\)"):
         DigitsDataModule(test_fraction=frac)
 
 
@@ -569,5 +579,5 @@ def test_on_device_augmentation_is_seeded_per_epoch_and_batch(
 
 
 def test_on_device_needs_no_workers() -> None:
-    with pytest.raises(ValueError, match="num_workers=0"):
+    with pytest.raises(ZooError, match=r"data\.on_device=true .*set data\.num_workers=0"):
         DigitsDataModule(on_device=True, num_workers=2)

@@ -236,3 +236,45 @@ def test_images_over_the_pixel_limit_are_refused_from_their_header(tmp_path: Pat
 def test_image_size_and_max_pixels_are_bounded(tmp_path: Path, key: str, value: int) -> None:
     with pytest.raises(ZooError, match=f"data.{key} must be an integer"):
         ImageFolderDataModule(str(tmp_path), batch_size=4, **{key: value})
+
+
+def test_predict_checks_the_checkpoints_image_state(tmp_path: Path, capsys) -> None:
+    """The ImageFolderDataModule state in a checkpoint is checked when loaded (a mean for one
+    channel of three, an image size or channels the run's config does not say, a string were
+    used as they were, silently) and against the network (two class names for three outputs
+    was zip()'s ValueError): one line naming the checkpoint and the key."""
+    root = shapes_folder(tmp_path / "shapes", per_class=8)
+    data = ["data=image_folder", f"data.root={root}", "data.image_size=8", "data.batch_size=8"]
+    summary = run_training(["model=cnn", *data, "trainer=debug"], tmp_path / "logs")
+    last = Path(summary["last_checkpoint"])
+    ckpt = torch.load(last, weights_only=True)
+    where = "ImageFolderDataModule"
+    cases = [
+        ({"mean": [0.5]}, f"{where}.mean: [0.5] is not 3 number(s)"),
+        ({"std": [0.2, 0.2, -1.0]}, f"{where}.std[2]: -1.0 is not a positive"),
+        ({"mean": ["a", 0.0, 0.0]}, f"{where}.mean[0]: 'a' is not a finite number"),
+        ({"image_size": 100_000}, f"{where}.image_size: the checkpoint's 100000 is not data."),
+        ({"channels": 5}, f"{where}.channels: the checkpoint's 5 is not data.channels=3"),
+        ({"normalize": 1}, f"{where}.normalize: the checkpoint's 1 is not"),
+        ({"class_names": ["circle"]}, f"{where}.class_names: 'circle' are not two"),
+        ({"class_names": "circle"}, f"{where}.class_names: 'circle' is not a list of names"),
+        ({"evil": 1}, f"{where}: unknown key(s) 'evil'"),
+        ({"class_names": ["circle", "cross"]}, "class_names has 2 names, the network 3 outputs"),
+    ]
+    image = next(root.glob("circle/*.png"))
+    assert load_script("predict").main([str(last), str(image)]) == 0  # as written: fine
+    for i, (change, message) in enumerate([*cases, ("a string", f"{where}: a str, not a")]):
+        edited = dict(ckpt)
+        edited[where] = {**ckpt[where], **change} if isinstance(change, dict) else change
+        path = last.parent / f"edited{i}.ckpt"
+        torch.save(edited, path)
+        capsys.readouterr()
+        assert load_script("predict").main([str(path), str(image)]) == 1, message
+        err = capsys.readouterr().err
+        lines = err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), err
+        assert message in lines[0], (message, err)
+    edited = {k: v for k, v in ckpt.items() if k != where}
+    torch.save(edited, last.parent / "none.ckpt")
+    assert load_script("predict").main([str(last.parent / "none.ckpt"), str(image)]) == 1
+    assert "holds no image preprocessing" in capsys.readouterr().err

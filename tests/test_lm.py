@@ -120,6 +120,35 @@ def test_jsonl_data_in_trl_shapes_and_clear_errors(tmp_path: Path) -> None:
         read_jsonl(tmp_path / "missing.jsonl", "sft")
 
 
+def test_jsonl_lines_python_cannot_parse_are_named_by_file_and_line(tmp_path: Path) -> None:
+    """json.loads raises RecursionError (thousands of nested brackets) and ValueError (an
+    integer over Python's 4,300 digits) besides JSONDecodeError: each is a bad line, file:line,
+    as every other, and the good lines around them do not hide it."""
+    good = json.dumps({"prompt": "a", "completion": "b"})
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text(f"{good}\n{'[' * 200_000}\n{good}\n")
+    with pytest.raises(ZooError) as caught:
+        read_jsonl(deep, "sft")
+    assert str(caught.value) == f"data.source: {deep}:2: JSON nested too deeply to read"
+    big = tmp_path / "big.jsonl"
+    big.write_text(f'{good}\n{good}\n{{"prompt": {"9" * 5000}, "completion": "b"}}\n')
+    with pytest.raises(ZooError) as caught:
+        read_jsonl(big, "sft", "data.val_path")
+    message = str(caught.value)
+    assert message.startswith(f"data.val_path: {big}:3: unreadable JSON (Exceeds the limit")
+    assert "\n" not in message and "set_int_max_str_digits" not in message
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"batch_size": 0}, {"num_train": 0}, {"num_test": -1}, {"val_fraction": 1.5}],
+    ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()),
+)
+def test_text_pairs_arguments_are_named_with_their_data_key(kwargs: dict) -> None:
+    with pytest.raises(ZooError, match=rf"^data\.{next(iter(kwargs))} must be"):
+        TextPairsDataModule(**kwargs)
+
+
 def test_dpo_starts_at_ln2_and_precomputed_reference_gives_the_same_loss(run) -> None:
     from mlzoo.models.dpo import DPOModule
 

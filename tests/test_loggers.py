@@ -4,6 +4,7 @@ records) holds the same metric names and the same hyperparameters TensorBoard ha
 
 from __future__ import annotations
 
+import importlib.util
 import struct
 from pathlib import Path
 
@@ -68,3 +69,35 @@ def test_mlflow_and_wandb_get_what_tensorboard_gets(tmp_path: Path) -> None:
         (history if kind == "history" else config).update(keys)
     assert scalars <= history
     assert config == set(run.data.params) and "model/optimizer/lr" in config
+
+
+def test_a_logger_that_cannot_be_built_is_one_line_naming_its_key(tmp_path: Path) -> None:
+    """Building a logger (its constructor) fails before start_loggers' first contact: an
+    MLflow tracking_uri the client refuses (a file: store, an unknown scheme) was the client's
+    exception alone; now the line names logger.<key>, the class and the URI."""
+    from omegaconf import OmegaConf
+
+    from mlzoo.core.build import instantiate_all
+    from mlzoo.core.errors import ZooError
+
+    csv = {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": str(tmp_path), "nope": 1}
+    cfg = OmegaConf.create({"logger": {"csv": csv}, "callbacks": {"x": None}})
+    assert instantiate_all(cfg.callbacks) == []
+    with pytest.raises(ZooError) as caught:
+        instantiate_all(cfg.logger)
+    message = str(caught.value)
+    assert message.startswith("logger.csv (CSVLogger) could not be built: TypeError: ")
+    assert "nope" in message and "\n" not in message and caught.value.__cause__ is None
+    if importlib.util.find_spec("mlflow"):
+        for uri in ("bogus://nowhere", f"file:{tmp_path / 'mlruns'}"):
+            mlflow = {"_target_": "lightning.pytorch.loggers.MLFlowLogger", "tracking_uri": uri}
+            cfg = OmegaConf.create({"logger": {"mlflow": mlflow}})
+            try:
+                loggers = instantiate_all(cfg.logger)
+            except ZooError as err:
+                assert str(err).startswith(
+                    f"logger.mlflow (MLFlowLogger) could not be built at tracking_uri={uri}: "
+                ), err
+                assert len(str(err)) < 420
+            else:  # a file store this MLflow version still accepts
+                assert uri.startswith("file:") and len(loggers) == 1

@@ -110,7 +110,15 @@ def test_async_envs_step_like_sync_ones_in_worker_processes_that_end_with_fit(ru
     summary = run(["model=ppo", "trainer=debug", "data.num_envs=2", "data.vectorization=async"])
     assert summary["global_step"] > 0 and math.isfinite(summary["metrics"]["test/return"])
     assert multiprocessing.active_children() == []
-    with pytest.raises(ValueError, match="'sync' or 'async'"):
+    with pytest.raises(ZooError, match=r"^data\.vectorization must be 'sync' or 'async'"):
+        EnvDataModule("CartPole-v1", vectorization="asink")
+
+
+@pytest.mark.parametrize("key", ["num_envs", "iterations_per_epoch", "eval_episodes"])
+def test_env_data_arguments_name_their_data_key(key: str) -> None:
+    with pytest.raises(ZooError, match=rf"^data\.{key} must be >= 1, got 0$"):
+        EnvDataModule("CartPole-v1", **{key: 0})
+    with pytest.raises(ZooError, match=r"^data\.vectorization must be 'sync' or 'async'"):
         EnvDataModule("CartPole-v1", vectorization="asink")
 
 

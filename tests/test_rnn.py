@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mlzoo.core.errors import ZooError
 from mlzoo.data.sequences import AddingDataModule, SeriesDataModule
 from mlzoo.models.rnn import RNNModule, features_per_step
 from mlzoo.nets.rnn import RecurrentNet, as_sequence
@@ -248,10 +249,12 @@ def test_series_depends_on_data_seed_only() -> None:
 
 
 def test_series_rejects_a_window_longer_than_a_block() -> None:
-    with pytest.raises(ValueError, match="window"):
+    with pytest.raises(ZooError, match=r"lower data\.window or data\.horizon"):
         SeriesDataModule(length=100, window=20, horizon=5).setup()  # 15-step test block
-    with pytest.raises(ValueError, match="horizon"):
+    with pytest.raises(ZooError, match=r"^data\.window and data\.horizon must be >= 1"):
         SeriesDataModule(horizon=0)
+    with pytest.raises(ZooError, match=r"^data\.noise_std must be >= 0"):
+        SeriesDataModule(noise_std=-1.0)
 
 
 # --- a few steps end to end ---------------------------------------------------------------------

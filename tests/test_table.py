@@ -150,6 +150,14 @@ def test_bad_tables_give_one_line_and_no_run_folder(tmp_path: Path) -> None:
             [*table, f"data.path={tmp_path / 'two.csv'}", "data.target=t", "data.batch_size=1"],
             "too few examples to split",
         ),
+        (
+            [*table, f"data.path={tmp_path / 'ok.csv'}", "data.target=t", "data.features=[a,b,a]"],
+            "data.features names the column(s) 'a' more than once",
+        ),
+        (
+            [*table, f"data.path={tmp_path / 'ok.csv'}", "data.target=t", "data.batch_size=0"],
+            "data.batch_size must be >= 1, got 0",
+        ),
     ]
     failures = run_cases([("train", a, r) for a, r in cases], tmp_path)
     assert not failures, "\n".join(failures)
@@ -253,3 +261,86 @@ def test_a_wide_table_without_the_target_gives_a_short_line(tmp_path: Path) -> N
     assert "data.target='label' is not a column" in message and "(5,000 in all)" in message
     message = setup_error(tmp_path / "wide.csv", target="feature_0", features=[*columns[::-1], "x"])
     assert len(message) < 400 and "'feature_0', 'x' are not feature columns" in message
+
+
+def test_data_features_naming_a_column_twice_is_refused(tmp_path: Path) -> None:
+    """[a, a] would encode the column twice (a model input the user never meant)."""
+    xy().to_csv(tmp_path / "t.csv", index=False)
+    message = setup_error(tmp_path / "t.csv", features=["x", "z", "x", "z", "x"])
+    assert message == (
+        "data.features names the column(s) 'x', 'z' more than once: name each column once"
+    )
+    with pytest.raises(ZooError, match=r"^data\.max_classes must be >= 0, got -1"):
+        TableDataModule(str(tmp_path / "t.csv"), "y", max_classes=-1)
+
+
+def doctor(checkpoint: dict, name: str, change) -> dict:
+    """A copy of ``checkpoint`` whose ``name`` state (the data module's) ``change`` edited."""
+    import copy
+
+    edited = copy.deepcopy(checkpoint)
+    change(edited[name])
+    return edited
+
+
+def test_predict_checks_the_checkpoints_table_state(tmp_path: Path, capsys) -> None:
+    """The TableDataModule state in a checkpoint is someone else's data: load_state_dict checks
+    its shape and types (an extra key, a string, a feature without its mean were TypeError or
+    KeyError tracebacks), and predict checks that it fits the network (class names for fewer
+    outputs were zip()'s ValueError): each is one line naming the checkpoint and the key."""
+    xy(60).to_csv(tmp_path / "t.csv", index=False)
+    table = ["data=table", f"data.path={tmp_path / 't.csv'}", "data.target=y"]
+    summary = run_training(["model=mlp", *table, "trainer=debug"], tmp_path / "logs")
+    last = Path(summary["last_checkpoint"])
+    ckpt = torch.load(last, weights_only=True)
+    state = ckpt["TableDataModule"]
+    assert state["task"] == "classification" and state["class_names"] == ["0", "1"]
+    module = TableDataModule(str(tmp_path / "t.csv"), "y")
+    module.load_state_dict({})  # saved before setup: nothing to restore
+    assert module.preprocessor is None
+
+    def drop_z(s: dict) -> None:  # a feature fewer: the network takes two inputs
+        s["preprocessor"]["features"].remove("z")
+        s["preprocessor"]["mean"].pop("z")
+        s["preprocessor"]["std"].pop("z")
+
+    pre = "TableDataModule.preprocessor"
+    cases = [
+        (lambda s: s["preprocessor"].update(evil=1), f"{pre}: unknown key(s) 'evil'"),
+        (lambda s: s.update(preprocessor="x"), f"{pre}: a str, not a mapping"),
+        (lambda s: s["preprocessor"]["mean"].pop("x"), f"{pre}: the feature 'x' has a mean"),
+        (
+            lambda s: [s["preprocessor"][k].pop("x") for k in ("mean", "std")],
+            f"{pre}: the feature 'x' has neither",
+        ),
+        (lambda s: s["preprocessor"]["std"].update(x=0.0), f"{pre}.std['x']: 0.0 is not"),
+        (lambda s: s["preprocessor"]["mean"].update(x="1"), f"{pre}.mean['x']: '1' is not"),
+        (lambda s: s["preprocessor"].update(features=["x", "x"]), f"{pre}.features: names 'x'"),
+        (lambda s: s["preprocessor"]["categories"].update(x=["a"]), "both a mean and categories"),
+        (lambda s: s["preprocessor"]["categories"].update(w=["a"]), "unknown key(s) 'w'"),
+        (lambda s: s.update(class_names=["0"]), "TableDataModule.class_names: '0' are not two"),
+        (lambda s: s.update(task="ranking"), "TableDataModule.task: 'ranking' is not"),
+        (lambda s: s.update(extra=1), "TableDataModule: unknown key(s) 'extra'"),
+        (lambda s: s.update(class_names=["0", "1", "2"]), "class_names has 3 names, the network 2"),
+        (drop_z, "encodes inputs of shape [1], the network takes [2]"),
+        (
+            lambda s: s.update(task="regression", class_names=[]),
+            "TableDataModule.task is regression, the network's classification",
+        ),
+    ]
+    folder = last.parent
+    assert load_script("predict").main([str(last), str(tmp_path / "t.csv")]) == 0  # as written
+    for i, (change, message) in enumerate(cases):
+        path = folder / f"edited{i}.ckpt"
+        torch.save(doctor(ckpt, "TableDataModule", change), path)
+        capsys.readouterr()
+        assert load_script("predict").main([str(path), str(tmp_path / "t.csv")]) == 1, message
+        err = capsys.readouterr().err
+        lines = err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), err
+        assert message in lines[0], (message, err)
+        if "the network" not in message and "encodes" not in message:
+            assert "not what this zoo writes" in lines[0], err
+    torch.save({k: v for k, v in ckpt.items() if k != "TableDataModule"}, folder / "none.ckpt")
+    assert load_script("predict").main([str(folder / "none.ckpt"), str(tmp_path / "t.csv")]) == 1
+    assert "holds no table preprocessing" in capsys.readouterr().err

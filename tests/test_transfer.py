@@ -169,6 +169,32 @@ def test_transfer_errors_are_one_clear_line(tmp_path: Path, monkeypatch) -> None
     assert model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
 
 
+def test_an_unknown_torchvision_model_or_weights_names_the_setting() -> None:
+    """torchvision's "Unknown model os.system" (a ValueError, the cause train.py showed) named
+    no setting: the line names model.backbone.torchvision / .weights and some valid names."""
+    from mlzoo.core.errors import ZooError
+    from mlzoo.models.transfer import torchvision_backbone
+
+    with pytest.raises(ZooError) as caught:
+        torchvision_backbone("os.system", None, False)
+    message = str(caught.value)
+    assert message.startswith(
+        "model.backbone.torchvision='os.system' is not a torchvision classification model; it "
+        "has alexnet, "
+    ), message
+    assert "in all)" in message and len(message) < 300
+    assert caught.value.__cause__ is None  # train.py would print the innermost cause instead
+    with pytest.raises(ZooError, match=r"'resnet181' .*; did you mean resnet18, "):
+        torchvision_backbone("resnet181", "DEFAULT", False)
+    with pytest.raises(ZooError) as caught:
+        torchvision_backbone("resnet18", "NOPE", False)
+    assert str(caught.value).startswith(
+        "model.backbone.weights='NOPE': torchvision's resnet18 has no such weights; it has "
+        "DEFAULT, IMAGENET1K_V1"
+    )
+    assert caught.value.__cause__ is None
+
+
 @pytest.mark.slow
 def test_simclr_pretraining_pays_off_with_few_labels(run, tmp_path: Path) -> None:
     """SimCLR on the digits' training images (labels unused), then:

@@ -39,8 +39,39 @@ def instantiate_model(model_cfg: DictConfig, datamodule: Any) -> Any:
 
 
 def instantiate_all(group: DictConfig | None) -> list[Any]:
-    """Every entry of a config group (callbacks, loggers), skipping the ones set to null."""
-    return [hydra.utils.instantiate(c) for c in (group or {}).values() if c is not None]
+    """Every entry of a config group (callbacks, loggers), skipping the ones set to null. An
+    entry that cannot be built is one line naming its key (``logger.mlflow``), what it is and
+    why: a tracking_uri the MLflow client refuses, a package that is not installed, ..."""
+    built = []
+    for key, entry in (group or {}).items():
+        if entry is None:
+            continue
+        try:
+            built.append(hydra.utils.instantiate(entry))
+        except ZooError:
+            raise
+        except Exception as err:
+            raise ZooError(_not_built(group, key, entry, err)) from None
+    return built
+
+
+def _not_built(group: Any, key: Any, entry: Any, err: BaseException) -> str:
+    """``logger.mlflow (MLFlowLogger) could not be built at tracking_uri=...: <why>``."""
+    try:  # the key as the user writes it (group is a node of the run's config)
+        setting = group._get_full_key(key)
+    except Exception:
+        setting = str(key)
+    while err.__cause__ is not None:  # Hydra's InstantiationException wraps the error itself
+        err = err.__cause__
+    fields = entry if isinstance(entry, dict | DictConfig) else {}
+    kind = str(fields.get("_target_") or "?").rsplit(".", 1)[-1]
+    if isinstance(err, ImportError):
+        extra = ": pip install 'mlzoo[loggers]'" if setting.startswith("logger") else ""
+        return f"{setting} ({kind}) needs {err.name or 'a package not installed'}{extra}"
+    uri = fields.get("tracking_uri")
+    at = f" at tracking_uri={uri}" if uri else ""
+    why = f"{type(err).__name__}: {one_line(err)}"
+    return f"{setting} ({kind}) could not be built{at}: {why}"
 
 
 # MLflow's HTTP client retries an unreachable server with growing pauses (minutes, by default);

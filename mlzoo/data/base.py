@@ -19,7 +19,8 @@ epoch, batch).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +30,54 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
-from mlzoo.core.errors import ZooError, listed
+from mlzoo.core.errors import ZooError, listed, one_line
 
 log = logging.getLogger(__name__)
+
+
+def bad_state(where: str, what: str) -> ZooError:
+    """A data module's saved state (a checkpoint's ``<DataModule>`` entry, read back by its
+    ``load_state_dict``) that is not what ``state_dict`` writes: one line naming the key."""
+    return ZooError(f"{where}: {what}: not what this zoo writes (an edited or foreign checkpoint)")
+
+
+def saved_mapping(
+    value: Any, where: str, keys: Iterable[str] | None = None, required: Iterable[str] = ()
+) -> dict[str, Any]:
+    """``value`` as a dict with string keys; with ``keys``, only those (and all of ``required``)."""
+    if not isinstance(value, dict):
+        raise bad_state(where, f"a {type(value).__name__}, not a mapping")
+    odd = [k for k in value if not isinstance(k, str)]
+    if odd:
+        raise bad_state(where, f"a key that is not a string ({listed(repr(k) for k in odd)})")
+    if keys is not None:
+        keys = list(keys)
+        unknown = [k for k in value if k not in keys]
+        if unknown:
+            raise bad_state(
+                where,
+                f"unknown key(s) {listed(repr(k) for k in unknown)} (it holds {listed(keys)})",
+            )
+    lacking = [k for k in required if k not in value]
+    if lacking:
+        raise bad_state(where, f"no {listed(repr(k) for k in lacking)}")
+    return value
+
+
+def saved_names(value: Any, where: str) -> list[str]:
+    """``value`` as a list of strings (class names, columns, categories)."""
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise bad_state(where, f"{one_line(repr(value), 80)} is not a list of names")
+    return list(value)
+
+
+def saved_number(value: Any, where: str, positive: bool = False) -> float:
+    """``value`` as a finite float (> 0 with ``positive``)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or (positive and value <= 0):
+        wanted = "a positive finite number" if positive else "a finite number"
+        raise bad_state(where, f"{one_line(repr(value), 80)} is not {wanted}")
+    return float(value)
 
 
 @dataclass
@@ -172,14 +218,16 @@ class TensorDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ZooError(f"data.batch_size must be >= 1, got {batch_size}")
         for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 < frac < 1.0:
-                raise ValueError(f"{name} must be in (0, 1), got {frac}")
+                raise ZooError(f"data.{name} must be in (0, 1), got {frac}")
         if train_subset is not None and train_subset < 1:
-            raise ValueError(f"train_subset must be >= 1 or null, got {train_subset}")
+            raise ZooError(f"data.train_subset must be >= 1 or null, got {train_subset}")
         if labels_per_class is not None and labels_per_class < 1:
-            raise ValueError(f"labels_per_class must be >= 1 or null, got {labels_per_class}")
+            raise ZooError(f"data.labels_per_class must be >= 1 or null, got {labels_per_class}")
+        if num_workers < 0:
+            raise ZooError(f"data.num_workers must be >= 0, got {num_workers}")
         self.labels_per_class = labels_per_class
         self.batch_size = batch_size
         self.val_fraction = val_fraction
@@ -189,7 +237,9 @@ class TensorDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.on_device = on_device
         if on_device and num_workers:
-            raise ValueError("on_device=true builds batches on the device: set num_workers=0")
+            raise ZooError(
+                "data.on_device=true builds batches on the device: set data.num_workers=0"
+            )
         self.splits: dict[str, Split] = {}
         self._device_splits: dict[tuple[str, str], Split] = {}
         self.info: dict[str, Any] = {}
@@ -262,8 +312,9 @@ class TensorDataModule(L.LightningDataModule):
         loaded = self.load()
         total = sum(len(s) for s in (loaded.train, loaded.test, loaded.val) if s is not None)
         if self.batch_size > total:
-            raise ValueError(
-                f"batch_size {self.batch_size} is larger than the whole data set ({total} examples)"
+            raise ZooError(
+                f"data.batch_size={self.batch_size} is larger than the whole data set ({total} "
+                "examples)"
             )
         self.info = dict(loaded.info)
         if loaded.test is None:
@@ -278,7 +329,7 @@ class TensorDataModule(L.LightningDataModule):
             train = Split(train.x[: self.train_subset], train.y[: self.train_subset])
         if self.labels_per_class is not None:
             if self.task != "classification":
-                raise ValueError("labels_per_class needs a classification data set")
+                raise ZooError("data.labels_per_class needs a classification data set")
             keep = (
                 torch.cat(
                     [
@@ -351,7 +402,10 @@ class TensorDataModule(L.LightningDataModule):
         device, train = self._device(), stage == "train"
         augment = self.train_batch_augmentation() if train else None
         if train and augment is None and self.train_augmentation() is not None:
-            raise ValueError(f"{type(self).__name__} has no batched augmentation for on_device")
+            raise ZooError(
+                f"data.on_device=true: {type(self).__name__} has no batched augmentation; set "
+                "data.on_device=false or data.augment=false"
+            )
         key = (stage, str(device))
         if key not in self._device_splits:  # moved once, kept for the next loader
             split = self.splits[stage]

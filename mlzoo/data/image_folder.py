@@ -46,7 +46,15 @@ import numpy as np
 import torch
 
 from mlzoo.core.errors import ZooError, listed, one_line
-from mlzoo.data.base import Loaded, Split, TensorDataModule
+from mlzoo.data.base import (
+    Loaded,
+    Split,
+    TensorDataModule,
+    bad_state,
+    saved_mapping,
+    saved_names,
+    saved_number,
+)
 from mlzoo.data.vision import TorchvisionDataModule
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -289,6 +297,42 @@ class ImageFolderDataModule(TorchvisionDataModule):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key in ("class_names", "mean", "std"):
-            if key in state:
-                setattr(self, key, tuple(state[key]) if key != "class_names" else list(state[key]))
+        """What ``state_dict`` wrote, checked (a checkpoint is data from outside): two or more
+        distinct class names, a finite mean and a positive std per channel, and the image size,
+        channels and normalisation of this data module's config (the run's); else one line
+        naming ``ImageFolderDataModule.<key>``. An empty state (saved before setup) is
+        nothing to restore."""
+        where = type(self).__qualname__
+        keys = ("class_names", "mean", "std", "image_size", "channels", "normalize")
+        state = saved_mapping(state, where, keys)
+        if not state:
+            return
+        saved_mapping(state, where, keys, required=("class_names", "mean", "std"))
+        names = saved_names(state["class_names"], f"{where}.class_names")
+        if len(names) < 2 or len(set(names)) < len(names):
+            shown = listed(repr(n) for n in names) or "none"
+            raise bad_state(f"{where}.class_names", f"{shown} are not two or more distinct names")
+        for key, own in (
+            ("image_size", self.image_size),
+            ("channels", self.channels),
+            ("normalize", self.normalize),
+        ):
+            if key in state and (type(state[key]) is not type(own) or state[key] != own):
+                raise ZooError(  # (the type too: True == 1)
+                    f"{where}.{key}: the checkpoint's {one_line(repr(state[key]), 80)} is not "
+                    f"data.{key}={own!r} of the run's config (an edited checkpoint?)"
+                )
+        stats = {}
+        for key in ("mean", "std"):
+            values = state[key]
+            if not isinstance(values, list | tuple) or len(values) != self.channels:
+                raise bad_state(
+                    f"{where}.{key}",
+                    f"{one_line(repr(values), 80)} is not {self.channels} number(s), one a "
+                    f"channel (data.channels={self.channels})",
+                )
+            stats[key] = tuple(
+                saved_number(v, f"{where}.{key}[{i}]", positive=key == "std")
+                for i, v in enumerate(values)
+            )
+        self.class_names, self.mean, self.std = names, stats["mean"], stats["std"]

@@ -20,6 +20,7 @@ import math
 
 import torch
 
+from mlzoo.core.errors import ZooError
 from mlzoo.data.base import Loaded, Split, TensorDataModule
 
 
@@ -51,7 +52,7 @@ def windows(values: torch.Tensor, window: int, horizon: int, name: str = "block"
     """Every (window past values -> next horizon values) pair inside ``values``, stride 1."""
     n = len(values) - window - horizon + 1
     if n < 1:
-        raise ValueError(
+        raise ZooError(
             f"series: the {name} block has {len(values)} steps, fewer than window + horizon = "
             f"{window + horizon}; lower data.window or data.horizon, or raise data.length"
         )
@@ -104,13 +105,15 @@ class SeriesDataModule(TensorDataModule):
             num_workers=num_workers,
         )
         if window < 1 or horizon < 1:
-            raise ValueError(f"window and horizon must be >= 1, got {window} and {horizon}")
+            raise ZooError(f"data.window and data.horizon must be >= 1, got {window} and {horizon}")
         if num_sines < 1:
-            raise ValueError(f"num_sines must be >= 1, got {num_sines}")
+            raise ZooError(f"data.num_sines must be >= 1, got {num_sines}")
         if not 0 < min_period <= max_period:
-            raise ValueError(f"need 0 < min_period <= max_period, got {min_period}, {max_period}")
+            raise ZooError(
+                f"need 0 < data.min_period <= data.max_period, got {min_period} and {max_period}"
+            )
         if noise_std < 0:
-            raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+            raise ZooError(f"data.noise_std must be >= 0, got {noise_std}")
         self.length = length
         self.window = window
         self.horizon = horizon
@@ -199,9 +202,9 @@ class AddingDataModule(TensorDataModule):
             num_workers=num_workers,
         )
         if length < 2:
-            raise ValueError(f"length must be >= 2 (one marker in each half), got {length}")
+            raise ZooError(f"data.length must be >= 2 (one marker in each half), got {length}")
         if num_examples < 10:
-            raise ValueError(f"num_examples must be >= 10, got {num_examples}")
+            raise ZooError(f"data.num_examples must be >= 10, got {num_examples}")
         self.length = length
         self.num_examples = num_examples
         self.data_seed = data_seed

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_diabetes, load_digits
 
+from mlzoo.core.errors import ZooError
 from mlzoo.data.base import Loaded, Split, TensorDataModule
 
 
@@ -26,7 +27,7 @@ class DigitsDataModule(TensorDataModule):
     def __init__(self, image_size: int | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         if image_size is not None and image_size < 4:
-            raise ValueError(f"image_size must be >= 4 or null, got {image_size}")
+            raise ZooError(f"data.image_size must be >= 4 or null, got {image_size}")
         self.image_size = image_size or 8
         self.input_shape = (1, self.image_size, self.image_size)
 

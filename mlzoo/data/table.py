@@ -19,7 +19,10 @@ did, without the training file:
   turn the loss into NaN at the first step); make them empty cells for ``missing`` to handle them.
   The same holds for the target, and for the rows scripts/predict.py encodes.
 - column names must be distinct (pandas would read a second ``label`` as ``label.1``, and a copy
-  of the target would become a feature): a table naming a column twice is refused.
+  of the target would become a feature): a table naming a column twice is refused, and so is
+  ``data.features`` naming one twice.
+- a checkpoint's ``TableDataModule`` state is checked when loaded (``load_state_dict``): the
+  keys, types and shape ``state_dict`` writes, else one line naming the key.
 
 The task (``task: auto``): classification when the target is text, boolean, or integers with at
 most ``max_classes`` distinct values; otherwise regression (the target standardised for the loss,
@@ -28,14 +31,22 @@ metrics reported in its own units). Class names are the target's sorted distinct
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mlzoo.core.errors import ZooError, listed
-from mlzoo.data.base import Loaded, Split, TensorDataModule
+from mlzoo.data.base import (
+    Loaded,
+    Split,
+    TensorDataModule,
+    bad_state,
+    saved_mapping,
+    saved_names,
+    saved_number,
+)
 
 MISSING = ("error", "drop", "fill")
 
@@ -188,6 +199,46 @@ class TablePreprocessor:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, state: Any, where: str = "preprocessor") -> TablePreprocessor:
+        """The preprocessor ``to_dict`` wrote, checked before use (a checkpoint is data from
+        outside): the keys and types it writes, every feature numeric (a mean and a std > 0) or
+        categorical (its categories), and nothing else. ``where`` names it in the message."""
+        names = [f.name for f in fields(cls)]
+        state = saved_mapping(state, where, names, required=("features",))
+        features = saved_names(state["features"], f"{where}.features")
+        twice = sorted({n for n in features if features.count(n) > 1})
+        if not features or twice:
+            said = f"names {listed(repr(n) for n in twice)} twice" if twice else "empty"
+            raise bad_state(f"{where}.features", said)
+        missing = state.get("missing", "error")
+        if missing not in MISSING:
+            raise bad_state(f"{where}.missing", f"{missing!r} is not one of {', '.join(MISSING)}")
+        parts: dict[str, dict[str, Any]] = {}
+        for part in ("categories", "mean", "std"):
+            key = f"{where}.{part}"
+            saved = saved_mapping(state.get(part, {}), key, features)
+            if part == "categories":
+                parts[part] = {n: saved_names(v, f"{key}[{n!r}]") for n, v in saved.items()}
+            else:
+                positive = part == "std"
+                parts[part] = {
+                    n: saved_number(v, f"{key}[{n!r}]", positive) for n, v in saved.items()
+                }
+        categories, mean, std = parts["categories"], parts["mean"], parts["std"]
+        for name in features:
+            numeric, categorical = name in mean and name in std, name in categories
+            if numeric == categorical or (name in mean) != (name in std):
+                said = (
+                    "both a mean and categories"
+                    if numeric and categorical
+                    else "a mean without a std, or a std without a mean"
+                    if (name in mean) != (name in std)
+                    else "neither a mean and std (numeric) nor categories"
+                )
+                raise bad_state(where, f"the feature {name!r} has {said}")
+        return cls(features, missing, categories, mean, std)
+
 
 class TableDataModule(TensorDataModule):
     """A CSV / Parquet table (see the module docstring); seeded splits as every data module."""
@@ -208,6 +259,18 @@ class TableDataModule(TensorDataModule):
             raise ZooError(f"data.task must be auto, classification or regression, got {task!r}")
         if missing not in MISSING:
             raise ZooError(f"data.missing must be one of {MISSING}, got {missing!r}")
+        seen: dict[str, int] = {}  # (by repr: an odd entry, a list say, is no dict key)
+        for name in features or []:
+            seen[repr(name)] = seen.get(repr(name), 0) + 1
+        twice = [name for name, count in seen.items() if count > 1]
+        if twice:
+            raise ZooError(
+                f"data.features names the column(s) {listed(twice)} more than once: name each "
+                "column once"
+            )
+        for name, value in (("max_classes", max_classes), ("max_categories", max_categories)):
+            if value < 0:
+                raise ZooError(f"data.{name} must be >= 0, got {value}")
         self.path, self.target, self.features = path, target, features
         self.requested_task, self.missing = task, missing
         self.max_classes, self.max_categories = max_classes, max_categories
@@ -306,6 +369,31 @@ class TableDataModule(TensorDataModule):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("preprocessor"):
-            self.preprocessor = TablePreprocessor(**state["preprocessor"])
-            self.class_names = list(state.get("class_names", []))
+        """What ``state_dict`` wrote, checked: a checkpoint is data from outside, and a wrong
+        shape or type would fail later, as a traceback, when predict encodes rows (one line
+        naming ``TableDataModule.<key>`` instead). An empty state (saved before setup) is
+        nothing to restore."""
+        where = type(self).__qualname__
+        keys = ("preprocessor", "task", "class_names", "target")
+        state = saved_mapping(state, where, keys)
+        if not state:
+            return
+        saved_mapping(state, where, keys, required=("preprocessor", "task"))
+        preprocessor = TablePreprocessor.from_dict(state["preprocessor"], f"{where}.preprocessor")
+        task = state["task"]
+        if task not in ("classification", "regression"):
+            raise bad_state(f"{where}.task", f"{task!r} is not classification or regression")
+        class_names = saved_names(state.get("class_names", []), f"{where}.class_names")
+        if task == "classification" and (
+            len(class_names) < 2 or len(set(class_names)) < len(class_names)
+        ):
+            raise bad_state(
+                f"{where}.class_names",
+                f"{listed(repr(c) for c in class_names) or 'none'} are not two or more distinct "
+                "class names",
+            )
+        if task == "regression" and class_names:
+            raise bad_state(f"{where}.class_names", "class names for a regression")
+        if not isinstance(state.get("target", ""), str):
+            raise bad_state(f"{where}.target", f"{state['target']!r} is not a column name")
+        self.preprocessor, self.class_names, self.task = preprocessor, class_names, task

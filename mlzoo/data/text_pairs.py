@@ -27,7 +27,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from mlzoo.core.errors import ZooError
+from mlzoo.core.errors import ZooError, one_line
 from mlzoo.core.files import fault
 from mlzoo.data.base import EpochSampler
 from mlzoo.lm.arithmetic import ArithmeticTask
@@ -61,6 +61,12 @@ def read_jsonl(path: Path, kind: str, option: str = "data.source") -> list[dict[
             row = json.loads(line)
         except json.JSONDecodeError as err:
             bad.append(f"{n}: not JSON ({err.msg}, column {err.colno})")
+            continue
+        except RecursionError:  # thousands of nested [ or {: deeper than Python's stack
+            bad.append(f"{n}: JSON nested too deeply to read")
+            continue
+        except ValueError as err:  # an integer of more digits than Python converts (4,300)
+            bad.append(f"{n}: unreadable JSON ({one_line(str(err).split(';')[0], 120)})")
             continue
         if not isinstance(row, dict):
             bad.append(f"{n}: not a JSON object but {type(row).__name__}")
@@ -127,8 +133,13 @@ class TextPairsDataModule(L.LightningDataModule):
         super().__init__()
         if kind not in KINDS:
             raise ZooError(f"data.kind must be one of {sorted(KINDS)}, got {kind!r}")
-        if batch_size < 1 or min(num_train, num_val, num_test) < 1:
-            raise ZooError("data.batch_size and data.num_* must be >= 1")
+        counts = {"batch_size": batch_size, "num_train": num_train, "num_val": num_val}
+        for name, value in {**counts, "num_test": num_test}.items():
+            if value < 1:
+                raise ZooError(f"data.{name} must be >= 1, got {value}")
+        for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0.0 <= frac < 1.0:
+                raise ZooError(f"data.{name} must be in [0, 1), got {frac}")
         if pairs not in ("offline", "on_policy"):
             raise ZooError(f"data.pairs must be offline or on_policy, got {pairs!r}")
         if pairs == "on_policy" and (kind != "preference" or source != "arithmetic"):

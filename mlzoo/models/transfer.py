@@ -33,6 +33,7 @@ see the digits as they saw ImageNet: grey copied to RGB, resized, normalised as 
 
 from __future__ import annotations
 
+import difflib
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mlzoo.core.errors import ZooError
+from mlzoo.core.errors import ZooError, listed, one_line
 from mlzoo.core.module import OptimizerFactory, SchedulerFactory
 from mlzoo.core.supervised import SupervisedModule
 from mlzoo.nets.lora import add_lora, lora_layers
@@ -72,12 +73,24 @@ def _drop_last_linear(net: nn.Module) -> nn.Module:
 def torchvision_backbone(name: str, weights: str | None, download: bool) -> nn.Module:
     """A torchvision classification model without its classifier; pretrained weights only from
     the local cache unless download=true."""
-    from torchvision.models import get_model, get_model_weights
+    import torchvision.models
+    from torchvision.models import get_model, get_model_weights, list_models
 
+    known = sorted(list_models(module=torchvision.models))  # the classification models
+    if name not in known:
+        close = difflib.get_close_matches(str(name), known, n=5)
+        some = f"did you mean {', '.join(close)}?" if close else f"it has {listed(known)}"
+        raise ZooError(
+            f"model.backbone.torchvision={name!r} is not a torchvision classification model; {some}"
+        )
+    choices = [w.name for w in get_model_weights(name)]
     try:
         enum = get_model_weights(name)[weights] if weights else None
-    except (KeyError, ValueError) as err:
-        raise ZooError(f"backbone: torchvision has no model/weights {name}/{weights}") from err
+    except (KeyError, ValueError):
+        raise ZooError(
+            f"model.backbone.weights={weights!r}: torchvision's {name} has no such weights; it "
+            f"has {listed(['DEFAULT', *choices])} (or null: random weights)"
+        ) from None
     if enum is not None:
         path = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
         if not path.is_file() and not download:
@@ -89,7 +102,9 @@ def torchvision_backbone(name: str, weights: str | None, download: bool) -> nn.M
     try:
         net = get_model(name, weights=enum)
     except Exception as err:
-        raise ZooError(f"backbone: could not load {name}/{weights}: {err}") from None
+        raise ZooError(
+            f"model.backbone.torchvision={name}: could not load {name}/{weights}: {one_line(err)}"
+        ) from None
     return _drop_last_linear(net)
 
 

@@ -135,7 +135,9 @@ def timm_backbone(name: str, pretrained: bool, download: bool = False) -> nn.Mod
     known = timm.list_models()
     if name not in known:
         close = difflib.get_close_matches(name, known, n=5) or timm.list_models(f"*{name}*")[:5]
-        raise ZooError(f"backbone: timm has no model {name!r}; close: {', '.join(close) or '-'}")
+        raise ZooError(
+            f"model.backbone.timm: timm has no model {name!r}; close: {', '.join(close) or '-'}"
+        )
     if pretrained and name == LITE0 and not download and lite0_weights_file() is not None:
         net = imagenet_lite0()
     elif pretrained:

@@ -122,6 +122,9 @@ def make_env(
     return env
 
 
+COUNTS = ("num_envs", "iterations_per_epoch", "eval_episodes")  # settings that must be >= 1
+
+
 class EnvDataModule(L.LightningDataModule):
     """Training and evaluation environments for one gymnasium id.
 
@@ -150,12 +153,11 @@ class EnvDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if vectorization not in ("sync", "async"):
-            raise ValueError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
-        if num_envs < 1 or iterations_per_epoch < 1 or eval_episodes < 1:
-            raise ValueError(
-                "num_envs, iterations_per_epoch and eval_episodes must be >= 1, got "
-                f"{num_envs}, {iterations_per_epoch}, {eval_episodes}"
-            )
+            raise ZooError(f"data.vectorization must be 'sync' or 'async', got {vectorization!r}")
+        counts = (num_envs, iterations_per_epoch, eval_episodes)
+        for name, value in zip(COUNTS, counts, strict=True):
+            if value < 1:
+                raise ZooError(f"data.{name} must be >= 1, got {value}")
         self.env_id, self.num_envs, self.vectorization = env_id, num_envs, vectorization
         self.iterations_per_epoch, self.eval_episodes = iterations_per_epoch, eval_episodes
         self.seed, self.env_kwargs = seed, dict(env_kwargs or {})
