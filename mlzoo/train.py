@@ -390,7 +390,7 @@ def _fit(
         if ckpt_path is not None and trainer.global_step <= _saved_step(ckpt_path, trust):
             # the checkpoint's training state could not be restored, or failed the first step
             message = f"ckpt_path: cannot resume from {ckpt_path}: {_one_line(err)}"
-            raise _ResumeFailed(message) from None
+            raise _ResumeFailed(str(err) if isinstance(err, ZooError) else message) from None
         if trainer.global_step > 0 or ckpt_path is not None:  # the run folder holds progress
             if isinstance(err, ZooError):
                 raise  # already one line (e.g. a checkpoint that could not be written)
