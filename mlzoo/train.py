@@ -279,6 +279,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             raise ZooError(_one_line(err)) from None
         held.callback(_close_loggers, loggers)
         record = None
+        there = {p.name for p in run_dir.iterdir()}  # a resumed run's own files
         if trainer.is_global_zero:  # under DDP, every rank runs this function: rank zero writes
             record = run_dir / "config.yaml" if ckpt_path is None else resume_record(run_dir)
             write_text_atomically(record, OmegaConf.to_yaml(cfg, resolve=True))
@@ -294,8 +295,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 (fresh_dir, keep, Path(cfg.paths.log_dir)),
             )
         except _ResumeFailed:
-            if record is not None and ckpt_path is not None:  # the resumed run stays as it was
-                record.unlink(missing_ok=True)
+            _close_loggers(loggers)
+            for new in set(run_dir.iterdir()) - {run_dir / n for n in there}:
+                if new.is_file():  # its record and event files: the resumed run stays as it was
+                    new.unlink()
             raise
         summary = _summarize(cfg, trainer, model, datamodule, run_dir, ckpt_path, diverged, start)
     if diverged:

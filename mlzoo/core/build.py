@@ -79,6 +79,7 @@ def _not_built(group: Any, key: Any, entry: Any, err: BaseException) -> str:
 FIRST_CONTACT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 CONNECT_TIMEOUT_S = 5.0
 WANDB_ONLINE_MODES = ("online", "run", "shared")
+LOCAL_LOGGERS = ("TensorBoardLogger", "CSVLogger")
 
 
 @contextlib.contextmanager
@@ -140,6 +141,8 @@ def start_loggers(group: DictConfig | None, loggers: list[Any]) -> None:
         for key, lg in zip(names, loggers, strict=True):
             cfg, setting = group[key], f"logger.{key}"
             kind = type(lg).__name__
+            if kind in LOCAL_LOGGERS:
+                continue  # files in the run folder, opened in fit (a refused resume writes none)
             if kind == "MLFlowLogger" and cfg.get("tracking_uri"):
                 check_server(f"{setting}.tracking_uri", str(cfg.tracking_uri))
             if kind == "WandbLogger" and not cfg.get("offline"):
