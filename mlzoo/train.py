@@ -296,6 +296,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             )
         except _ResumeFailed:
             _close_loggers(loggers)
+            if run_dir == fresh_dir:  # a new run from someone's checkpoint: nothing of it stays
+                _discard(fresh_dir, keep, Path(cfg.paths.log_dir))
+                raise
             for new in set(run_dir.iterdir()) - {run_dir / n for n in there}:
                 if new.is_file():  # its record and event files: the resumed run stays as it was
                     new.unlink()
