@@ -428,6 +428,20 @@ def _saved_step(ckpt_path: str, trust: bool) -> int:
         return 2**62  # unreadable now: no step of this resume can have counted
 
 
+def _own_best(best: str, run_dir: Path) -> str:
+    """The best checkpoint to test, if it is a file in this run's checkpoints/. A resumed
+    checkpoint carries its ModelCheckpoint's best_model_path, which Lightning restores as it
+    finds it: another run's file (a run started from someone's checkpoint), or any path a
+    tampered file names (a FIFO would block the test forever). Otherwise: the weights at hand."""
+    if not best:
+        return ""
+    path, own = Path(best), (run_dir / "checkpoints").resolve()
+    if path.resolve().parent == own and path.is_file() and not path.is_symlink():
+        return best
+    log.warning(f"Testing the weights at hand: the best checkpoint {best} is not in {own}")
+    return ""
+
+
 def _summarize(
     cfg: DictConfig,
     trainer: Any,
@@ -440,7 +454,7 @@ def _summarize(
 ) -> dict[str, Any]:
     """Test the best checkpoint (a completed run), then write and print summary.json."""
     ckpt_cb = trainer.checkpoint_callback
-    best = getattr(ckpt_cb, "best_model_path", "") or ""
+    best = _own_best(getattr(ckpt_cb, "best_model_path", "") or "", run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
     metrics: dict[str, float] = {}
     status = "diverged" if diverged else "interrupted" if trainer.interrupted else "completed"

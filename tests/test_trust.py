@@ -488,6 +488,22 @@ def test_hostile_run_folders_end_in_one_line_never_run_code_and_never_hang(
     assert fingerprint(home / "logs") == before, "a run folder changed (a resume record?)"
     assert sorted(p.name for p in (home / "logs" / "runs").iterdir()) == ["mlp-digits"]
 
+    # a resumed checkpoint whose saved best_model_path names a FIFO: tested on its own weights
+    fifo = tmp_path / "best.ckpt"
+    os.mkfifo(fifo)
+    best = _tampered(run, runs / "best")
+    state = torch.load(best, weights_only=True)
+    for saved in state["callbacks"].values():
+        if "best_model_path" in saved:
+            saved["best_model_path"] = str(fifo)
+    torch.save(state, best)
+    cmd = [*TRAIN, "trainer=debug", "logger=none", f"ckpt_path={best}"]  # 6 steps: all done
+    out = subprocess.run(cmd, cwd=home, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Testing the weights at hand" in out.stdout + out.stderr
+    summary = json.loads((runs / "best" / "summary.json").read_text())
+    assert summary["best_checkpoint"] is None and summary["metrics"]["test/acc"] > 0
+
 
 # --- nothing earlier is lost --------------------------------------------------------------------
 def _dead_pid() -> int:
