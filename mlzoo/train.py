@@ -31,8 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from mlzoo.core import guard
-from mlzoo.core.build import build_run
-from mlzoo.core.errors import ZooError
+from mlzoo.core.errors import ZooError, error_line
 from mlzoo.core.files import (
     check_can_create,
     describe,
@@ -263,6 +262,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     before training starts removes what this invocation created and nothing else."""
     import lightning  # noqa: F401  (first: importing it adds the console handlers quieted next)
 
+    from mlzoo.core.build import build_run  # torch and Lightning: only once a run starts
+
     start = time.time()
     _quiet_known_noise()
     _drop_nvml_check_without_a_driver()
@@ -276,7 +277,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             datamodule, model, loggers, trainer = build_run(cfg, ckpt_path, run_dir != fresh_dir)
         except (ZooError, InstantiationException, OmegaConfBaseException, *_USER_MISTAKES) as err:
             _discard(fresh_dir, keep, Path(cfg.paths.log_dir))
-            raise ZooError(_one_line(err)) from None
+            raise ZooError(error_line(err)) from None
         held.callback(_close_loggers, loggers)
         record = None
         there = {p.name for p in run_dir.iterdir()}  # a resumed run's own files
@@ -391,21 +392,21 @@ def _fit(
         if found is not None:  # e.g. a distribution refusing NaN logits: the weights diverged
             return NonFiniteError(
                 f"weight {found[0]} became {found[1]} by step {trainer.global_step} "
-                f"({_one_line(err)[:200]}); lower the learning rate or clip gradients"
+                f"({error_line(err)[:200]}); lower the learning rate or clip gradients"
             )
         if ckpt_path is not None and trainer.global_step <= _saved_step(ckpt_path, trust):
             # the checkpoint's training state could not be restored, or failed the first step
-            message = f"ckpt_path: cannot resume from {ckpt_path}: {_one_line(err)}"
+            message = f"ckpt_path: cannot resume from {ckpt_path}: {error_line(err)}"
             raise _ResumeFailed(str(err) if isinstance(err, ZooError) else message) from None
         if trainer.global_step > 0 or ckpt_path is not None:  # the run folder holds progress
             if isinstance(err, ZooError):
                 raise  # already one line (e.g. a checkpoint that could not be written)
             if isinstance(err, OSError) and describe(err):
-                raise ZooError(f"a file could not be written: {_one_line(err)}") from None
+                raise ZooError(f"a file could not be written: {error_line(err)}") from None
             raise  # a crash in the middle of training: the traceback is what a user needs
         # A mistake that only shows once fit starts (a bad learning rate, an empty split, ...).
         _discard(fresh_dir, keep, root)
-        raise ZooError(_one_line(err)) from None
+        raise ZooError(error_line(err)) from None
     if trainer.global_step == 0 and ckpt_path is None and not trainer.interrupted:
         _discard(fresh_dir, keep, root)
         raise ZooError(
@@ -492,14 +493,6 @@ def _summarize(
         write_text_atomically(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         _print_summary(summary)
     return summary
-
-
-def _one_line(err: BaseException) -> str:
-    """The innermost useful message of an exception, on one line."""
-    while err.__cause__ is not None:
-        err = err.__cause__
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if isinstance(err, ZooError) else f"{type(err).__name__}: {text}"
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, open_dict
 
-from mlzoo.core.errors import ZooError
+from mlzoo.core.errors import ZooError, error_line
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -210,23 +210,15 @@ def load_checkpoint(
     except ZooError:
         raise
     except Exception as err:  # a setting no constructor takes, a value it refuses, ...
-        raise ZooError(f"{where}: cannot build its model ({_innermost(err)})") from None
+        raise ZooError(f"{where}: cannot build its model ({error_line(err, 200)})") from None
     state = ckpt["state_dict"]
     try:
         model.load_state_dict(state)
     except Exception as err:  # shapes (RuntimeError), or a state_dict that is no mapping
         raise ZooError(
-            f"{path} does not fit the model in {cfg_path}: {_innermost(err)[:300]}"
+            f"{path} does not fit the model in {cfg_path}: {error_line(err, 300)}"
         ) from None
     return model.eval(), datamodule, cfg
-
-
-def _innermost(err: BaseException) -> str:
-    """The first line of the innermost cause (Hydra wraps a constructor's error in its own)."""
-    while err.__cause__ is not None:
-        err = err.__cause__
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0][:200] if text else ''}"
 
 
 def _drop_retired_keys(model_cfg: DictConfig) -> None:

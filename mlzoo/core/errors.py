@@ -22,6 +22,15 @@ def one_line(err: BaseException | str, limit: int | None = 240) -> str:
     return text
 
 
+def error_line(err: BaseException, limit: int | None = None) -> str:
+    """The innermost useful message of an exception (Hydra and others wrap a constructor's error
+    in their own), on one line: ``Type: text``, or a ZooError's text as it is."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    text = one_line(err, limit)
+    return text if isinstance(err, ZooError) else f"{type(err).__name__}: {text}"
+
+
 def listed(items: Iterable[object], limit: int = 8) -> str:
     """``a, b, c`` for a few items; ``a, b, ... (5,000 in all)`` for many: a message stays short
     however many columns, files or keys it names."""
