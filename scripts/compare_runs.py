@@ -80,7 +80,7 @@ def load_run(run: Path, prefix: str) -> dict[str, Any]:
     if config.is_file():
         from omegaconf import OmegaConf
 
-        from mlzoo.core.files import read_config_file  # bounded: aliases cannot make it huge
+        from mlzoo.run.files import read_config_file  # bounded: aliases cannot make it huge
 
         row["_config"] = flatten(OmegaConf.to_container(read_config_file(config, "run")) or {})
     return row
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", type=Path, help="draw learning curves to this PNG")
     p.add_argument("--curve", default=None, help="the scalar to plot (default: the monitored)")
     args = p.parse_args(argv)
-    from mlzoo.core.errors import ZooError
+    from mlzoo.base.errors import ZooError
 
     try:
         return _compare(args)
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from mlzoo.core.files import check_output
+    from mlzoo.run.files import check_output
 
     missing = [str(path) for path in args.paths if not path.exists()]
     if missing:

@@ -17,7 +17,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from mlzoo.core.targets import add_allow_targets_argument
+from mlzoo.run.targets import add_allow_targets_argument
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.episodes < 1:
         print("error: --episodes must be >= 1", file=sys.stderr)
         return 1
-    from mlzoo.core.errors import ZooError
-    from mlzoo.core.files import check_output
+    from mlzoo.base.errors import ZooError
+    from mlzoo.run.files import check_output
 
     folder = args.checkpoint.resolve().parent.parent / "videos"
     folder = folder / f"{args.checkpoint.stem}-{datetime.now():%Y-%m-%d_%H-%M-%S_%f}"
@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         # imported after the checks: --help and bad arguments answer at once
         import numpy as np
 
-        from mlzoo.core.checkpoint import load_checkpoint
         from mlzoo.rl.agent import RLModule
+        from mlzoo.run.checkpoint import load_checkpoint
 
         model, envs, _ = load_checkpoint(args.checkpoint, allow_targets=args.allow_targets)
         if not isinstance(model, RLModule) or not hasattr(envs, "make_env"):

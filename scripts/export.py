@@ -40,7 +40,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from mlzoo.core.targets import add_allow_targets_argument
+from mlzoo.run.targets import add_allow_targets_argument
 
 FORMATS = ("onnx", "torchscript", "hf")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -60,8 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from mlzoo.core.errors import ZooError
-    from mlzoo.core.files import check_output, describe, fault
+    from mlzoo.base.errors import ZooError, describe, fault
+    from mlzoo.run.files import check_output
 
     out = args.out or (
         args.checkpoint.resolve().parent.parent / "export" / f"{args.checkpoint.stem}-{args.format}"
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         # <run>/export/: created)
         check_output(out, "--out", parents=args.out is None)
         # imported after the checks: --help and bad arguments answer at once
-        from mlzoo.core.checkpoint import load_checkpoint
-        from mlzoo.export import EXPORTERS, graphs, hf_policy
+        from mlzoo.run.checkpoint import load_checkpoint
+        from mlzoo.run.export import EXPORTERS, graphs, hf_policy
 
         model, _, _ = load_checkpoint(args.checkpoint, allow_targets=args.allow_targets)
         if args.format == "hf":

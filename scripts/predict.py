@@ -22,7 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mlzoo.core.targets import add_allow_targets_argument
+from mlzoo.run.targets import add_allow_targets_argument
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def restore(ckpt: dict, datamodule, checkpoint: Path, what: str) -> dict:
     """The data module's state saved in the checkpoint, loaded into it; a state that is missing
     or not what the zoo writes is one line naming the checkpoint (and the state's key)."""
-    from mlzoo.core.errors import ZooError
+    from mlzoo.base.errors import ZooError
 
     state = ckpt.get(type(datamodule).__qualname__)
     if not state:
@@ -54,7 +54,7 @@ def restore(ckpt: dict, datamodule, checkpoint: Path, what: str) -> dict:
 
 def table_inputs(ckpt: dict, datamodule, path: Path, checkpoint: Path):
     """(features tensor, row labels) of a table, encoded by the checkpoint's preprocessing."""
-    from mlzoo.core.errors import ZooError
+    from mlzoo.base.errors import ZooError
     from mlzoo.data.table import TableDataModule, read_table
 
     if not isinstance(datamodule, TableDataModule):
@@ -71,7 +71,7 @@ def image_inputs(ckpt: dict, datamodule, path: Path, checkpoint: Path):
     """(images as the network takes them, their paths) of an image file or a folder's images."""
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
-    from mlzoo.core.errors import ZooError
+    from mlzoo.base.errors import ZooError
     from mlzoo.data.image_folder import ImageFolderDataModule, read_images
 
     if not isinstance(datamodule, ImageFolderDataModule):
@@ -95,7 +95,7 @@ def image_inputs(ckpt: dict, datamodule, path: Path, checkpoint: Path):
 def check_fit(model, datamodule, x, checkpoint: Path) -> None:
     """The inputs the data module's saved state makes, and its task and classes, fit the
     network (the checkpoint's weights): else one line naming the checkpoint."""
-    from mlzoo.core.errors import ZooError
+    from mlzoo.base.errors import ZooError
 
     where = type(datamodule).__qualname__
     shape = model.hparams.get("input_shape")
@@ -152,16 +152,16 @@ def write_rows(out, rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from mlzoo.core.errors import ZooError
-    from mlzoo.core.files import check_output, fault
+    from mlzoo.base.errors import ZooError, fault
+    from mlzoo.run.files import check_output
 
     try:
         if args.out is not None:  # before any work: a new file in a writable folder
             check_output(args.out, "-o")
         if args.batch < 1:
             raise ZooError("--batch must be >= 1")
-        from mlzoo.core.checkpoint import load_checkpoint, read_checkpoint  # (torch: seconds)
-        from mlzoo.core.supervised import SupervisedModule
+        from mlzoo.base.supervised import SupervisedModule
+        from mlzoo.run.checkpoint import load_checkpoint, read_checkpoint  # (torch: seconds)
 
         model, datamodule, _ = load_checkpoint(args.checkpoint, allow_targets=args.allow_targets)
         if not isinstance(model, SupervisedModule):

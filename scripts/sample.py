@@ -26,7 +26,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from mlzoo.core.targets import add_allow_targets_argument
+from mlzoo.run.targets import add_allow_targets_argument
 
 # torch, torchvision and the zoo are imported after the arguments are parsed: --help and a bad
 # argument answer at once (importing them takes seconds).
@@ -74,7 +74,7 @@ def sampler_options(model, args: argparse.Namespace, n: int) -> dict:
     """Keyword arguments for model.sample(): only those the user set, and only if it takes them."""
     import torch
 
-    from mlzoo.core.errors import ZooError
+    from mlzoo.base.errors import ZooError
 
     opts: dict = {}
     if args.steps is not None:
@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.num < 1 or args.batch < 1 or args.grid < 0:
         print("error: --num and --batch must be >= 1, --grid >= 0", file=sys.stderr)
         return 1
-    from mlzoo.core.errors import ZooError
-    from mlzoo.core.files import check_output, describe, fault
+    from mlzoo.base.errors import ZooError, describe, fault
+    from mlzoo.run.files import check_output
 
     out = args.out or (
         args.checkpoint.resolve().parent.parent
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
         from torchvision.utils import save_image
 
-        from mlzoo.core.checkpoint import load_checkpoint
+        from mlzoo.run.checkpoint import load_checkpoint
 
         model, datamodule, cfg = load_checkpoint(args.checkpoint, allow_targets=args.allow_targets)
         if not callable(getattr(model, "sample", None)):

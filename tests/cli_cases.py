@@ -1,6 +1,6 @@
 """Many command lines through the real entry points, in one interpreter.
 
-Each case runs as a user would run it (mlzoo.train.main with Hydra's own command-line parsing,
+Each case runs as a user would run it (mlzoo.run.train.main with Hydra's own command-line parsing,
 or a script's main()), one after another in one subprocess: the code path is the command line's,
 the start-up cost is paid once. Every train.py case gets ``trainer=debug logger=none`` first.
 """
@@ -17,7 +17,7 @@ from conftest import ROOT
 RUNNER = r"""
 import contextlib, importlib.util, io, json, sys, traceback
 from pathlib import Path
-from mlzoo.train import main
+from mlzoo.run.train import main
 root, cases = Path(sys.argv[2]), json.loads(sys.argv[1])
 
 def script(name):

@@ -13,7 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from mlzoo.train import CONFIG_DIR, train
+from mlzoo.run.train import CONFIG_DIR, train
 
 ROOT = Path(__file__).resolve().parents[1]
 # Quiet, fast runs for tests: no progress bar unless a test asks for one.

@@ -1,7 +1,7 @@
 """Bad input, many ways: each malformed or wrong command line exits non-zero with one clear reason,
 no Python traceback, and leaves every earlier run folder exactly as it was.
 
-The cases run through the real entry point (mlzoo.train.main, Hydra's command-line parsing
+The cases run through the real entry point (mlzoo.run.train.main, Hydra's command-line parsing
 included) in one subprocess, one after another (tests/cli_cases.py).
 """
 
@@ -180,8 +180,8 @@ def test_bad_input_gives_one_clear_line_and_touches_nothing(tmp_path: Path) -> N
 
 
 def test_check_output_refuses_what_cannot_be_a_new_file(tmp_path: Path) -> None:
-    from mlzoo.core.errors import ZooError
-    from mlzoo.core.files import check_output
+    from mlzoo.base.errors import ZooError
+    from mlzoo.run.files import check_output
 
     (tmp_path / "taken.csv").write_text("earlier\n")
     (tmp_path / "a_file").write_text("")
@@ -211,8 +211,8 @@ def test_check_output_refuses_what_cannot_be_a_new_file(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes in a mode 0o555 folder")
 def test_check_output_refuses_a_read_only_folder(tmp_path: Path) -> None:
-    from mlzoo.core.errors import ZooError
-    from mlzoo.core.files import check_output
+    from mlzoo.base.errors import ZooError
+    from mlzoo.run.files import check_output
 
     (tmp_path / "ro").mkdir(mode=0o555)
     with pytest.raises(ZooError, match=r"cannot write in .*ro: permission denied"):

@@ -36,7 +36,7 @@ def test_bad_convnet_arguments() -> None:
 
 
 def test_cnn_refuses_non_images(run) -> None:
-    from mlzoo.core.errors import ZooError
+    from mlzoo.base.errors import ZooError
 
     with pytest.raises(ZooError, match="needs images"):
         run(["model=cnn", "data=diabetes", "trainer=debug"])

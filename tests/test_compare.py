@@ -60,7 +60,7 @@ def test_a_2x2_sweep_gives_4_runs_and_a_4_row_table(tmp_path: Path, capsys) -> N
 
 
 def test_sweep_run_labels_name_what_was_swept() -> None:
-    from mlzoo.core.sweep import MAX_LABEL, run_label
+    from mlzoo.run.sweep import MAX_LABEL, run_label
 
     argv = ["-m", "optimizer=sgd,adamw", "seed=range(2)", "trainer=debug"]
     assert run_label(["optimizer=sgd", "seed=1", "trainer=debug"], "mlp-digits", argv) == (

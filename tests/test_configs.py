@@ -10,7 +10,7 @@ import hydra
 import pytest
 from omegaconf import OmegaConf
 
-from mlzoo.train import CONFIG_DIR
+from mlzoo.run.train import CONFIG_DIR
 
 from conftest import ROOT, compose_config
 

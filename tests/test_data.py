@@ -15,7 +15,7 @@ import torch
 import torchvision.datasets.cifar
 import torchvision.datasets.mnist
 
-from mlzoo.core.errors import ZooError
+from mlzoo.base.errors import ZooError
 from mlzoo.data.base import EpochSampler, Loaded, Split, TensorDataModule
 from mlzoo.data.sklearn import DiabetesDataModule, DigitsDataModule
 from mlzoo.data.vision import (

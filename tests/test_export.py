@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from mlzoo.core.checkpoint import load_checkpoint
-from mlzoo.export import graphs
+from mlzoo.run.checkpoint import load_checkpoint
+from mlzoo.run.export import graphs
 
 from conftest import load_script, run_training
 

@@ -256,7 +256,7 @@ def test_evaluate_samples_reports_the_sample_count_and_real_scores(digits, tmp_p
 
 
 def test_inception_fid_works_or_says_what_is_missing() -> None:
-    from mlzoo.core.errors import ZooError
+    from mlzoo.base.errors import ZooError
     from mlzoo.metrics.sample_quality import inception_fid
 
     x = torch.rand(8, 1, 8, 8)
@@ -352,7 +352,7 @@ def ddpm_and_ddim_scores(run, tmp_path: Path, overrides: list[str], scored: int 
     """Train a DDPM (the run scoring ``scored`` samples), then score 500 samples of 1000-step
     ancestral DDPM and of 50-step DDIM (the same noise seeds) and 500 uniform-noise images with
     the same classifier."""
-    from mlzoo.core.checkpoint import load_checkpoint
+    from mlzoo.run.checkpoint import load_checkpoint
 
     summary = run(["model=ddpm", "logger=none", f"callbacks.sample_quality.num_samples={scored}",
                    *overrides])  # fmt: skip
@@ -396,8 +396,8 @@ def test_ddpm_after_50_epochs_already_beats_noise_and_ddim_50_keeps_up(run, tmp_
 def test_conditional_ddpm_follows_its_labels_and_guidance_sharpens_them(run, tmp_path) -> None:
     """Class-conditional DDPM (labels dropped 10% of the time): samples asked for class y are
     classified as y, and more often with classifier-free guidance w = 3 than with w = 1."""
-    from mlzoo.core.checkpoint import load_checkpoint
     from mlzoo.metrics.sample_quality import accuracy
+    from mlzoo.run.checkpoint import load_checkpoint
 
     summary = run(
         [

@@ -11,10 +11,10 @@ import pytest
 import torch
 from cli_cases import run_cases
 
-from mlzoo.core.checkpoint import load_checkpoint
-from mlzoo.core.errors import ZooError
+from mlzoo.base.errors import ZooError
 from mlzoo.lm.arithmetic import ArithmeticTask
 from mlzoo.models.dpo import on_policy_pairs
+from mlzoo.run.checkpoint import load_checkpoint
 
 from conftest import ROOT, load_script, run_training
 

@@ -18,7 +18,7 @@ import torch
 from cli_cases import run_cases
 from PIL import Image, ImageDraw
 
-from mlzoo.core.errors import ZooError
+from mlzoo.base.errors import ZooError
 from mlzoo.data.image_folder import ImageFolderDataModule, read_images
 
 from conftest import load_script, run_training

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlzoo.core.errors import ZooError
+from mlzoo.base.errors import ZooError
 from mlzoo.data.text_pairs import TextPairsDataModule, read_jsonl
 from mlzoo.lm.arithmetic import ArithmeticTask
 from mlzoo.lm.sequences import pack, sample, sequence_logprob

@@ -77,8 +77,8 @@ def test_a_logger_that_cannot_be_built_is_one_line_naming_its_key(tmp_path: Path
     exception alone; now the line names logger.<key>, the class and the URI."""
     from omegaconf import OmegaConf
 
-    from mlzoo.core.build import instantiate_all
-    from mlzoo.core.errors import ZooError
+    from mlzoo.base.errors import ZooError
+    from mlzoo.run.build import instantiate_all
 
     csv = {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": str(tmp_path), "nope": 1}
     cfg = OmegaConf.create({"logger": {"csv": csv}, "callbacks": {"x": None}})

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlzoo.core.errors import ZooError
+from mlzoo.base.errors import ZooError
 from mlzoo.nets.lora import add_lora, lora_layers
 from mlzoo.nets.pretrained import LITE0, imagenet_lite0, lite0_weights_file, timm_backbone
 

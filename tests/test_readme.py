@@ -17,7 +17,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from mlzoo.train import CONFIG_DIR
+from mlzoo.run.train import CONFIG_DIR
 
 from conftest import ROOT, compose_config
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from mlzoo.base.errors import ZooError
 from mlzoo.callbacks.finite import NonFiniteError
-from mlzoo.core.checkpoint import AtomicCheckpointIO, read_checkpoint
-from mlzoo.core.errors import ZooError
-from mlzoo.core.targets import is_allowed
-from mlzoo.train import CONFIG_DIR
+from mlzoo.run.checkpoint import AtomicCheckpointIO, read_checkpoint
+from mlzoo.run.targets import is_allowed
+from mlzoo.run.train import CONFIG_DIR
 
 from conftest import run_training
 
@@ -323,7 +323,7 @@ def test_targets_outside_the_allowlist_are_refused(tmp_path: Path) -> None:
 
 
 def test_a_tampered_run_config_is_refused_when_loading(tmp_path: Path) -> None:
-    from mlzoo.core.checkpoint import load_checkpoint
+    from mlzoo.run.checkpoint import load_checkpoint
 
     summary = run_training(["trainer=debug", "logger=none"], tmp_path / "logs")
     config = Path(summary["run_dir"]) / "config.yaml"
@@ -343,5 +343,5 @@ def test_tensorboard_is_documented_and_suggested_on_localhost_only() -> None:
     commands = re.findall(r"tensorboard --logdir[^\n`#]*", readme)
     assert commands and all("--host localhost" in c for c in commands), commands
     assert "--bind_all" not in readme.replace("never starts it\nwith `--bind_all`", "")
-    source = (ROOT / "mlzoo" / "train.py").read_text()
+    source = (ROOT / "mlzoo" / "run" / "train.py").read_text()
     assert "tensorboard --logdir logs --host localhost" in source  # the hint after every run

@@ -13,11 +13,11 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from mlzoo.core.errors import ZooError
+from mlzoo.base.errors import ZooError
 from mlzoo.models.dqn import DQNModule, QNetwork
 from mlzoo.rl.buffer import ReplayBuffer
 from mlzoo.rl.envs import EnvDataModule
-from mlzoo.train import CONFIG_DIR
+from mlzoo.run.train import CONFIG_DIR
 
 from conftest import ROOT, compose_config, load_script
 
@@ -299,7 +299,7 @@ def test_ppo_normalisers_train_save_and_stay_frozen_in_evaluation(run) -> None:
     state = torch.load(summary["last_checkpoint"], weights_only=True)["state_dict"]
     assert state["obs_rms.count"] >= 128 and state["reward_scaler.rms.count"] >= 128
     assert (state["obs_rms.var"] != 1).all()  # moved from its initial value
-    from mlzoo.core.checkpoint import load_checkpoint
+    from mlzoo.run.checkpoint import load_checkpoint
 
     model, _, _ = load_checkpoint(summary["last_checkpoint"])
     before = model.obs_rms.count.clone()
@@ -414,8 +414,8 @@ def test_ppo_critic_learns_what_a_game_of_pong_is_worth_in_50k_frames(run) -> No
     value loss do not reach the critic. Then evaluate.py --video films the policy."""
     import numpy as np
 
-    from mlzoo.core.build import instantiate_model
-    from mlzoo.core.checkpoint import load_checkpoint
+    from mlzoo.run.build import instantiate_model
+    from mlzoo.run.checkpoint import load_checkpoint
 
     summary = run(["experiment=ppo_atari", "seed=0", "trainer.max_epochs=1",
                    "data.iterations_per_epoch=12", "test=false", "logger=none",

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlzoo.core.errors import ZooError
+from mlzoo.base.errors import ZooError
 from mlzoo.data.sequences import AddingDataModule, SeriesDataModule
 from mlzoo.models.rnn import RNNModule, features_per_step
 from mlzoo.nets.rnn import RecurrentNet, as_sequence

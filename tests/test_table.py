@@ -12,7 +12,7 @@ import pytest
 import torch
 from cli_cases import run_cases
 
-from mlzoo.core.errors import ZooError
+from mlzoo.base.errors import ZooError
 from mlzoo.data.table import TableDataModule
 
 from conftest import load_script, run_training

@@ -1,4 +1,4 @@
-"""End-to-end runs through mlzoo.train: smoke runs, summary.json, seeding, resume, checkpoints."""
+"""End-to-end runs through mlzoo.run.train: smoke runs, summary.json, seeding, resume, checkpoints."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlzoo.train import CONFIG_DIR
+from mlzoo.run.train import CONFIG_DIR
 
 from conftest import ROOT, run_training
 from fakedata import skip_cifar_md5, write_cifar10, write_mnist
@@ -183,7 +183,7 @@ def test_same_seed_same_metrics_other_seed_other_metrics(run) -> None:
 def test_data_on_device_trains_exactly_like_the_dataloader(model: str, run) -> None:
     """data.on_device=true (the GPU data path; here the device is the CPU) feeds the same batches
     in the same order: two epochs end with the same weights and the same test metrics."""
-    from mlzoo.core.checkpoint import read_checkpoint
+    from mlzoo.run.checkpoint import read_checkpoint
 
     short = [f"model={model}", "trainer.max_epochs=2", "logger=none"]
     plain, resident = run(short), run([*short, "data.on_device=true"])
@@ -256,7 +256,7 @@ def test_mlp_regression_matches_least_squares_on_diabetes(run) -> None:
 
 @pytest.mark.slow
 def test_compile_option_trains_and_writes_ordinary_checkpoints(run) -> None:
-    from mlzoo.core.checkpoint import load_checkpoint
+    from mlzoo.run.checkpoint import load_checkpoint
 
     summary = run(["model=cnn", "trainer=debug", "compile=true", "logger=none"])
     assert summary["global_step"] == 6 and math.isfinite(summary["metrics"]["test/loss"])
@@ -273,7 +273,7 @@ def test_nvml_cuda_check_dropped_only_where_torch_cannot_load_nvml(
     (torch.optim checks every step); it stays wherever NVML loads (fork-safe checks there)."""
     import ctypes
 
-    from mlzoo.train import _drop_nvml_check_without_a_driver
+    from mlzoo.run.train import _drop_nvml_check_without_a_driver
 
     def cdll(name, *args, **kwargs):
         if not driver:
@@ -289,13 +289,13 @@ def test_removing_the_progress_bar_callback_leaves_no_bar(tmp_path: Path) -> Non
     """~callbacks.progress_bar: no bar at all, not Lightning's default one (which redraws every
     batch); without the override the run has the zoo's bar."""
     from mlzoo.callbacks.progress import ProgressBar
-    from mlzoo.core.build import build_run
+    from mlzoo.run.build import build_run
 
     from conftest import compose_config
 
     for overrides, bar in ((["~callbacks.progress_bar"], None), ([], ProgressBar)):
         cfg = compose_config(["trainer=debug", *overrides], tmp_path / "logs")
-        trainer = build_run(cfg, None, False)[-1]
+        trainer = build_run(cfg)[-1]
         assert type(trainer.progress_bar_callback) is (bar or type(None))
 
 
@@ -324,7 +324,7 @@ def test_progress_bar_updates_at_most_refresh_rate_times_a_second_and_at_the_epo
 def _tiny_manual(clip: float | None = 1e-3):
     """A ZooModule with one linear layer taking 3 manual updates per batch, as the agents write
     them (plain_optimizer, manual_backward, clip_manual), recording each update's gradients."""
-    from mlzoo.core.module import ZooModule
+    from mlzoo.base.module import ZooModule
 
     class Tiny(ZooModule):
         def __init__(self):

@@ -151,11 +151,11 @@ def test_newest_run_is_resolved_by_the_entry_point_and_recorded(run, tmp_path: P
 
 
 def test_transfer_errors_are_one_clear_line(tmp_path: Path, monkeypatch) -> None:
-    from mlzoo.core.errors import ZooError
+    from mlzoo.base.errors import ZooError
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty weights cache
-    from mlzoo.core.build import resolve_checkpoint
     from mlzoo.models.transfer import TransferModule
+    from mlzoo.run.build import resolve_checkpoint
 
     with pytest.raises(ZooError, match="train one first"):
         resolve_checkpoint("newest:simclr-digits", tmp_path, "model.backbone.checkpoint")
@@ -172,7 +172,7 @@ def test_transfer_errors_are_one_clear_line(tmp_path: Path, monkeypatch) -> None
 def test_an_unknown_torchvision_model_or_weights_names_the_setting() -> None:
     """torchvision's "Unknown model os.system" (a ValueError, the cause train.py showed) named
     no setting: the line names model.backbone.torchvision / .weights and some valid names."""
-    from mlzoo.core.errors import ZooError
+    from mlzoo.base.errors import ZooError
     from mlzoo.models.transfer import torchvision_backbone
 
     with pytest.raises(ZooError) as caught:
@@ -203,8 +203,8 @@ def test_simclr_pretraining_pays_off_with_few_labels(run, tmp_path: Path) -> Non
     - on the transfer task (10 labels per class), full fine-tuning beats training the same network
       from scratch, and LoRA (<= 10% of the parameters trainable) comes within 3 points of full
       fine-tuning and within 1 point of the linear probe."""
-    from mlzoo.core.checkpoint import load_checkpoint
     from mlzoo.metrics.probe import features, linear_probe_accuracy
+    from mlzoo.run.checkpoint import load_checkpoint
 
     log_dir = tmp_path / "logs"
     pre = run(["model=simclr", "logger=none"], log_dir)

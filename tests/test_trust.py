@@ -28,9 +28,9 @@ import yaml
 from cli_cases import run_cases
 from omegaconf import OmegaConf
 
-from mlzoo.core.errors import ZooError
-from mlzoo.core.resume import resume_record
-from mlzoo.core.targets import check_config, check_tree, is_allowed
+from mlzoo.base.errors import ZooError
+from mlzoo.run.resume import resume_record
+from mlzoo.run.targets import check_config, check_tree, is_allowed
 
 from conftest import ROOT
 
@@ -69,10 +69,10 @@ def test_targets_are_compared_as_objects_not_as_names() -> None:
     ):
         assert is_allowed(target), target
     for target in (
-        "mlzoo.core.checkpoint.torch.load",  # torch.load, reached through a zoo module
-        "mlzoo.train.shutil.copyfile",
-        "mlzoo.core.checkpoint.read_checkpoint",  # a zoo function, not a class it builds
-        "mlzoo.train.train",
+        "mlzoo.run.checkpoint.torch.load",  # torch.load, reached through a zoo module
+        "mlzoo.run.train.shutil.copyfile",
+        "mlzoo.run.checkpoint.read_checkpoint",  # a zoo function, not a class it builds
+        "mlzoo.run.train.train",
         "torch.load",
         "torch.save",
         "torch.hub.load",
@@ -87,8 +87,8 @@ def test_targets_are_compared_as_objects_not_as_names() -> None:
         assert not is_allowed(target), target
     assert is_allowed("collections.OrderedDict", ["collections"])  # the user's opt-in
     assert not is_allowed("collections.OrderedDict")
-    assert is_allowed("mlzoo.train.shutil.copyfile", ["shutil.copyfile"])  # by what it is
-    assert not is_allowed("mlzoo.train.shutil.copyfile", ["shutil.rmtree"])
+    assert is_allowed("mlzoo.run.train.shutil.copyfile", ["shutil.copyfile"])  # by what it is
+    assert not is_allowed("mlzoo.run.train.shutil.copyfile", ["shutil.rmtree"])
 
 
 def test_resolving_a_target_never_imports_a_foreign_module(tmp_path: Path) -> None:
@@ -131,14 +131,14 @@ def test_shipped_configs_pass_the_check_hydra_section_included(overrides: list[s
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from mlzoo.train import CONFIG_DIR
+    from mlzoo.run.train import CONFIG_DIR
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     assert "job_logging" in cfg.hydra
     tree = OmegaConf.to_container(cfg, resolve=False)
-    check_tree({"hydra": tree.pop("hydra")}, hydra_plugins=True)  # as mlzoo.core.guard does
+    check_tree({"hydra": tree.pop("hydra")}, hydra_plugins=True)  # as mlzoo.run.guard does
     check_config(tree)
     # a launcher's name outside Hydra's own section, or a registered plugin's module: refused
     launcher = cfg.hydra.launcher._target_
@@ -205,8 +205,8 @@ def test_code_from_configs_and_checkpoints_never_runs(earlier: Path, tmp_path: P
         f"open({str(mark / 'imported')!r}, 'w')\nimport sys\nstream = sys.stdout\n"
     )
 
-    def torch_load(cfg):  # mlzoo.core.checkpoint.torch.load is torch.load
-        cfg["data"] = {"_target_": "mlzoo.core.checkpoint.torch.load", "f": str(evil_pkl)}
+    def torch_load(cfg):  # mlzoo.run.checkpoint.torch.load is torch.load
+        cfg["data"] = {"_target_": "mlzoo.run.checkpoint.torch.load", "f": str(evil_pkl)}
         cfg["data"]["weights_only"] = False
 
     def gym_entry_point(cfg):
@@ -251,7 +251,7 @@ def test_code_from_configs_and_checkpoints_never_runs(earlier: Path, tmp_path: P
         (
             "train",
             [
-                "model.net._target_=mlzoo.core.checkpoint.torch.load",
+                "model.net._target_=mlzoo.run.checkpoint.torch.load",
                 f"+model.net.f={evil_pkl}",
                 "+model.net.weights_only=false",
             ],
@@ -260,7 +260,7 @@ def test_code_from_configs_and_checkpoints_never_runs(earlier: Path, tmp_path: P
         (
             "train",
             [
-                "+callbacks.x._target_=mlzoo.train.shutil.copyfile",
+                "+callbacks.x._target_=mlzoo.run.train.shutil.copyfile",
                 f"+callbacks.x.src={evil_pkl}",
                 f"+callbacks.x.dst={last}",
             ],
@@ -296,7 +296,7 @@ def test_code_from_configs_and_checkpoints_never_runs(earlier: Path, tmp_path: P
         ("train", ["model=dqn", "data.env_id=evilmod:Pwn-v0"], "module:Env"),
         (
             "train",
-            ["-m", "model.net._target_=mlzoo.nets.mlp.MLP,mlzoo.train.os.system"],
+            ["-m", "model.net._target_=mlzoo.nets.mlp.MLP,mlzoo.run.train.os.system"],
             "which is posix.system",
         ),
         # folders that already hold a run are never written into
@@ -532,7 +532,7 @@ def _temporaries(folder: Path, dead: int) -> dict[str, Path]:
 def test_a_killed_runs_temporary_files_are_removed_and_a_live_writers_kept(
     tmp_path: Path,
 ) -> None:
-    from mlzoo.core.checkpoint import remove_stale_temporaries
+    from mlzoo.run.checkpoint import remove_stale_temporaries
 
     (tmp_path / "checkpoints").mkdir()
     made = _temporaries(tmp_path / "checkpoints", _dead_pid())

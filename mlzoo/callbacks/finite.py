@@ -26,7 +26,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from mlzoo.core.errors import ZooError
+from mlzoo.base.errors import ZooError
 
 
 class NonFiniteError(ZooError):

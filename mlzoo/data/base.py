@@ -30,7 +30,7 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
-from mlzoo.core.errors import ZooError, listed, one_line
+from mlzoo.base.errors import ZooError, listed, one_line
 
 log = logging.getLogger(__name__)
 

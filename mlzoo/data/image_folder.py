@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlzoo.core.errors import ZooError, listed, one_line
+from mlzoo.base.errors import ZooError, listed, one_line
 from mlzoo.data.base import (
     Loaded,
     Split,

@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from mlzoo.core.errors import ZooError
+from mlzoo.base.errors import ZooError
 from mlzoo.data.base import Loaded, Split, TensorDataModule
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_diabetes, load_digits
 
-from mlzoo.core.errors import ZooError
+from mlzoo.base.errors import ZooError
 from mlzoo.data.base import Loaded, Split, TensorDataModule
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from mlzoo.core.errors import ZooError, listed
+from mlzoo.base.errors import ZooError, listed
 from mlzoo.data.base import (
     Loaded,
     Split,

@@ -27,8 +27,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from mlzoo.core.errors import ZooError, one_line
-from mlzoo.core.files import fault
+from mlzoo.base.errors import ZooError, fault, one_line
 from mlzoo.data.base import EpochSampler
 from mlzoo.lm.arithmetic import ArithmeticTask
 from mlzoo.lm.tokenizer import DEFAULT_ALPHABET

@@ -29,7 +29,7 @@ from torchvision import datasets
 from torchvision.datasets import cifar
 from torchvision.transforms import v2
 
-from mlzoo.core.errors import ZooError
+from mlzoo.base.errors import ZooError
 from mlzoo.data.base import Loaded, Split, TensorDataModule
 
 log = logging.getLogger(__name__)

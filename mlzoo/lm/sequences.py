@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mlzoo.core.errors import ZooError
+from mlzoo.base.errors import ZooError
 
 # Prompts whose greedy answers SFT and DPO show after each validation (TensorBoard's Text tab).
 SHOWN = 4

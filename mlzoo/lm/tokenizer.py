@@ -7,7 +7,7 @@ of the padding, beginning- and end-of-sequence tokens. A training sequence is
 
 from __future__ import annotations
 
-from mlzoo.core.errors import ZooError
+from mlzoo.base.errors import ZooError
 
 SPECIALS = ("<pad>", "<bos>", "<eos>")
 DEFAULT_ALPHABET = "0123456789+-*=?,.:;!'() abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mlzoo.core.errors import ZooError
+from mlzoo.base.errors import ZooError
 from mlzoo.nets.cnn import ConvNet
 
 log = logging.getLogger("mlzoo")

@@ -20,7 +20,7 @@ dropout (``model.net.dropout``) zeroes head units at random while training.
 
 ``model.net`` is the network: ``mlzoo.nets.cnn.ConvNet`` (default) or a torchvision ResNet-18
 adapted to small images (``cnn_net=resnet18``, trained from scratch). The loss,
-metrics and confusion matrix are shared with the MLP and RNN (``mlzoo.core.supervised``).
+metrics and confusion matrix are shared with the MLP and RNN (``mlzoo.base.supervised``).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from collections.abc import Callable, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mlzoo.core.module import OptimizerFactory, SchedulerFactory
-from mlzoo.core.supervised import SupervisedModule
+from mlzoo.base.module import OptimizerFactory, SchedulerFactory
+from mlzoo.base.supervised import SupervisedModule
 
 
 class CNNModule(SupervisedModule):

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
-from mlzoo.core.tensorboard import log_image
+from mlzoo.base.module import OptimizerFactory, SchedulerFactory, ZooModule
+from mlzoo.base.tensorboard import log_image
 from mlzoo.nets.dcgan import Discriminator, Generator
 
 

@@ -55,8 +55,8 @@ from torch import Tensor
 from torch.optim.swa_utils import AveragedModel
 from torchvision.utils import make_grid
 
-from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
-from mlzoo.core.tensorboard import log_image
+from mlzoo.base.module import OptimizerFactory, SchedulerFactory, ZooModule
+from mlzoo.base.tensorboard import log_image
 from mlzoo.nets.unet import UNet
 
 

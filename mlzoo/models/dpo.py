@@ -55,9 +55,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mlzoo.core.errors import ZooError
-from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
-from mlzoo.core.tensorboard import log_table
+from mlzoo.base.errors import ZooError
+from mlzoo.base.module import OptimizerFactory, SchedulerFactory, ZooModule
+from mlzoo.base.tensorboard import log_table
 from mlzoo.lm.hf import AdapterOff, TrainedWeightsOnly
 from mlzoo.lm.models import build_lm, build_tokenizer
 from mlzoo.lm.sequences import (
@@ -171,8 +171,8 @@ class DPOModule(TrainedWeightsOnly, ZooModule):
         self._long_prompts: list[str] = []  # test prompts for the long-budget reference pass
 
     def _from_sft_checkpoint(self, sft_checkpoint: str | None, lora) -> None:
-        from mlzoo.core.checkpoint import load_checkpoint, require_file
         from mlzoo.models.sft import SFTModule
+        from mlzoo.run.checkpoint import load_checkpoint, require_file
 
         if not sft_checkpoint:
             raise ZooError("model: set model.sft_checkpoint (an SFT run) or model.policy")

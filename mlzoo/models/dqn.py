@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mlzoo.core.module import OptimizerFactory, SchedulerFactory
-from mlzoo.core.tensorboard import log_scalars
+from mlzoo.base.module import OptimizerFactory, SchedulerFactory
+from mlzoo.base.tensorboard import log_scalars
 from mlzoo.nets.mlp import MLP
 from mlzoo.nets.nature_cnn import NatureCNN
 from mlzoo.rl.agent import RLModule

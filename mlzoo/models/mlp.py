@@ -17,7 +17,7 @@ the weights downhill on the loss with the gradients that backpropagation (autogr
     update:          theta <- theta - lr * dL/dtheta   (or Adam/AdamW, from the config)
 
 The loss, the update (zero_grad, backward, clip, step), metrics and logging shared with the CNN
-and RNN live in ``mlzoo.core.supervised``; the network is ``mlzoo.nets.mlp.MLP``. Try
+and RNN live in ``mlzoo.base.supervised``; the network is ``mlzoo.nets.mlp.MLP``. Try
 ``model.net.activation=sigmoid model.net.hidden_sizes=[64,64,64,64,64]`` to watch gradients
 vanish, or ``model.net.norm=batch`` to see them recover.
 """
@@ -30,8 +30,8 @@ from collections.abc import Callable, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mlzoo.core.module import OptimizerFactory, SchedulerFactory
-from mlzoo.core.supervised import SupervisedModule
+from mlzoo.base.module import OptimizerFactory, SchedulerFactory
+from mlzoo.base.supervised import SupervisedModule
 
 
 class MLPModule(SupervisedModule):

@@ -42,8 +42,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Normal
 
-from mlzoo.core.module import OptimizerFactory, SchedulerFactory
-from mlzoo.core.tensorboard import log_scalars
+from mlzoo.base.module import OptimizerFactory, SchedulerFactory
+from mlzoo.base.tensorboard import log_scalars
 from mlzoo.nets.nature_cnn import NatureCNN
 from mlzoo.rl.agent import RLModule
 from mlzoo.rl.episodes import log_finished_episodes

@@ -38,7 +38,7 @@ GRU (Cho et al. 2014) merges the cell and hidden state and uses two gates:
     n_t = tanh(W_n x_t + r_t * (U_n h_{t-1}) + b_n)         candidate state
     h_t = (1 - z_t) * n_t + z_t * h_{t-1}                   keep the old state where z_t ~ 1
 
-The loss is the shared supervised one (``mlzoo.core.supervised``): cross-entropy for classes,
+The loss is the shared supervised one (``mlzoo.base.supervised``): cross-entropy for classes,
 mean squared error for regression targets (a forecast of ``horizon`` future values, or a sum). The
 network is ``mlzoo.nets.rnn.RecurrentNet`` over PyTorch's cuDNN-backed ``nn.RNN/LSTM/GRU``; images
 are read one row per step (8x8 digits: 8 steps of 8 pixels). See the gap between the cells on the
@@ -52,8 +52,8 @@ from collections.abc import Callable, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mlzoo.core.module import OptimizerFactory, SchedulerFactory
-from mlzoo.core.supervised import SupervisedModule
+from mlzoo.base.module import OptimizerFactory, SchedulerFactory
+from mlzoo.base.supervised import SupervisedModule
 
 
 def features_per_step(input_shape: Sequence[int]) -> int:

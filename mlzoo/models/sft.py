@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
-from mlzoo.core.tensorboard import log_table
+from mlzoo.base.module import OptimizerFactory, SchedulerFactory, ZooModule
+from mlzoo.base.tensorboard import log_table
 from mlzoo.lm.hf import TrainedWeightsOnly
 from mlzoo.lm.models import build_lm, build_tokenizer
 from mlzoo.lm.sequences import SHOWN, check_context, greedy_right, pack, sample, token_logprobs

@@ -43,9 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mlzoo.core.errors import ZooError, listed, one_line
-from mlzoo.core.module import OptimizerFactory, SchedulerFactory
-from mlzoo.core.supervised import SupervisedModule
+from mlzoo.base.errors import ZooError, listed, one_line
+from mlzoo.base.module import OptimizerFactory, SchedulerFactory
+from mlzoo.base.supervised import SupervisedModule
 from mlzoo.nets.lora import add_lora, lora_layers
 from mlzoo.nets.pretrained import timm_backbone
 
@@ -167,7 +167,7 @@ class TransferModule(SupervisedModule):
         spec = cfg.get("checkpoint")
         if not spec:
             raise ZooError("backbone: set model.backbone.checkpoint or model.backbone.torchvision")
-        from mlzoo.core.checkpoint import load_checkpoint, require_file
+        from mlzoo.run.checkpoint import load_checkpoint, require_file
 
         source, _, _ = load_checkpoint(require_file(spec, "model.backbone.checkpoint"))
         net = zoo_backbone(source)

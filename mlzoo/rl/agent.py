@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
-from mlzoo.core.tensorboard import log_scalars
+from mlzoo.base.module import OptimizerFactory, SchedulerFactory, ZooModule
+from mlzoo.base.tensorboard import log_scalars
 from mlzoo.rl.episodes import run_episodes
 
 

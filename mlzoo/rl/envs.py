@@ -40,7 +40,7 @@ import lightning as L
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from mlzoo.core.errors import ZooError
+from mlzoo.base.errors import ZooError
 
 Wrapper = Callable[[gym.Env], gym.Env]
 _PLAIN = (bool, int, float, str, type(None))

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mlzoo.core.tensorboard import log_scalars
+from mlzoo.base.tensorboard import log_scalars
 
 
 def run_episodes(

@@ -24,8 +24,8 @@ def plain_inputs(overrides: list[str], folder: Path) -> dict:
     import torch
     from hydra import compose, initialize_config_dir
 
-    from mlzoo.core.build import instantiate_model
-    from mlzoo.train import CONFIG_DIR
+    from mlzoo.run.build import instantiate_model
+    from mlzoo.run.train import CONFIG_DIR
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=overrides)

@@ -19,14 +19,26 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
 
+from mlzoo.base.loader import checkpoint_loader
+
 _PLAIN_PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "bf16-true")
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+
+
+class Exported(NamedTuple):
+    """One network a concept exports: the module, example inputs (batch first; the exported
+    batch size stays free), and the names of its inputs and outputs."""
+
+    module: torch.nn.Module
+    inputs: tuple[torch.Tensor, ...]
+    input_names: list[str]
+    output_names: list[str]
 
 
 class ZooModule(L.LightningModule):
@@ -144,20 +156,33 @@ class ZooModule(L.LightningModule):
     def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, **kwargs: Any):
         """Lightning's loader, for zoo checkpoints: the model is rebuilt from its run folder's
         config.yaml (the network, optimizer and data-sized arguments a concept is built with are
-        not all in its hyperparameters), as ``mlzoo.load`` does; eval mode."""
-        from mlzoo import load
-
+        not all in its hyperparameters) by the run side's loader, as ``mlzoo.load`` does; eval
+        mode. The base names no loader: the package registers it (mlzoo.base.loader)."""
         if kwargs:
             raise TypeError(
                 f"{cls.__name__}.load_from_checkpoint rebuilds the model from its run's "
                 f"config.yaml and takes no overrides ({', '.join(kwargs)})"
             )
-        model = load(checkpoint_path)
+        model = checkpoint_loader()(checkpoint_path)
         if not isinstance(model, cls):
             raise TypeError(
                 f"{checkpoint_path} holds a {type(model).__name__}, not a {cls.__name__}"
             )
         return model.to(map_location) if map_location is not None else model
+
+    # What scripts/export.py writes. A concept that has something to deploy overrides these;
+    # the exporter asks the model and knows no concept by name.
+    def exported_networks(self) -> dict[str, Exported]:
+        """``--format onnx|torchscript``: name -> the network to trace, with example inputs."""
+        return {}
+
+    def exported_facts(self) -> dict[str, Any]:
+        """Numbers a deployed network needs beside it (written to export.json)."""
+        return {}
+
+    def exported_hf(self) -> tuple[Any, Any] | None:
+        """``--format hf``: (a transformers model, adapters merged, its tokenizer), or None."""
+        return None
 
     def log_stage(
         self, stage: str, values: dict[str, Any], prog_bar: Iterable[str] = ("loss",), **kw: Any

@@ -30,24 +30,20 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from mlzoo.core import guard
-from mlzoo.core.errors import ZooError, error_line
-from mlzoo.core.files import (
-    check_can_create,
-    describe,
-    fault,
-    run_artifacts,
-    write_text_atomically,
-)
-from mlzoo.core.resume import (
+from mlzoo.base.errors import ZooError, describe, error_line, fault
+from mlzoo.run import guard
+from mlzoo.run.files import check_can_create, run_artifacts, write_text_atomically
+from mlzoo.run.resume import (
+    changed_settings,
+    check_fits,
     is_rank_zero_process,
     lock_run,
     resolve_resume,
     resume_record,
 )
-from mlzoo.core.sweep import register_resolvers
-from mlzoo.core.targets import check_config
-from mlzoo.core.typecheck import check_types, check_values
+from mlzoo.run.sweep import register_resolvers
+from mlzoo.run.targets import check_config
+from mlzoo.run.typecheck import check_types, check_values
 
 log = logging.getLogger("mlzoo")
 
@@ -55,7 +51,7 @@ log = logging.getLogger("mlzoo")
 def _config_dir() -> str:
     """configs/ inside the installed package (a wheel), else the repository's configs/."""
     here = Path(__file__).resolve().parent
-    for candidate in (here / "configs", here.parent / "configs"):
+    for candidate in (here.parent / "configs", here.parent.parent / "configs"):
         if (candidate / "train.yaml").is_file():
             return str(candidate)
     raise RuntimeError(f"mlzoo: no configs/train.yaml next to {here}")
@@ -262,7 +258,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     before training starts removes what this invocation created and nothing else."""
     import lightning  # noqa: F401  (first: importing it adds the console handlers quieted next)
 
-    from mlzoo.core.build import build_run  # torch and Lightning: only once a run starts
+    from mlzoo.run.build import build_run  # torch and Lightning: only once a run starts
 
     start = time.time()
     _quiet_known_noise()
@@ -274,7 +270,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     with contextlib.ExitStack() as held:  # holds a resumed run's lock until the run ends
         try:
             ckpt_path, run_dir = _preflight(cfg, fresh_dir, keep, held)
-            datamodule, model, loggers, trainer = build_run(cfg, ckpt_path, run_dir != fresh_dir)
+            datamodule, model, loggers, trainer = build_run(cfg)
+            if ckpt_path is not None:
+                check_fits(ckpt_path, model, bool(cfg.get("trust_checkpoint")))
+                if run_dir != fresh_dir:
+                    for line in changed_settings(cfg, Path(cfg.paths.output_dir)):
+                        log.info(f"Resume applies a changed setting: {line}")
         except (ZooError, InstantiationException, OmegaConfBaseException, *_USER_MISTAKES) as err:
             _discard(fresh_dir, keep, Path(cfg.paths.log_dir))
             raise ZooError(error_line(err)) from None
@@ -365,7 +366,7 @@ def _preflight(
     except OSError as err:
         raise fault(err, run_dir, "create the run folder") from None
     if is_rank_zero_process():  # a killed run's half-written checkpoints and records
-        from mlzoo.core.checkpoint import remove_stale_temporaries
+        from mlzoo.run.checkpoint import remove_stale_temporaries
 
         for folder in (run_dir, run_dir / "checkpoints"):
             remove_stale_temporaries(folder)
@@ -421,7 +422,7 @@ class _ResumeFailed(ZooError):
 
 
 def _saved_step(ckpt_path: str, trust: bool) -> int:
-    from mlzoo.core.checkpoint import read_checkpoint
+    from mlzoo.run.checkpoint import read_checkpoint
 
     try:
         return int(read_checkpoint(ckpt_path, "ckpt_path", trust).get("global_step", 0))

@@ -6,7 +6,7 @@ handler's ``class`` names, so a config could otherwise call any function of any 
 stored in a checkpoint. Before anything is built, every config goes through :func:`check_config`:
 
 - each ``_target_`` is resolved to the object it names and that *object* is compared with the
-  zoo's list (so ``mlzoo.train.shutil.copyfile`` is ``shutil.copyfile``, and refused): the
+  zoo's list (so ``mlzoo.run.train.shutil.copyfile`` is ``shutil.copyfile``, and refused): the
   classes of a few families (torch.optim's optimizers, torch.nn's layers, Lightning's callbacks
   and loggers, ...), the zoo's own classes, and a few named factory functions;
 - a module is imported to resolve a target only when the target's top-level package is one the
@@ -24,7 +24,7 @@ stored in a checkpoint. Before anything is built, every config goes through :fun
   inside the run folder), ``()`` factories and ``ext://`` references but sys.stdout/sys.stderr.
 
 The whole config is checked, Hydra's own section included: ``main()`` installs
-mlzoo.core.guard, which checks Hydra's section of every config Hydra composes (the run's, and each
+mlzoo.run.guard, which checks Hydra's section of every config Hydra composes (the run's, and each
 run of a sweep) before Hydra sets up logging or instantiates its callbacks; train() checks the
 rest before it builds anything.
 
@@ -45,7 +45,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from mlzoo.core.errors import ZooError
+from mlzoo.base.errors import ZooError
 
 # Packages whose modules may be imported to resolve a target (importing is running code).
 PACKAGES = ("mlzoo", "torch", "torchvision", "torchmetrics", "lightning", "gymnasium", "optuna")

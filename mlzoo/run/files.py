@@ -1,33 +1,19 @@
 """File-system faults as one line: which path, and why (not a directory, read-only, no space, ...).
 
 A run writes its folder, checkpoints, config and summary; when the disk says no, the user needs the
-path and the cause, not a traceback. Checkpoints are written atomically (mlzoo.core.checkpoint),
+path and the cause, not a traceback. Checkpoints are written atomically (mlzoo.run.checkpoint),
 so a failed write leaves the previous file whole; small text files go through
 :func:`write_text_atomically` for the same promise.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from mlzoo.core.errors import ZooError, one_line
-
-CAUSES = {
-    errno.ENOTDIR: "a path component is a file, not a directory",
-    errno.EEXIST: "a file of that name is in the way",
-    errno.EROFS: "the file system is read-only",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
-    errno.ENOSPC: "no space left on the device",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EFBIG: "the file-size limit was reached (ulimit -f)",
-    errno.ENAMETOOLONG: "a file or folder name is too long",
-}
-
+from mlzoo.base.errors import ZooError, describe, fault, one_line
 
 # What a zoo run leaves in its folder (Hydra adds .hydra/ and train.log before the run starts).
 RUN_ARTIFACTS = (".hydra", "train.log", "config.yaml", "summary.json", "checkpoints")
@@ -37,17 +23,6 @@ def run_artifacts(folder: str | Path, ignore: tuple[str, ...] = ()) -> list[str]
     """Which of a run's files ``folder`` already holds (none: it is not an earlier run)."""
     path = Path(folder)
     return [n for n in RUN_ARTIFACTS if n not in ignore and (path / n).exists()]
-
-
-def describe(err: OSError) -> str | None:
-    """The cause of a file-system fault in words, or None if it is not one of those."""
-    return CAUSES.get(err.errno)
-
-
-def fault(err: OSError, path: str | Path, doing: str) -> ZooError:
-    """A ZooError for ``err`` while ``doing`` (e.g. 'write the checkpoint') at ``path``."""
-    cause = describe(err) or " ".join(str(err).split())
-    return ZooError(f"cannot {doing} {path}: {cause}")
 
 
 def check_can_create(folder: str | Path, option: str) -> None:
@@ -143,12 +118,12 @@ def read_config_file(path: str | Path, option: str) -> Any:
     """A YAML file someone else may have written (a run folder's config.yaml), as OmegaConf reads
     it: a regular file (a FIFO would block the read), at most MAX_CONFIG_BYTES, and first read by
     PyYAML's safe loader (aliases kept as shared references) to count its entries
-    (mlzoo.core.targets.check_size: aliases can make a few hundred bytes a tree of billions, which
+    (mlzoo.run.targets.check_size: aliases can make a few hundred bytes a tree of billions, which
     OmegaConf would copy out forever). One ZooError line otherwise."""
     import yaml
     from omegaconf import OmegaConf
 
-    from mlzoo.core.targets import check_size
+    from mlzoo.run.targets import check_size
 
     path = Path(path)
     if not path.is_file():

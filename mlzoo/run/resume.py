@@ -25,9 +25,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mlzoo.core.errors import ZooError, one_line
-from mlzoo.core.files import read_config_file
-from mlzoo.core.targets import check_interpolations, check_size
+from mlzoo.base.errors import ZooError, one_line
+from mlzoo.run.files import read_config_file
+from mlzoo.run.targets import check_interpolations, check_size
 
 # Restored from the checkpoint on resume, so a change to them could not take effect.
 RESTORED = ("model.optimizer", "model.scheduler", "seed")
@@ -39,7 +39,7 @@ def _check_checkpoint(path: Path, trust: bool = False) -> None:
     """Fail early, with one line, on a missing, corrupt, foreign or pickling checkpoint file, and
     on hyperparameters whose interpolations could build config nodes (nothing is built from them
     on a resume, so their targets are not checked; but a file that tries is not the zoo's)."""
-    from mlzoo.core.checkpoint import check_lightning_checkpoint, read_checkpoint
+    from mlzoo.run.checkpoint import check_lightning_checkpoint, read_checkpoint
 
     ckpt = read_checkpoint(path, "ckpt_path", trust)
     check_lightning_checkpoint(ckpt, path)
@@ -51,7 +51,7 @@ def _check_checkpoint(path: Path, trust: bool = False) -> None:
 
 def _check_recorded_configs(run_dir: Path) -> None:
     """The configs a resumed run folder holds are compared with the command line's, resolved
-    (changed_settings), so they are read as any file from others is (mlzoo.core.files.
+    (changed_settings), so they are read as any file from others is (mlzoo.run.files.
     read_config_file) and hold no interpolation (every run writes them resolved)."""
     for record in [run_dir / "config.yaml", *sorted(run_dir.glob("config.resume-*.yaml"))]:
         recorded = read_config_file(record, "ckpt_path: its run's config")
@@ -101,7 +101,7 @@ def resolve_resume(cfg: DictConfig, fresh_dir: Path) -> tuple[str | None, Path]:
 def check_fits(ckpt_path: str, model: Any, trust: bool = False) -> None:
     """Refuse, before anything is written, a checkpoint whose weights or optimizer do not match the
     model and optimizer this command line builds (resume with the run's own settings)."""
-    from mlzoo.core.checkpoint import read_checkpoint
+    from mlzoo.run.checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(ckpt_path, "ckpt_path", trust)
     try:

@@ -28,8 +28,8 @@ from torchmetrics.classification import (
 )
 from torchmetrics.regression import MeanSquaredError, R2Score
 
-from mlzoo.core.module import OptimizerFactory, SchedulerFactory, ZooModule
-from mlzoo.core.tensorboard import log_figure
+from mlzoo.base.module import OptimizerFactory, SchedulerFactory, ZooModule
+from mlzoo.base.tensorboard import log_figure
 
 TASKS = ("classification", "regression")
 

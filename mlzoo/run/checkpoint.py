@@ -12,7 +12,7 @@ Loading a model: every run folder holds the resolved ``config.yaml`` beside ``ch
 checkpoint alone is enough: scripts (sample.py, evaluate.py) and transfer learning rebuild the
 exact model from it. Constructor arguments recorded in the checkpoint (``hyper_parameters``) take
 precedence over the config's (e.g. the backbone file a transfer run actually used); the merged
-config passes the same trust check as a training run's (mlzoo.core.targets) before anything in it
+config passes the same trust check as a training run's (mlzoo.run.targets) before anything in it
 is built.
 """
 
@@ -30,7 +30,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, open_dict
 
-from mlzoo.core.errors import ZooError, error_line
+from mlzoo.base.errors import ZooError, error_line
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -43,7 +43,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
-        from mlzoo.core.files import fault
+        from mlzoo.base.errors import fault
 
         path = Path(path)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -169,12 +169,12 @@ def load_checkpoint(
     """(model in eval mode on the CPU, its data module, the run's config) for a zoo checkpoint.
 
     The run folder's config.yaml and the checkpoint's hyperparameters are someone else's data:
-    they are merged, then checked as one config (mlzoo.core.targets) before anything is built.
+    they are merged, then checked as one config (mlzoo.run.targets) before anything is built.
     Only the caller's ``allow_targets`` (and the command line's, during a run) widen the check;
     the ones the loaded config.yaml records are ignored."""
-    from mlzoo.core.build import instantiate_model
-    from mlzoo.core.files import read_config_file
-    from mlzoo.core.targets import check_config, check_size, user_allowed
+    from mlzoo.run.build import instantiate_model
+    from mlzoo.run.files import read_config_file
+    from mlzoo.run.targets import check_config, check_size, user_allowed
 
     path = Path(path)
     ckpt = read_checkpoint(path, option, trust)
@@ -231,10 +231,10 @@ def _drop_retired_keys(model_cfg: DictConfig) -> None:
 
 def require_file(spec: str | Path, option: str) -> Path:
     """A checkpoint setting as a concept takes it: a file. ``newest:<run>`` is resolved by the
-    entry point (mlzoo.core.build.resolve_newest), never by a concept searching log folders."""
+    entry point (mlzoo.run.build.resolve_newest), never by a concept searching log folders."""
     if str(spec).startswith("newest:"):
         raise ZooError(
-            f"{option}={spec}: newest:<run> is resolved by train.py (mlzoo.core.build."
+            f"{option}={spec}: newest:<run> is resolved by train.py (mlzoo.run.build."
             "resolve_newest); in Python, pass a checkpoint file"
         )
     return Path(spec)

@@ -2,8 +2,8 @@
 
 Hydra sets up logging (``hydra.job_logging``: handlers it constructs by class name), builds its
 callbacks, launcher and sweeper, and writes ``.hydra/`` into the run folder, all before the task
-function (mlzoo.train.train) starts. So the checks that must come first run on the composition
-itself: the trust check of mlzoo.core.targets over Hydra's section (train() checks the rest before
+function (mlzoo.run.train.train) starts. So the checks that must come first run on the composition
+itself: the trust check of mlzoo.run.targets over Hydra's section (train() checks the rest before
 it builds anything), and, for the command line's own composition, a run (or sweep) folder that
 can be created and does not already hold a run (Hydra would write over its .hydra/ and train.log).
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mlzoo.core.errors import ZooError, one_line
-from mlzoo.core.files import check_can_create, run_artifacts
-from mlzoo.core.targets import check_interpolations, check_tree
+from mlzoo.base.errors import ZooError, one_line
+from mlzoo.run.files import check_can_create, run_artifacts
+from mlzoo.run.targets import check_interpolations, check_tree
 
 _GUARDED = False
 _FIRST = [True]  # the next composition is the command line's own

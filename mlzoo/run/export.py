@@ -13,7 +13,7 @@ from torch import nn
 
 def hf_policy(model):
     """(the HFCausalLM, its HFTokenizer) of an SFT or DPO module on a Hugging Face policy."""
-    from mlzoo.core.errors import ZooError
+    from mlzoo.base.errors import ZooError
     from mlzoo.lm.hf import HFCausalLM
 
     lm = getattr(model, "policy", None) or getattr(model, "lm", None)
@@ -39,8 +39,8 @@ def graphs(model) -> dict[str, tuple[Any, tuple, list[str], list[str]]]:
     output names)."""
     import torch
 
-    from mlzoo.core.errors import ZooError
-    from mlzoo.core.supervised import SupervisedModule
+    from mlzoo.base.errors import ZooError
+    from mlzoo.base.supervised import SupervisedModule
     from mlzoo.models.autoencoder import AutoencoderModule
     from mlzoo.models.ddpm import DDPMModule
     from mlzoo.models.dqn import DQNModule
@@ -150,7 +150,7 @@ def export_graphs(model, out: Path, fmt: str) -> None:
     """Each network to out/<name>.onnx or .pt (traced: the batch size is free), and export.json."""
     import torch
 
-    from mlzoo.core.errors import ZooError
+    from mlzoo.base.errors import ZooError
 
     manifest = {"format": fmt, "networks": {}}
     for name, (module, inputs, in_names, out_names) in graphs(model).items():

@@ -1,13 +1,15 @@
 """The one exception type for mistakes a user can fix (bad config, missing files, bad checkpoint),
 and the two ways a message stays one readable line.
 
-``mlzoo.train`` turns a ZooError into a single line on stderr and a non-zero exit, without a
+``mlzoo.run.train`` turns a ZooError into a single line on stderr and a non-zero exit, without a
 traceback: the message itself must say what went wrong and how to fix it.
 """
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class ZooError(Exception):
@@ -38,3 +40,29 @@ def listed(items: Iterable[object], limit: int = 8) -> str:
     if len(items) <= limit:
         return ", ".join(items)
     return f"{', '.join(items[:limit])}, ... ({len(items):,} in all)"
+
+
+# File-system faults in words: a run, a data module or a script that cannot read or write a path
+# says which path and why, not a traceback.
+CAUSES = {
+    errno.ENOTDIR: "a path component is a file, not a directory",
+    errno.EEXIST: "a file of that name is in the way",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "the file-size limit was reached (ulimit -f)",
+    errno.ENAMETOOLONG: "a file or folder name is too long",
+}
+
+
+def describe(err: OSError) -> str | None:
+    """The cause of a file-system fault in words, or None if it is not one of those."""
+    return CAUSES.get(err.errno)
+
+
+def fault(err: OSError, path: str | Path, doing: str) -> ZooError:
+    """A ZooError for ``err`` while ``doing`` (e.g. 'write the checkpoint') at ``path``."""
+    cause = describe(err) or " ".join(str(err).split())
+    return ZooError(f"cannot {doing} {path}: {cause}")

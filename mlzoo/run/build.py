@@ -1,7 +1,7 @@
 """Building a run's parts from a checked config: the one place configs become objects.
 
-Both the entry point (mlzoo.train) and checkpoint loading (mlzoo.core.checkpoint) build through
-here, so every object a config names has passed mlzoo.core.targets' check first.
+Both the entry point (mlzoo.run.train) and checkpoint loading (mlzoo.run.checkpoint) build through
+here, so every object a config names has passed mlzoo.run.targets' check first.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ import hydra
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig
 
-from mlzoo.core.errors import ZooError, one_line
-from mlzoo.core.resume import changed_settings, check_fits
-from mlzoo.core.targets import allowed_by_user
+from mlzoo.base.errors import ZooError, one_line
+from mlzoo.run.targets import allowed_by_user
 
 log = logging.getLogger("mlzoo")
 NEWEST = "newest:"
@@ -210,10 +209,9 @@ def resolve_newest(cfg: DictConfig) -> None:
         walk(cfg.model, "model")
 
 
-def build_run(cfg: DictConfig, ckpt_path: str | None, resumed_in_place: bool) -> tuple:
+def build_run(cfg: DictConfig) -> tuple:
     """(data module, model, loggers, Trainer) of a checked config, seeded; ``newest:<run>``
-    settings resolved (in cfg, so the run's config.yaml records the file); a resumed checkpoint
-    checked against the model."""
+    settings resolved (in cfg, so the run's config.yaml records the file)."""
     import lightning as L
 
     if cfg.get("torch_threads") is not None:
@@ -251,11 +249,6 @@ def build_run(cfg: DictConfig, ckpt_path: str | None, resumed_in_place: bool) ->
     trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides
     )
-    if ckpt_path is not None:
-        check_fits(ckpt_path, model, bool(cfg.get("trust_checkpoint")))
-        if resumed_in_place:
-            for line in changed_settings(cfg, Path(cfg.paths.output_dir)):
-                log.info(f"Resume applies a changed setting: {line}")
     if cfg.get("compile"):
         # the networks, not the LightningModule (metrics and logging stay eager); in place,
         # so state_dict keys and checkpoints are the same as without compiling

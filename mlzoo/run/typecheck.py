@@ -20,7 +20,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mlzoo.core.errors import ZooError
+from mlzoo.base.errors import ZooError
 
 _SPECIAL = {"_target_", "_partial_", "_args_", "_convert_", "_recursive_"}
 # top-level keys of configs/train.yaml: (type hint, may be null)

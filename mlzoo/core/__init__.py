@@ -1,1 +1,0 @@
-"""Plumbing shared by every concept: errors, the optimizer-injecting base module, run folders."""
