@@ -1,10 +1,11 @@
-"""scripts/benchmark.py: the gpu comparison and the overhead runs (interleaved, side by side) end
-to end (here on the CPU, tiny epochs) and their tables say what they measured. Timings themselves
-are never asserted (a shared, noisy machine); the interleaved instrument is checked against a
-known cost (a sleep) far larger than any noise."""
+"""benchmarks/run.py: the gpu comparison and the overhead runs (interleaved, side by side) end to
+end (here on the CPU, tiny epochs), their tables say what they measured and their records land in
+--results. Timings themselves are never asserted (a shared, noisy machine); the interleaved
+instrument is checked against a known cost (a sleep) far larger than any noise."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,15 +19,39 @@ from conftest import ROOT
 
 def benchmark(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "scripts/benchmark.py", *args], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "benchmarks/run.py", *args], cwd=ROOT, capture_output=True, text=True
     )
+
+
+@pytest.fixture(autouse=True)
+def benchmarks_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The repository root on sys.path, as `python benchmarks/run.py` puts it."""
+    monkeypatch.syspath_prepend(str(ROOT))
+
+
+def records(folder: Path, name: str) -> list[dict]:
+    return [json.loads(line) for line in (folder / f"{name}.jsonl").read_text().splitlines()]
+
+
+def test_the_benchmarks_help_lists_every_benchmark_without_importing_torch() -> None:
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "benchmarks/run.py", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    for name in ("overhead", "quality", "gpu", "rl", "dpo", "envs"):
+        assert name in out.stdout
+    imported = {line.split("|")[-1].strip() for line in out.stderr.splitlines()}
+    assert "torch" not in imported and "mlzoo" not in imported
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a CPU-only machine gets")
 def test_gpu_benchmark_without_cuda_says_how_to_run_it_on_the_cpu(tmp_path: Path) -> None:
-    out = benchmark("--report", str(tmp_path / "B.md"), "gpu")
+    out = benchmark("--report", str(tmp_path / "B.md"), "--results", str(tmp_path), "gpu")
     assert out.returncode != 0 and "--device cpu" in out.stderr
-    assert not (tmp_path / "B.md").exists()
+    assert not (tmp_path / "B.md").exists() and not (tmp_path / "gpu.jsonl").exists()
 
 
 @pytest.mark.slow
@@ -34,7 +59,7 @@ def test_gpu_benchmark_compares_the_data_paths_on_synthetic_mnist(tmp_path: Path
     report = tmp_path / "B.md"
     args = ["--sets", "mnist", "--epochs", "2", "--limit-batches", "3", "--device", "cpu"]
     args += ["--num-workers", "0", "2"]
-    out = benchmark("--report", str(report), "gpu", *args)
+    out = benchmark("--report", str(report), "--results", str(tmp_path), "gpu", *args)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [ln for ln in report.read_text().splitlines() if ln.startswith("| mnist")]
     assert len(rows) == 6, report.read_text()
@@ -46,8 +71,13 @@ def test_gpu_benchmark_compares_the_data_paths_on_synthetic_mnist(tmp_path: Path
     }
     assert all(float(c[3]) > 0 for c in cells)
     assert cells[0][4] == "1.00"  # the baseline: DataLoader, fp32
-    if not (ROOT / "data" / "MNIST" / "raw").is_dir():  # data.synthetic_if_missing stood in
+    if not (ROOT / "data" / "MNIST" / "raw").is_dir():  # benchmarks/synthetic.py stood in
         assert {c[0] for c in cells} == {"mnist (synthetic)"}
+    (record,) = records(tmp_path, "gpu")  # the same rows, as data, with where and when
+    assert [[str(v) for v in r.values()] for r in record["rows"]] == cells
+    assert record["benchmark"] == "gpu" and record["command"].startswith("python benchmarks/run.py")
+    assert {"cpu", "cores", "gpu"} <= set(record["machine"]) and "torch" in record["versions"]
+    assert record["date"] and record["title"].startswith("gpu: ")
 
 
 @pytest.mark.slow
@@ -56,7 +86,8 @@ def test_overhead_side_by_side_runs_each_pair_at_once(tmp_path: Path) -> None:
     report = tmp_path / "B.md"
     only = ["--only", "8x8, on_device"]  # one row: the MLP with data.on_device
     out = benchmark(
-        "--report", str(report), "overhead", *only, "--repeats", "2", "--mode", "side-by-side"
+        *("--report", str(report), "--results", str(tmp_path)),
+        *("overhead", *only, "--repeats", "2", "--mode", "side-by-side"),
     )
     assert out.returncode == 0, out.stderr[-3000:]
     text = report.read_text()
@@ -72,7 +103,8 @@ def test_overhead_side_by_side_runs_each_pair_at_once(tmp_path: Path) -> None:
 def test_overhead_interleaved_is_the_default_and_reports_per_epoch_ratios(tmp_path: Path) -> None:
     report = tmp_path / "B.md"
     out = benchmark(
-        "--report", str(report), "overhead", "--only", "8x8, on_device", "--repeats", "1"
+        *("--report", str(report), "--results", str(tmp_path)),
+        *("overhead", "--only", "8x8, on_device", "--repeats", "1"),
     )
     assert out.returncode == 0, out.stderr[-3000:]
     text = report.read_text()
@@ -102,9 +134,9 @@ def test_interleaved_counts_a_cost_in_the_zoos_step_to_the_zoo_alone(
     zoo step (the MLP's whole step is a few ms) lands in the zoo's time, not the plain loop's."""
     (tmp_path / "sleepy.py").write_text(SLEEP_CALLBACK)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    from bench import overhead_runs
     from hydra.core.global_hydra import GlobalHydra
+
+    from benchmarks import overhead_runs
 
     GlobalHydra.instance().clear()  # plain_inputs composes the config in this process
     overrides = ["model=mlp", "torch_threads=1"]
@@ -125,8 +157,7 @@ def test_rl_benchmark_pairs_evaluate_once_per_zoo_epoch_with_the_presets_budget(
 ) -> None:
     """Both libraries are evaluated at the same env steps only if a pair's ``every`` is the zoo
     run's epoch (it validates once per epoch), and its budget is the preset's own."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from bench.rl import BENCHES
+    from benchmarks.rl import BENCHES
 
     from conftest import compose_config
 
@@ -144,8 +175,7 @@ def test_rl_benchmark_pairs_evaluate_once_per_zoo_epoch_with_the_presets_budget(
 def test_envs_benchmark_counts_each_cases_env_steps_per_iteration(tmp_path: Path) -> None:
     """env steps/s = iterations/s x the case's env steps per iteration (PPO: num_steps x
     num_envs), which must be the config's own."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from bench.envs import CASES
+    from benchmarks.envs import CASES
 
     from conftest import compose_config
 
@@ -158,7 +188,7 @@ def test_envs_benchmark_counts_each_cases_env_steps_per_iteration(tmp_path: Path
 def test_envs_benchmark_times_sync_and_async_envs_alternately(tmp_path: Path) -> None:
     report = tmp_path / "B.md"
     args = ["--cases", "cartpole", "--epochs", "2", "--iterations", "2", "--repeats", "1"]
-    out = benchmark("--report", str(report), "envs", *args)
+    out = benchmark("--report", str(report), "--results", str(tmp_path), "envs", *args)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [ln.split(" | ") for ln in report.read_text().splitlines() if ln.startswith("| cart")]
     assert [r[2] for r in rows] == ["sync", "async"] and rows[0][4] == "1.00x", rows

@@ -386,15 +386,15 @@ def test_dpo_loss_and_rewards_equal_trl_on_the_same_batch(
 
 
 def test_the_dpo_benchmark_runs_the_zoo_and_trl_on_the_same_tokens(tmp_path: Path, capsys) -> None:
-    """scripts/bench_dpo.py (benchmark.py dpo's worker) on a tiny Llama: both libraries train
-    the asked steps, and their batches hold the same number of tokens a pair."""
+    """benchmarks/dpo_worker.py (benchmarks/run.py dpo's worker) on a tiny Llama: both libraries
+    train the asked steps, and their batches hold the same number of tokens a pair."""
     import json
 
     pytest.importorskip("trl")
-    bench = load_script("bench_dpo")
-    with pytest.MonkeyPatch.context() as patch:  # scripts/ on sys.path for the bench package
-        patch.syspath_prepend(str(ROOT / "scripts"))
-        from bench.dpo import dpo_pairs
+    with pytest.MonkeyPatch.context() as patch:  # the repository root on sys.path: benchmarks/
+        patch.syspath_prepend(str(ROOT))
+        from benchmarks import dpo_worker as bench
+        from benchmarks.dpo import dpo_pairs
     folder = tiny_llama(tmp_path / "m")
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps(p) + "\n" for p in dpo_pairs(12)))

@@ -242,8 +242,8 @@ def test_mlp_learns_digits(run) -> None:
 @pytest.mark.slow
 def test_mlp_regression_matches_least_squares_on_diabetes(run) -> None:
     """`python train.py model=mlp data=diabetes`: test R^2 >= OLS's on the same split, 3 seeds."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from ols_baseline import ols_scores
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.ols_baseline import ols_scores
 
     ols = ols_scores(split_seed=0)
     best_ols = max(ols["ols[train]/test_r2"], ols["ols[train+val]/test_r2"])

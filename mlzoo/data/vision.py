@@ -3,19 +3,16 @@
 torchvision reads the files in their published formats (IDX for MNIST and Fashion-MNIST, pickled
 batches for CIFAR-10). Nothing is downloaded unless ``data.download=true``; when the files are
 missing, the run stops with one line that names the folder expected and the flag that fetches them.
-For benchmarks only, ``+data.synthetic_if_missing=true`` has random images stand in instead
-(see ``TorchvisionDataModule``).
 
-Images are kept in memory as uint8 (60,000 MNIST digits take 47 MB) and turned into normalized
-float tensors per batch on the training device (``transform``). ``data.augment=true`` passes each
-training image through torchvision's random transforms (crops; flips too for CIFAR-10); with
-``data.on_device=true`` the same augmentation runs batched on the training device
-(``random_shift``, ``random_hflip``: every image draws its own shift and flip).
+Images are kept in memory as uint8 and turned into normalized float tensors per batch on the
+training device (``transform``). ``data.augment=true`` passes each training image through
+torchvision's random transforms (crops; flips too for CIFAR-10); with ``data.on_device=true`` the
+same augmentation runs batched on the training device (``random_shift``, ``random_hflip``: every
+image draws its own shift and flip).
 """
 
 from __future__ import annotations
 
-import logging
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -29,10 +26,8 @@ from torchvision import datasets
 from torchvision.datasets import cifar
 from torchvision.transforms import v2
 
-from mlzoo.base.errors import ZooError
+from mlzoo.base.errors import ZooError, one_line
 from mlzoo.data.base import Loaded, Split, TensorDataModule
-
-log = logging.getLogger(__name__)
 
 
 def random_shift(x: Tensor, padding: int, generator: torch.Generator) -> Tensor:
@@ -56,20 +51,13 @@ def random_hflip(x: Tensor, generator: torch.Generator) -> Tensor:
 
 
 class TorchvisionDataModule(TensorDataModule):
-    """Official train set (split into train/val here) and official test set, as uint8 tensors.
-
-    ``synthetic_if_missing`` (benchmarks only, e.g. ``scripts/benchmark.py gpu``): when the files
-    cannot be read, random uint8 images of the published shapes and counts (``published``) with
-    random labels stand in, and a warning starting 'SYNTHETIC' says so. Throughput does not
-    depend on the pixels; anything learned from them is meaningless.
-    """
+    """Official train set (split into train/val here) and official test set, as uint8 tensors."""
 
     dataset_cls: type = datasets.MNIST
     folder = "MNIST/raw"  # where torchvision looks, relative to root
     num_classes = 10
     mean: tuple[float, ...] = (0.1307,)
     std: tuple[float, ...] = (0.3081,)
-    published = (60_000, 10_000, 1, 28)  # train and test examples, channels, side
 
     def __init__(
         self,
@@ -84,7 +72,6 @@ class TorchvisionDataModule(TensorDataModule):
         num_workers: int = 0,
         labels_per_class: int | None = None,
         on_device: bool = False,
-        synthetic_if_missing: bool = False,
     ) -> None:
         super().__init__(
             batch_size=batch_size,
@@ -99,7 +86,6 @@ class TorchvisionDataModule(TensorDataModule):
         self.download = download
         self.normalize = normalize
         self.augment = augment
-        self.synthetic_if_missing = synthetic_if_missing
 
     def prepare_data(self) -> None:
         if self.download:  # fetch once, on one process; setup() then only reads
@@ -114,11 +100,11 @@ class TorchvisionDataModule(TensorDataModule):
         except pickle.UnpicklingError as err:  # a file of pickled objects, refused as such
             raise ZooError(
                 f"{name}: a file under {expected.parent} holds pickled Python objects, refused "
-                f"({' '.join(str(err).split())[:160]}); delete it to read the published files"
+                f"({one_line(err, 160)}); delete it to read the published files"
             ) from None
         except (RuntimeError, OSError) as err:
             if self.download:
-                reason = " ".join(str(err).split())[:300]
+                reason = one_line(err, 300)
                 raise ZooError(
                     f"{name}: download failed ({reason}); check the network, or put the files in {expected}"
                 ) from None
@@ -128,29 +114,10 @@ class TorchvisionDataModule(TensorDataModule):
             ) from None
 
     def _read(self, train: bool) -> Split:
-        try:
-            ds = self._dataset(train)
-        except ZooError as err:
-            if not self.synthetic_if_missing:
-                raise
-            return self._synthetic(train, err)
+        ds = self._dataset(train)
         x = torch.as_tensor(ds.data)
         x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)  # (N, C, H, W)
         return Split(x.contiguous(), torch.as_tensor(ds.targets, dtype=torch.long))
-
-    def _synthetic(self, train: bool, err: ZooError) -> Split:
-        """Random images of the published shape and count, seeded per split (synthetic_if_missing)."""
-        n_train, n_test, channels, side = self.published
-        n, g = (n_train if train else n_test), torch.Generator().manual_seed(int(train))
-        log.warning(
-            "SYNTHETIC %s %s split: %d random images stand in (data.synthetic_if_missing): %s",
-            self.dataset_cls.__name__,
-            "train" if train else "test",
-            n,
-            err,
-        )
-        x = torch.randint(0, 256, (n, channels, side, side), dtype=torch.uint8, generator=g)
-        return Split(x, torch.randint(0, self.num_classes, (n,), generator=g))
 
     def load(self) -> Loaded:
         return Loaded(self._read(True), self._read(False), info={"num_classes": self.num_classes})
@@ -230,7 +197,6 @@ class CIFAR10DataModule(TorchvisionDataModule):
     folder = "cifar-10-batches-py"
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2470, 0.2435, 0.2616)
-    published = (50_000, 10_000, 3, 32)
     padding, flip = 4, True  # the usual CIFAR recipe: pad 4, random 32x32 crop, random flip
 
     def _dataset(self, train: bool) -> SimpleNamespace:
@@ -259,7 +225,7 @@ class CIFAR10DataModule(TorchvisionDataModule):
             except Exception as err:
                 raise ZooError(
                     f"CIFAR10: {path} is not a CIFAR-10 batch ({type(err).__name__}: "
-                    f"{' '.join(str(err).split())[:120]})"
+                    f"{one_line(err, 120)})"
                 ) from None
         images = np.vstack(data).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # torchvision's HWC
         return SimpleNamespace(data=images, targets=targets)

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import run_measured, write_report
+from benchmarks.common import run_measured, write_report
 
 NAME, HELP = "quality", "every concept's default run: time, memory, metric"
 # The order matters: transfer starts from the newest SimCLR run, DPO from the newest SFT run.

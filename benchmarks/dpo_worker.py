@@ -1,9 +1,9 @@
-"""One side of `python scripts/benchmark.py dpo`: DPO training steps on a Hugging Face model with
+"""One side of `python benchmarks/run.py dpo`: DPO training steps on a Hugging Face model with
 LoRA, by the zoo (DPOModule under Lightning's Trainer, as train.py runs it) or by TRL's
 DPOTrainer, timed step by step. Prints one JSON line.
 
-    python scripts/bench_dpo.py zoo --model DIR --pairs pairs.jsonl --steps 10 --batch 8
-    python scripts/bench_dpo.py trl --model DIR --pairs pairs.jsonl --steps 10 --batch 8
+    python benchmarks/dpo_worker.py zoo --model DIR --pairs pairs.jsonl --steps 10 --batch 8
+    python benchmarks/dpo_worker.py trl --model DIR --pairs pairs.jsonl --steps 10 --batch 8
 
 Both: the same folder's weights in float32 (TRL's defaults bf16=True and
 gradient_checkpointing=True are turned off: the zoo does neither on a CPU), the same LoRA (peft) on the same modules, the

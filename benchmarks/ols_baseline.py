@@ -1,7 +1,7 @@
 """Ordinary least squares on the exact train/test split the zoo's diabetes runs use.
 
-    python scripts/ols_baseline.py                 # OLS fitted on the training rows
-    python scripts/ols_baseline.py --split-seed 3  # another fixed split (data.split_seed=3)
+    python benchmarks/ols_baseline.py                 # OLS fitted on the training rows
+    python benchmarks/ols_baseline.py --split-seed 3  # another fixed split (data.split_seed=3)
 
 Compare with ``python train.py model=mlp data=diabetes``'s test/r2 (summary.json).
 """

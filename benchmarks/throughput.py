@@ -1,6 +1,7 @@
-"""Training throughput per epoch, for benchmarks: ``<run>/throughput.json``.
+"""Training throughput per epoch, for the benchmarks: ``<run>/throughput.json``.
 
-    python train.py +callbacks.throughput._target_=mlzoo.callbacks.throughput.Throughput
+    python train.py allow_targets=[benchmarks] \\
+        +callbacks.throughput._target_=benchmarks.throughput.Throughput
 
 Each epoch's clock runs from the start of the training epoch to the end of its last training
 batch: data loading, forward, backward, optimizer, every per-step hook, logging and progress bar

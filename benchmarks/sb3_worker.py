@@ -1,8 +1,8 @@
-"""One Stable-Baselines3 run of `python scripts/benchmark.py rl`: train DQN or PPO, evaluating
+"""One Stable-Baselines3 run of `python benchmarks/run.py rl`: train DQN or PPO, evaluating
 the deterministic policy every ``every`` env steps (step 0 included) until a mean return of
 ``target``, and print the evaluations as one line ``EVALS [[env steps, mean return, time], ...]``.
 
-    python scripts/bench_sb3.py '["ppo", 0, {HPARAMS}, 8, 100000, 1024, 475.0, "CartPole-v1"]'
+    python benchmarks/sb3_worker.py '["ppo", 0, {HPARAMS}, 8, 100000, 1024, 475.0, "CartPole-v1"]'
 
 The argument: a JSON list of algo ("dqn" or "ppo"), seed, SB3 keyword arguments (rl-zoo's
 "lin_<x>" learning rates and clip ranges: linear decay from x to 0), parallel envs, the env-step

@@ -2,8 +2,9 @@
 # The CUDA path, for a machine with an NVIDIA GPU (CI has none): every model x data smoke run on
 # the GPU in bf16 mixed precision, default runs of the concepts on the GPU (wall time, peak GPU
 # memory, quality in summary.json), Lightning's DDP strategy over NCCL, and the gpu benchmark
-# (data on the device vs a DataLoader, bf16 on and off) into <out_dir>/BENCHMARKS.md.
-#   bash scripts/gpu_check.sh [out_dir]        (mlzoo and its dependencies installed)
+# (data on the device vs a DataLoader, bf16 on and off) into <out_dir>/BENCHMARKS.md and its record
+# into <out_dir>/results/gpu.jsonl.
+#   bash benchmarks/gpu_check.sh [out_dir]        (mlzoo and its dependencies installed)
 set -uo pipefail
 out=${1:-gpu-check}
 mkdir -p "$out"
@@ -63,5 +64,5 @@ run cnn-ddp-nccl-1gpu-on-device model=cnn trainer=ddp trainer.accelerator=gpu tr
 
 echo "== data on the device vs a DataLoader, fp32 vs bf16 (synthetic MNIST/CIFAR-10 without files)"
 # (18 runs of ~20 s: start-up is 13-20 s on an H200 machine; 100 batches an epoch suffice there)
-python scripts/benchmark.py --report "$out/BENCHMARKS.md" gpu --limit-batches 100 \
+python benchmarks/run.py --report "$out/BENCHMARKS.md" --results "$out/results" gpu --limit-batches 100 \
     --num-workers 0 8 2>&1 | grep '^{'

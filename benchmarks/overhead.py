@@ -1,5 +1,5 @@
 """overhead: the zoo's training (Lightning, Hydra, TensorBoard logging, metrics, checkpoints, the
-progress bar: a default run) against a plain PyTorch loop (scripts/plain_loop.py) of the same
+progress bar: a default run) against a plain PyTorch loop (benchmarks/plain_loop.py) of the same
 network (the same module object, pickled with its initial weights), the same training tensors,
 batch size and optimizer, and the same way of batching (a DataLoader, or with data.on_device
 tensors indexed per batch), one torch thread each (steadier figures on a shared machine; the
@@ -7,7 +7,7 @@ overhead is per step, not per thread). Throughput counts training batches only (
 step, hooks and logging included; validation and checkpointing excluded: the plain loop has
 none), over the epochs after the first. Three ways to run them:
   interleaved (default): in the zoo's own process, one plain step after every zoo step
-    (scripts/interleaved.py), each epoch timing both over the same stretch of time: on this
+    (benchmarks/interleaved.py), each epoch timing both over the same stretch of time: on this
     shared machine the speed of the same loop swings by a third within seconds, which whole
     runs one after the other cannot separate from overhead;
   alternating: separate processes, one after the other (who goes first swapped every pair);
@@ -28,8 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ROOT, run_zoo_throughput, steady, write_report
-from bench.overhead_runs import (
+from benchmarks.common import ROOT, run_zoo_throughput, steady, write_report
+from benchmarks.overhead_runs import (
     plain_epochs,
     plain_inputs,
     ratios,

@@ -4,13 +4,13 @@ machine, one torch thread each. Every run evaluates the deterministic (greedy) p
 episodes every ``every`` env steps (the zoo's epoch), including step 0, and stops at the first
 evaluation whose mean return reaches the pair's target, or at its budget.
 
-    python scripts/benchmark.py rl                                  # CartPole-v1, both algos
-    python scripts/benchmark.py rl --env acrobot lunarlander --seeds 0
+    python benchmarks/run.py rl                                  # CartPole-v1, both algos
+    python benchmarks/run.py rl --env acrobot lunarlander --seeds 0
 
 Reported per run: env steps to the target; seconds to it counted from the step-0 evaluation
 (training, evaluations included: the same for both) and from the process launch (start-up
 included); the best evaluation; env steps per second over the run. The table gives medians over
-seeds. Stable-Baselines3 runs in scripts/bench_sb3.py (pip install 'mlzoo[bench]').
+seeds. Stable-Baselines3 runs in benchmarks/sb3_worker.py (pip install 'mlzoo[bench]').
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import ROOT, markdown, write_report
+from benchmarks.common import ROOT, markdown, write_report
 
 NAME, HELP = "rl", "DQN and PPO vs Stable-Baselines3, per env, with rl-zoo's hyperparameters"
-SB3_WORKER = str(ROOT / "scripts" / "bench_sb3.py")
+SB3_WORKER = str(ROOT / "benchmarks" / "sb3_worker.py")
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ env steps per second over whole training iterations (rollout and update, PPO), t
 left out as warm-up. Async pays a pipe round trip per step and wins where a step is costly and
 cores are free (Atari frames), so the default case is experiment=ppo_atari (8 envs of Pong).
 
-    python scripts/benchmark.py envs                                   # Pong, PPO, on the CPU
-    python scripts/benchmark.py envs --device cuda --cases pong lunarlander
+    python benchmarks/run.py envs                                   # Pong, PPO, on the CPU
+    python benchmarks/run.py envs --device cuda --cases pong lunarlander
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.common import run_zoo_throughput, write_report
+from benchmarks.common import run_zoo_throughput, write_report
 
 NAME, HELP = "envs", "env steps/s with sync vs async (worker process) vector envs"
 CASES = {  # name: (overrides, env steps per training iteration)

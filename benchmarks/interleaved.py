@@ -1,7 +1,7 @@
 """The overhead benchmark's interleaved mode: the plain loop's steps taken inside the zoo's run.
 
 After every training step of the zoo, this callback takes one step of the plain, hand-written
-loop (scripts/plain_loop.py: its own copy of the network, optimizer and batches) and times it.
+loop (benchmarks/plain_loop.py: its own copy of the network, optimizer and batches) and times it.
 Each epoch then yields both figures from the same stretch of time, step by step:
 
     plain seconds = the sum of the plain loop's steps (its batch fetching included)
@@ -12,12 +12,14 @@ within seconds) falls on both, not on whichever ran in it. What it cannot see is
 zoo's process has and a separate plain process would not (imports, memory): the alternating
 mode, separate processes, shows that, with more noise. CPU only.
 
-    PYTHONPATH=scripts python train.py model=cnn torch_threads=1 allow_targets=[interleaved] \\
-        +callbacks.plain._target_=interleaved.InterleavedPlainLoop +callbacks.plain.spec=SPEC.json
+    python train.py model=cnn torch_threads=1 allow_targets=[benchmarks] \\
+        +callbacks.plain._target_=benchmarks.interleaved.InterleavedPlainLoop \\
+        +callbacks.plain.spec=SPEC.json
 
 It is the Throughput callback (its clock, its <run>/throughput.json) with, per epoch, the zoo's
 own seconds and the plain loop's steps, samples and seconds (SPEC.json: what
-scripts/benchmark.py's _plain_inputs returns; `benchmark.py overhead` does all of this).
+benchmarks/overhead_runs.py's plain_inputs returns; `python benchmarks/run.py overhead` does
+all of this).
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ import time
 from pathlib import Path
 
 import lightning as L
-from plain_loop import PlainLoop
 
-from mlzoo.callbacks.throughput import Throughput
+from benchmarks.plain_loop import PlainLoop
+from benchmarks.throughput import Throughput
 
 
 class InterleavedPlainLoop(Throughput):

@@ -1,20 +1,19 @@
 """The overhead benchmark's runs: the zoo's network, tensors and optimizer saved for the plain
-loop (scripts/plain_loop.py), the plain loop in a process of its own, both side by side on two
-cores, and the zoo taking a plain-loop step after each of its own (scripts/interleaved.py)."""
+loop (benchmarks/plain_loop.py), the plain loop in a process of its own, both side by side on
+two cores, and the zoo taking a plain-loop step after each of its own (benchmarks/interleaved.py)."""
 
 from __future__ import annotations
 
 import inspect
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.common import ROOT, on_core, run_zoo_throughput
+from benchmarks.common import ROOT, on_core, run_zoo_throughput
 
-PLAIN_LOOP = str(ROOT / "scripts" / "plain_loop.py")  # the baseline; imports only torch
+PLAIN_LOOP = str(ROOT / "benchmarks" / "plain_loop.py")  # the baseline; imports only torch
 
 
 def plain_inputs(overrides: list[str], folder: Path) -> dict:
@@ -97,21 +96,16 @@ def run_side_by_side(overrides: list[str], spec: dict, epochs: int, folder: Path
 def run_interleaved(
     overrides: list[str], spec: dict, epochs: int, folder: Path, allow: tuple[str, ...] = ()
 ) -> dict:
-    """A zoo run that takes one plain-loop step after each of its own (scripts/interleaved.py);
+    """A zoo run that takes one plain-loop step after each of its own (benchmarks/interleaved.py);
     ``allow``: more modules (on PYTHONPATH) whose callbacks the overrides add."""
     spec_file = folder / "plain_spec.json"
     spec_file.write_text(json.dumps(spec))
-    pythonpath = [str(ROOT / "scripts"), os.environ.get("PYTHONPATH", "")]
     return run_zoo_throughput(
-        [
-            *overrides,
-            f"allow_targets=[{','.join(['interleaved', *allow])}]",
-            f"+callbacks.throughput.spec={spec_file}",
-        ],
+        [*overrides, f"+callbacks.throughput.spec={spec_file}"],
         epochs,
         folder,
-        callback="interleaved.InterleavedPlainLoop",
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in pythonpath if p)},
+        callback="benchmarks.interleaved.InterleavedPlainLoop",
+        allow=allow,
     )
 
 
