@@ -394,3 +394,23 @@ def test_manual_updates_skip_lightnings_backward_only_where_no_hook_listens(
     L.Trainer(**trainer_args).fit(model)
     assert calls == [1] * 6 and max(model.grad_max) <= 1e-3 * (1 + 1e-6)  # each entry
     assert max(model.grad_norms) > 1e-3 * (1 + 1e-4)  # (5 entries at 1e-3: norm 2.2e-3)
+
+
+def test_a_run_written_before_the_house_split_still_loads_and_resumes(tmp_path: Path) -> None:
+    """Runs saved while mlzoo.core existed name mlzoo.core.checkpoint.AtomicCheckpointIO in their
+    config.yaml: they load (mlzoo.load) and resume in place as before."""
+    import mlzoo
+
+    common = ["trainer.max_epochs=2", "logger=none"]
+    first = run_training([*common, "+trainer.max_steps=5"], tmp_path / "logs")
+    config = Path(first["run_dir"]) / "config.yaml"
+    text = config.read_text()
+    assert "mlzoo.run.checkpoint.AtomicCheckpointIO" in text
+    config.write_text(text.replace("mlzoo.run.checkpoint.", "mlzoo.core.checkpoint."))
+    model = mlzoo.load(first["last_checkpoint"])
+    assert type(model).__name__ == "MLPModule"
+    again = run_training(
+        ["trainer.max_epochs=2", "logger=none", "ckpt_path=last"], tmp_path / "logs"
+    )
+    assert again["run_dir"] == first["run_dir"] and again["resumed_from"].endswith("last.ckpt")
+    assert again["global_step"] > first["global_step"]

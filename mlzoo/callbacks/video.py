@@ -50,7 +50,7 @@ class EpisodeVideo(Callback):
         )
         summary = Summary(value=[Summary.Value(tag="test/episode", image=image)])
         for lg in loggers:
-            lg.experiment._get_file_writer().add_summary(summary, trainer.global_step)
+            lg.experiment.file_writer.add_summary(summary, trainer.global_step)
             lg.experiment.flush()
 
     @torch.no_grad()

@@ -137,6 +137,36 @@ def read_config_file(path: str | Path, option: str) -> Any:
         raise ZooError(f"{option}: {path} is unreadable ({one_line(err, 200)})") from None
     check_size(tree, f"{option}: {path}")
     try:
-        return OmegaConf.load(path)
+        cfg = OmegaConf.load(path)
     except Exception as err:  # what OmegaConf refuses that PyYAML took (duplicate keys, ...)
         raise ZooError(f"{option}: {path} is unreadable ({one_line(err, 200)})") from None
+    _rename_moved_targets(cfg)
+    return cfg
+
+
+# Modules that moved when mlzoo.core split into mlzoo.base and mlzoo.run: a run written before
+# names the old place (its trainer.plugins), read here as the new one, so it still loads.
+MOVED_MODULES = {
+    **{f"mlzoo.core.{m}": f"mlzoo.base.{m}" for m in ("errors", "module", "supervised")},
+    **{f"mlzoo.core.{m}": f"mlzoo.run.{m}" for m in ("build", "checkpoint", "files", "resume")},
+}
+
+
+def _rename_moved_targets(node: Any) -> None:
+    """In place; an interpolation is left as written (never resolved here: the trust check, which
+    comes next, refuses it in a file)."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    if not isinstance(node, DictConfig | ListConfig):
+        return
+    keys = list(node.keys()) if isinstance(node, DictConfig) else range(len(node))
+    for key in keys:
+        if OmegaConf.is_interpolation(node, key):
+            continue
+        value = node[key]
+        if key == "_target_" and isinstance(value, str):
+            module, _, name = value.rpartition(".")
+            if module in MOVED_MODULES:
+                node[key] = f"{MOVED_MODULES[module]}.{name}"
+        else:
+            _rename_moved_targets(value)

@@ -13,12 +13,15 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from mlzoo.base.errors import ZooError, one_line
 from mlzoo.run.files import check_can_create, run_artifacts
+from mlzoo.run.private import wrap_hydra_composition
 from mlzoo.run.targets import check_interpolations, check_tree
 
 _GUARDED = False
@@ -113,20 +116,19 @@ def install() -> None:
     callbacks, launcher or sweeper; the first composition (the command line's) also refuses a
     run or sweep folder that already holds a run. A refusal prints one ``error:`` line and exits 1.
 
-    (Hydra offers no public hook that runs before it acts on a config: its Callback hooks are
-    themselves built from the config. So the one method every composition passes through,
-    ConfigLoaderImpl.load_configuration, is wrapped; tests/test_trust.py fails if it moves.)"""
+    (Hydra offers no public hook that runs before it acts on a config: mlzoo.run.private wraps
+    the one method every composition passes through.)"""
     global _GUARDED
     _FIRST[0] = True
     if _GUARDED:
         return
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra.errors import ConfigCompositionException, OverrideParseException
     from hydra.types import RunMode
 
-    compose = ConfigLoaderImpl.load_configuration
+    def guarded(compose: Callable[..., Any]) -> Callable[..., Any]:
+        return lambda self, *a, **kw: checked(compose, self, *a, **kw)
 
-    def checked(self, config_name, overrides, run_mode, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def checked(compose, self, config_name, overrides, run_mode, *args, **kwargs):  # type: ignore
         try:
             cfg = compose(self, config_name, overrides, run_mode, *args, **kwargs)
         except OverrideParseException as err:  # Hydra's message: three lines and a link
@@ -162,5 +164,5 @@ def install() -> None:
             sys.exit(1)
         return cfg
 
-    ConfigLoaderImpl.load_configuration = checked
+    wrap_hydra_composition(guarded)
     _GUARDED = True

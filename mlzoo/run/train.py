@@ -197,7 +197,7 @@ def _log_hparams(loggers: list[Any], cfg: DictConfig) -> None:
 
     for lg in loggers:
         if isinstance(lg, TensorBoardLogger):
-            writer = lg.experiment._get_file_writer()
+            writer = lg.experiment.file_writer  # SummaryWriter's own FileWriter, open until close()
             _experiment, session_start, session_end = hparams(_flat_hparams(cfg), {})
             writer.add_summary(session_start)
             writer.add_summary(session_end)
