@@ -64,5 +64,5 @@ def describe(err: OSError) -> str | None:
 
 def fault(err: OSError, path: str | Path, doing: str) -> ZooError:
     """A ZooError for ``err`` while ``doing`` (e.g. 'write the checkpoint') at ``path``."""
-    cause = describe(err) or " ".join(str(err).split())
+    cause = describe(err) or one_line(err, None)
     return ZooError(f"cannot {doing} {path}: {cause}")

@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from mlzoo.base.errors import ZooError, listed
+from mlzoo.base.errors import ZooError, listed, one_line
 from mlzoo.data.base import (
     Loaded,
     Split,
@@ -72,8 +72,7 @@ def read_table(path: str | Path, option: str = "data.path"):
     try:
         frame = reader(path)
     except Exception as err:  # pandas / pyarrow: many error types, one message
-        first = " ".join(str(err).split())[:200]
-        raise ZooError(f"{option}: cannot read {path} ({first})") from None
+        raise ZooError(f"{option}: cannot read {path} ({one_line(err, 200)})") from None
     if frame.empty:
         raise ZooError(f"{option}: {path} has no rows")
     return frame

@@ -55,7 +55,7 @@ def _cannot_write(folder: Path) -> str | None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as err:
-        return describe(err) or " ".join(str(err.strerror or err).split())
+        return describe(err) or one_line(err.strerror or err, None)
     return None
 
 

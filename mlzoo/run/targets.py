@@ -45,7 +45,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from mlzoo.base.errors import ZooError
+from mlzoo.base.errors import ZooError, one_line
 
 # Packages whose modules may be imported to resolve a target (importing is running code).
 PACKAGES = ("mlzoo", "torch", "torchvision", "torchmetrics", "lightning", "gymnasium", "optuna")
@@ -171,7 +171,7 @@ def resolve_target(target: str) -> Any:
     try:
         return _locate(target)
     except Exception as err:
-        raise ZooError(f"{target}: cannot be found ({' '.join(str(err).split())[:120]})") from None
+        raise ZooError(f"{target}: cannot be found ({one_line(err, 120)})") from None
 
 
 def is_allowed(target: Any, extra: Iterable[str] = ()) -> bool:
