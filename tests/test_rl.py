@@ -14,8 +14,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 from mlzoo.base.errors import ZooError
-from mlzoo.models.dqn import DQNModule, QNetwork
-from mlzoo.rl.buffer import ReplayBuffer
+from mlzoo.models.dqn import DQNModule, QNetwork, ReplayBuffer
 from mlzoo.rl.envs import EnvDataModule
 from mlzoo.run.train import CONFIG_DIR
 
@@ -194,10 +193,14 @@ def test_dueling_head_combines_value_and_mean_centred_advantage() -> None:
 
 
 def test_checkpoint_carries_replay_buffer_and_env_steps(run) -> None:
+    """trainer=debug stops at trainer.max_steps=6: six iterations that updated the agent (the
+    trainer's step, RLModule.count_iteration), each 128 updates after 1,024 env steps of play."""
     summary = run(["model=dqn", "trainer=debug"])
     ckpt = torch.load(summary["last_checkpoint"], weights_only=True)
     state = ckpt["rl_state"]
     assert state["env_steps"] >= 1024 and len(state["buffer"]["rewards"]) == state["env_steps"]
+    assert ckpt["global_step"] == summary["global_step"] == 6
+    assert state["updates"] == 6 * 128 and state["env_steps"] == (4 + 5) * 256
     model = DQNModule(torch.optim.Adam, **ckpt["hyper_parameters"])
     model.on_load_checkpoint(ckpt)
     assert model.env_steps == state["env_steps"] and len(model.buffer) == state["env_steps"]

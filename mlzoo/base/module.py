@@ -12,21 +12,25 @@ Every concept writes its own update in ``training_step``, as CleanRL writes it::
     opt.step()
     self.step_lr_schedule()      # scheduler=..., per step or per epoch
 
-(Lightning's manual optimization: ``automatic_optimization = False``.)
+(Lightning's manual optimization: ``automatic_optimization = False``.) The RL agents, which take
+thousands of small updates per rollout, step the torch optimizer itself instead (mlzoo/rl/agent.py).
+
+Gradient clipping has one setting per concept. A concept that clips with a setting of its own
+names it in ``own_clip_setting`` (DQN and PPO: ``model.max_grad_norm``) and a run that also sets
+``trainer.gradient_clip_val`` is refused; for every other concept ``trainer.gradient_clip_val``
+(with ``trainer.gradient_clip_algorithm``) is the only source, applied by ``clip_manual``.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import lightning as L
 import torch
 
 from mlzoo.base.loader import checkpoint_loader
 
-_PLAIN_PRECISIONS = ("32-true", "32", "64-true", "bf16-mixed", "bf16-true")
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
@@ -62,32 +66,27 @@ class ZooModule(L.LightningModule):
         # what a reader came to see), so Lightning's automatic loop, which would hide it, is off
         self.automatic_optimization = False
 
-    # Trainer(gradient_clip_val=...) clips only under automatic optimization. For a concept that
-    # steps its own optimizers, train.py hands the configured value over here, and the concept
-    # clips through clip_manual() before each optimizer step.
+    # The config key of a concept's own clipping setting, for a concept that clips with one
+    # (e.g. "model.max_grad_norm"); None: trainer.gradient_clip_val clips it (mlzoo.run.build
+    # refuses that setting for a concept that names its own).
+    own_clip_setting: ClassVar[str | None] = None
+    # trainer.gradient_clip_val / _algorithm, handed over by mlzoo.run.build: Lightning's Trainer
+    # clips only under automatic optimization, so a concept clips through clip_manual()
     manual_clip_val: float | None = None
     manual_clip_algorithm: str = "norm"
 
     def clip_manual(self, optimizer: Any, default: float | None = None) -> None:
-        """Clip the gradients of ``optimizer``'s parameters: to trainer.gradient_clip_val when the
-        config sets it, else to the concept's own ``default`` (None or 0: no clipping)."""
-        value = self._clip_value(default)
-        if not value:
-            return
-        if isinstance(optimizer, StepCounter):  # plain precision, one process: what Lightning's
-            # precision plugin would call, without its checks on every one of the agents' updates
-            params = [p for group in optimizer.param_groups for p in group["params"]]
-            if self.manual_clip_algorithm == "value":
-                torch.nn.utils.clip_grad_value_(params, value)
-            else:
-                torch.nn.utils.clip_grad_norm_(params, value)
-            return
-        self.clip_gradients(
-            optimizer, gradient_clip_val=value, gradient_clip_algorithm=self.manual_clip_algorithm
-        )
-
-    def _clip_value(self, default: float | None) -> float | None:
-        return self.manual_clip_val if self.manual_clip_val is not None else default
+        """Clip the gradients of ``optimizer``'s parameters to trainer.gradient_clip_val, when the
+        config sets it. ``default``: the value of the concept's own setting, for a concept that
+        names one in ``own_clip_setting`` (then the trainer's is refused, so one source applies);
+        None or 0: no clipping."""
+        value = self.manual_clip_val if self.manual_clip_val is not None else default
+        if value:
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=value,
+                gradient_clip_algorithm=self.manual_clip_algorithm,
+            )
 
     def step_lr_schedule(self) -> None:
         """After an optimizer step: advance the LR schedule (``scheduler=...``), per step or at an
@@ -102,55 +101,6 @@ class ZooModule(L.LightningModule):
         if schedulers is None:
             return []
         return schedulers if isinstance(schedulers, list) else [schedulers]
-
-    def plain_optimizer(self, index: int = 0) -> Any:
-        """The optimizer of a concept that updates many times per training_step (DQN: 128
-        updates per 256 env steps; PPO: 20 epochs of minibatches per rollout), to be stepped as
-        CleanRL writes it: ``opt.zero_grad(); self.manual_backward(loss); self.clip_manual(opt);
-        opt.step()``.
-
-        Lightning's own optimizer (``self.optimizers()``) runs every callback's optimizer hooks
-        around each step: a DQN run is about a third slower with it (BENCHMARKS.md, "Figures
-        moved from code comments"). In one process at a plain precision nothing needs those
-        hooks, so this returns a ``StepCounter`` over the torch optimizer: zero_grad and step go
-        straight to torch, and each step advances the trainer's global step as Lightning's step
-        would. Under DDP or fp16 loss scaling it returns Lightning's optimizer, which those need."""
-        optimizers = self.optimizers()
-        lightning_opt = optimizers[index] if isinstance(optimizers, list) else optimizers
-        trainer = self.trainer
-        if not _plain_run(trainer):
-            return lightning_opt
-        progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
-        return StepCounter(lightning_opt.optimizer, progress)
-
-    def manual_backward(self, loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
-        """Lightning's manual_backward: backward with loss scaling (fp16) and DDP's gradient sync,
-        between the on_before_backward / on_after_backward hooks of every callback. Where none of
-        that applies (plain precision, one process, no callback or hook that overrides them),
-        it is ``loss.backward()``, called directly: Lightning's dispatch of those hooks cost
-        the agents, which take thousands of small updates, ~0.1 ms per update (BENCHMARKS.md)."""
-        if self._backward_is_plain():
-            loss.backward(*args, **kwargs)
-        else:
-            super().manual_backward(loss, *args, **kwargs)
-
-    def _backward_is_plain(self) -> bool:
-        trainer = self._trainer
-        if trainer is None:
-            return False
-        cached = getattr(self, "_plain_backward", None)  # (weak reference to the trainer, answer)
-        if cached is not None and cached[0]() is trainer:
-            return cached[1]
-        from lightning.pytorch.utilities.model_helpers import is_overridden
-
-        hooks = ("on_before_backward", "on_after_backward")
-        plain = (
-            _plain_run(trainer)
-            and not any(is_overridden(h, self, L.LightningModule) for h in (*hooks, "backward"))
-            and not any(is_overridden(h, cb, L.Callback) for cb in trainer.callbacks for h in hooks)
-        )
-        self._plain_backward = (weakref.ref(trainer), plain)  # asked once per trainer
-        return plain
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, **kwargs: Any):
@@ -239,29 +189,3 @@ class ZooModule(L.LightningModule):
         if optimizers:
             lr = float(optimizers[0].param_groups[0]["lr"])
             self.log("train/lr", lr, on_step=False, on_epoch=True)
-
-
-def _plain_run(trainer: Any) -> bool:
-    """One process at a plain precision: no DDP sync and no fp16 loss scaling for Lightning's
-    optimizer and backward wrappers to do (ZooModule.plain_optimizer, manual_backward)."""
-    return trainer.world_size == 1 and str(trainer.precision) in _PLAIN_PRECISIONS
-
-
-class StepCounter:
-    """A torch optimizer whose every ``step`` also counts as one of the trainer's optimizer steps
-    (``trainer.global_step``), for ZooModule.plain_optimizer."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, progress: Any) -> None:
-        self.optimizer, self._progress = optimizer, progress
-
-    @property
-    def param_groups(self) -> list[dict[str, Any]]:
-        return self.optimizer.param_groups
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.optimizer.zero_grad(set_to_none=set_to_none)
-
-    def step(self) -> None:
-        self.optimizer.step()
-        self._progress.increment_ready()  # what LightningOptimizer.step counts: global_step
-        self._progress.increment_completed()

@@ -25,10 +25,12 @@ run's environment steps. Truncated episodes (time limits) still bootstrap: only 
 zeroes the future.
 
 In Lightning: one training_step = ``train_frequency`` environment steps, then ``gradient_steps``
-updates (manual optimization: zero_grad, backward, clip, step, written out below), so the loop's
-overhead is paid once per many steps. What every agent shares (the environments, the greedy
-evaluation logged as ``val/return``, which picks the best checkpoint, and the checkpoint state)
-is in mlzoo/rl/agent.py; TensorBoard's x-axis is environment steps.
+updates, written out below as CleanRL writes them: the torch optimizer itself, stepped thousands
+of times a run (mlzoo/rl/agent.py says why), clipped by ``max_grad_norm`` (the concept's one
+clipping setting: ``trainer.gradient_clip_val`` is refused), counted in ``updates``. What every
+agent shares, the environments (``step_envs``), the greedy evaluation logged as ``val/return``
+(which picks the best checkpoint) and the checkpoint state, is in mlzoo/rl/agent.py;
+TensorBoard's x-axis is environment steps.
 """
 
 from __future__ import annotations
@@ -37,18 +39,15 @@ import copy
 import time
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mlzoo.base.module import OptimizerFactory, SchedulerFactory
+from mlzoo.base.module import Exported, OptimizerFactory, SchedulerFactory
 from mlzoo.base.tensorboard import log_scalars
 from mlzoo.nets.mlp import MLP
 from mlzoo.nets.nature_cnn import NatureCNN
 from mlzoo.rl.agent import RLModule
-from mlzoo.rl.buffer import ReplayBuffer
-from mlzoo.rl.episodes import log_finished_episodes
 
 
 class QNetwork(nn.Module):
@@ -89,8 +88,74 @@ class QNetwork(nn.Module):
         return self.value(h) + a - a.mean(dim=1, keepdim=True)  # Q = V + A - mean_a A
 
 
+class ReplayBuffer:
+    """Experience replay (Lin 1992; Mnih et al. 2015): a ring of the last ``capacity``
+    transitions (s, a, r, s', terminated), sampled uniformly, so that an update sees a mix of old
+    and new experience instead of the last few, strongly correlated steps. Tensors all the way:
+    it saves into a weights-only checkpoint and a resumed agent continues with the experience it
+    had."""
+
+    def __init__(
+        self, capacity: int, obs_shape: Sequence[int], obs_dtype: torch.dtype = torch.float32
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"buffer capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        # uint8 for Atari frames: 4 x 84 x 84 bytes per observation instead of 4x that
+        self.obs = torch.zeros(capacity, *obs_shape, dtype=obs_dtype)
+        self.next_obs = torch.zeros(capacity, *obs_shape, dtype=obs_dtype)
+        self.actions = torch.zeros(capacity, dtype=torch.long)
+        self.rewards = torch.zeros(capacity)
+        self.terminated = torch.zeros(capacity)  # 1: no bootstrapping (truncation still bootstraps)
+        self.pos, self.full = 0, False
+
+    def __len__(self) -> int:
+        return self.capacity if self.full else self.pos
+
+    def add(
+        self, obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor, terminated: Tensor
+    ) -> None:
+        """Store a batch of transitions (one per environment), over the oldest once full."""
+        for i in range(len(obs)):
+            self.obs[self.pos] = obs[i]
+            self.actions[self.pos] = action[i]
+            self.rewards[self.pos] = reward[i]
+            self.next_obs[self.pos] = next_obs[i]
+            self.terminated[self.pos] = terminated[i]
+            self.pos = (self.pos + 1) % self.capacity
+            self.full = self.full or self.pos == 0
+
+    def sample(self, batch_size: int, device: torch.device | str = "cpu") -> tuple[Tensor, ...]:
+        """``batch_size`` stored transitions drawn uniformly (with replacement)."""
+        idx = torch.randint(0, len(self), (batch_size,))
+        parts = (self.obs, self.actions, self.rewards, self.next_obs, self.terminated)
+        return tuple(p[idx].to(device) for p in parts)
+
+    def state_dict(self) -> dict:
+        n = len(self)  # only the filled part: a checkpoint early in training stays small
+        return {
+            "obs": self.obs[:n].clone(),
+            "next_obs": self.next_obs[:n].clone(),
+            "actions": self.actions[:n].clone(),
+            "rewards": self.rewards[:n].clone(),
+            "terminated": self.terminated[:n].clone(),
+            "pos": self.pos,
+            "full": self.full,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        n = len(state["rewards"])
+        if n > self.capacity:
+            raise ValueError(f"replay buffer in checkpoint holds {n} > capacity {self.capacity}")
+        for key in ("obs", "next_obs", "actions", "rewards", "terminated"):
+            getattr(self, key)[:n] = state[key]
+        self.pos, self.full = int(state["pos"]), bool(state["full"])
+
+
 class DQNModule(RLModule):
     """DQN for discrete actions on vector observations or image stacks."""
+
+    own_clip_setting = "model.max_grad_norm"
 
     def __init__(
         self,
@@ -131,22 +196,21 @@ class DQNModule(RLModule):
         self.obs_dtype = torch.uint8 if images else torch.float32
         self.buffer = ReplayBuffer(buffer_size, observation_shape, obs_dtype=self.obs_dtype)
         self.updates, self._synced = 0, 0  # saved in checkpoints (extra_state)
-        self.total_env_steps = total_env_steps  # set for the run in on_fit_start
+        self.epsilon_budget = 0  # env steps the epsilon schedule spans: set in on_fit_start
 
     def on_fit_start(self) -> None:
-        # the budget the epsilon schedule spans: as configured, else the whole run's env steps
-        budget = self.hparams.total_env_steps
-        self.total_env_steps = budget or self.total_iterations * self._steps_per_iteration()
+        # model.total_env_steps as configured, else the whole run's env steps
+        run = self.total_iterations * self._steps_per_iteration()
+        self.epsilon_budget = self.hparams.total_env_steps or run
 
     def _steps_per_iteration(self) -> int:
         n = self.envs.num_envs
         return max(1, self.hparams.train_frequency // n) * n
 
     def epsilon(self) -> float:
-        """Linear decay from 1 to epsilon_final over exploration_fraction * total_env_steps."""
+        """Linear decay from 1 to epsilon_final over exploration_fraction * epsilon_budget."""
         hp = self.hparams
-        total = self.total_env_steps or 1
-        frac = min(1.0, self.env_steps / max(1.0, hp.exploration_fraction * total))
+        frac = min(1.0, self.env_steps / max(1.0, hp.exploration_fraction * self.epsilon_budget))
         return 1.0 + frac * (hp.epsilon_final - 1.0)
 
     @torch.no_grad()
@@ -159,28 +223,22 @@ class DQNModule(RLModule):
         explore = torch.rand(greedy.shape) < epsilon
         return torch.where(explore, random, greedy)
 
-    def _collect(self) -> float:
-        """train_frequency steps (in all, over the envs) into the replay buffer; returns the env
-        steps per second it took."""
+    def collect(self) -> float:
+        """train_frequency env steps (in all, over the envs), epsilon-greedy, into the replay
+        buffer; returns the env steps per second it took."""
         n = self.envs.num_envs
         start = time.perf_counter()
         for _ in range(self._steps_per_iteration() // n):
             obs = torch.as_tensor(self.obs, dtype=self.obs_dtype)
             action = self.act(obs, self.epsilon())
-            next_obs, reward, terminated, truncated, info = self.envs.step(action.numpy())
-            real_next = next_obs.copy()  # SAME_STEP autoreset: the true s' of finished episodes
-            for i in np.flatnonzero(terminated | truncated):
-                real_next[i] = info["final_obs"][i]
+            step = self.step_envs(action)
             self.buffer.add(
                 obs,
                 action,
-                torch.as_tensor(reward, dtype=torch.float32),
-                torch.as_tensor(real_next, dtype=self.obs_dtype),
-                torch.as_tensor(terminated, dtype=torch.float32),
+                torch.as_tensor(step.reward, dtype=torch.float32),
+                torch.as_tensor(step.final_obs, dtype=self.obs_dtype),  # s', also where one ended
+                torch.as_tensor(step.terminated, dtype=torch.float32),
             )
-            self.obs = next_obs
-            self.env_steps += n
-            log_finished_episodes(self, info, self.env_steps)
         return self._steps_per_iteration() / (time.perf_counter() - start)
 
     def td_loss(self, obs, action, reward, next_obs, terminated) -> Tensor:
@@ -205,7 +263,7 @@ class DQNModule(RLModule):
             self._synced += syncs
 
     def training_step(self, batch: int, batch_idx: int) -> dict[str, Tensor] | None:
-        sps = self._collect()
+        sps = self.collect()
         hp = self.hparams
         # the iteration's scalars every trainer.log_every_n_steps iterations, as self.log does
         log_now = batch_idx % max(1, self.trainer.log_every_n_steps) == 0
@@ -216,16 +274,18 @@ class DQNModule(RLModule):
         if self.env_steps < hp.learning_starts:
             return None
         self.update_target()
-        opt = self.plain_optimizer()
+        opt = self.optimizers(use_pl_optimizer=False)  # the torch optimizer itself
         losses = []
         for _ in range(hp.gradient_steps):
             loss = self.td_loss(*self.buffer.sample(hp.batch_size, self.device))
             opt.zero_grad()
-            self.manual_backward(loss)
-            self.clip_manual(opt, hp.max_grad_norm)  # ||grad|| <= max_grad_norm
+            loss.backward()
+            if hp.max_grad_norm:  # ||grad|| <= max_grad_norm
+                nn.utils.clip_grad_norm_(self.q.parameters(), hp.max_grad_norm)
             opt.step()
             self.updates += 1
             losses.append(loss.detach())
+        self.count_iteration()
         loss = torch.stack(losses).mean()
         if log_now:
             log_scalars(self, {"train/loss": float(loss)}, self.env_steps)
@@ -237,3 +297,25 @@ class DQNModule(RLModule):
     def load_extra_state(self, state: dict) -> None:
         self.updates, self._synced = int(state["updates"]), int(state.get("synced", 0))
         self.buffer.load_state_dict(state["buffer"])
+
+    def exported_networks(self) -> dict[str, Exported]:
+        """``policy``: observations (uint8 frames for Atari, as the agent sees them) -> (greedy
+        action, Q-values)."""
+        gen = torch.Generator().manual_seed(0)
+        obs = torch.rand(2, *[int(d) for d in self.hparams.observation_shape], generator=gen)
+        if self.obs_dtype == torch.uint8:
+            obs = (obs * 255).to(torch.uint8)
+        return {"policy": Exported(GreedyPolicy(self.q), (obs,), ["obs"], ["action", "q"])}
+
+
+class GreedyPolicy(nn.Module):
+    """The exported agent, obs -> (argmax_a Q(s, a), Q(s, .)): the Q-network without the
+    LightningModule around it (which does not trace)."""
+
+    def __init__(self, q: nn.Module) -> None:
+        super().__init__()
+        self.q = q
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        q = self.q(obs)
+        return q.argmax(dim=1), q

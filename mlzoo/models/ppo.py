@@ -24,10 +24,13 @@ terminated), its last reward is bootstrapped with gamma * V(final observation). 
 control, observations can be standardised and rewards scaled by running statistics
 (``normalize_obs``, ``normalize_reward``: mlzoo/rl/normalize.py), which travel in the checkpoint.
 
-In Lightning: one training_step = one rollout + its whole update (manual optimization: zero_grad,
-backward, clip, step, written out below); the x-axis in TensorBoard is environment steps. What
-every agent shares (the environments, the deterministic evaluation ``val/return`` after every
-epoch, which picks the best checkpoint, and the checkpoint state) is in mlzoo/rl/agent.py.
+In Lightning: one training_step = one rollout + its whole update, written out below as CleanRL
+writes it: the torch optimizer itself, stepped ``update_epochs x num_minibatches`` times per
+rollout (mlzoo/rl/agent.py says why), clipped by ``max_grad_norm`` (the concept's one clipping
+setting: ``trainer.gradient_clip_val`` is refused). The x-axis in TensorBoard is environment
+steps. What every agent shares, the environments (``step_envs``), the deterministic evaluation
+``val/return`` after every epoch (which picks the best checkpoint) and the checkpoint state, is
+in mlzoo/rl/agent.py.
 """
 
 from __future__ import annotations
@@ -42,11 +45,10 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Normal
 
-from mlzoo.base.module import OptimizerFactory, SchedulerFactory
+from mlzoo.base.module import Exported, OptimizerFactory, SchedulerFactory
 from mlzoo.base.tensorboard import log_scalars
 from mlzoo.nets.nature_cnn import NatureCNN
 from mlzoo.rl.agent import RLModule
-from mlzoo.rl.episodes import log_finished_episodes
 from mlzoo.rl.normalize import RewardScaler, RunningMeanStd
 
 
@@ -125,6 +127,8 @@ def mlp(i: int, hidden: Sequence[int], o: int, out_std: float) -> nn.Sequential:
 
 class PPOModule(RLModule):
     """PPO with a categorical (discrete) or diagonal Gaussian (continuous) policy."""
+
+    own_clip_setting = "model.max_grad_norm"
 
     def __init__(
         self,
@@ -209,8 +213,8 @@ class PPOModule(RLModule):
 
     def _distribution(self, logits_or_mean: Tensor):
         # No argument checks: the parameters are the network's own outputs (a NaN still stops the
-        # run, through FiniteGuard on the losses), and the checks ran on every call, rollout
-        # steps included (BENCHMARKS.md, 2026-12-05).
+        # run, through FiniteGuard on the losses), and the checks would run on every rollout step
+        # and minibatch.
         if self.discrete:
             return Categorical(logits=logits_or_mean, validate_args=False)
         scale = self.log_std.exp().expand_as(logits_or_mean)
@@ -246,13 +250,14 @@ class PPOModule(RLModule):
             obs = self.observe(self.obs, update=True)
             dist, value = self(obs)
             action = dist.sample()
-            next_obs, reward, terminated, truncated, info = self.envs.step(self.env_action(action))
-            reward = torch.as_tensor(reward, dtype=torch.float32, device=self.device)
-            done = torch.as_tensor(terminated | truncated, dtype=torch.float32, device=self.device)
+            step = self.step_envs(action)
+            reward = torch.as_tensor(step.reward, dtype=torch.float32, device=self.device)
+            ended = step.terminated | step.truncated
+            done = torch.as_tensor(ended, dtype=torch.float32, device=self.device)
             if self.reward_scaler is not None:  # r / std(discounted return)
                 reward = self.reward_scaler(reward, done)
-            for i in np.flatnonzero(truncated & ~terminated):  # time limit: bootstrap V(s_final)
-                final = self.observe(info["final_obs"][i][None])
+            for i in np.flatnonzero(step.truncated & ~step.terminated):  # time limit: bootstrap
+                final = self.observe(step.final_obs[i][None])  # gamma * V(s_final)
                 reward[i] += hp.gamma * self.value(final).squeeze()
             obs_buf.append(obs)
             act_buf.append(action)
@@ -260,9 +265,6 @@ class PPOModule(RLModule):
             val_buf.append(value)
             rew_buf.append(reward)
             done_buf.append(done)
-            self.obs = next_obs
-            self.env_steps += n
-            log_finished_episodes(self, info, self.env_steps)
         sps = hp.num_steps * n / (time.perf_counter() - start)
         next_value = self.value(self.observe(self.obs))
         rewards, dones, values = torch.stack(rew_buf), torch.stack(done_buf), torch.stack(val_buf)
@@ -287,7 +289,7 @@ class PPOModule(RLModule):
         hp = self.hparams
         data = self._rollout()
         explained = explained_variance(data["values"], data["returns"])  # before the update
-        opt = self.plain_optimizer()
+        opt = self.optimizers(use_pl_optimizer=False)  # the torch optimizer itself
         if hp.anneal_lr:
             self.anneal_learning_rate(opt)
         size = len(data["advantages"])
@@ -304,11 +306,13 @@ class PPOModule(RLModule):
                     data["values"][idx] if hp.clip_vloss else None,
                 )  # fmt: skip
                 opt.zero_grad()
-                self.manual_backward(loss)
-                self.clip_manual(opt, hp.max_grad_norm)  # ||grad|| <= max_grad_norm
+                loss.backward()
+                if hp.max_grad_norm:  # ||grad|| <= max_grad_norm
+                    nn.utils.clip_grad_norm_(self.parameters(), hp.max_grad_norm)
                 opt.step()
                 stats.append(torch.stack([loss, pg_loss, v_loss, entropy.mean(), clipped]).detach())
         self.iterations += 1
+        self.count_iteration()
         total, pg, vl, ent, clipfrac = torch.stack(stats).mean(0).tolist()
         log_scalars(
             self,
@@ -331,3 +335,33 @@ class PPOModule(RLModule):
         self.iterations = int(state["iterations"])
         if "discounted_returns" in state and self.reward_scaler is not None:
             self.reward_scaler.returns = state["discounted_returns"]
+
+    def exported_networks(self) -> dict[str, Exported]:
+        """``policy``: raw observations -> (the policy's mode, clipped to the action box for
+        continuous actions; the actor's logits or Gaussian mean)."""
+        gen = torch.Generator().manual_seed(0)
+        obs = torch.rand(2, *[int(d) for d in self.hparams.observation_shape], generator=gen)
+        return {"policy": Exported(ModePolicy(self), (obs,), ["obs"], ["action", "logits_or_mean"])}
+
+
+class ModePolicy(nn.Module):
+    """The exported agent, obs -> (the policy's mode, logits or mean): the actor with the frozen
+    observation statistics of training, without the LightningModule around it (which does not
+    trace)."""
+
+    def __init__(self, agent: PPOModule) -> None:
+        super().__init__()
+        self.encoder, self.actor, self.obs_rms = agent.encoder, agent.actor, agent.obs_rms
+        self.discrete, self.clip_obs = agent.discrete, float(agent.hparams.clip_obs)
+        if not self.discrete:
+            self.register_buffer("low", agent.low.clone())
+            self.register_buffer("high", agent.high.clone())
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        x = obs.float()
+        if self.obs_rms is not None:
+            x = self.obs_rms.normalize(x, self.clip_obs)
+        out = self.actor(self.encoder(x))
+        if self.discrete:
+            return out.argmax(dim=-1), out
+        return torch.max(torch.min(out, self.high), self.low), out

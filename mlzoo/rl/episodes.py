@@ -1,4 +1,4 @@
-"""Episode plumbing every agent shares: greedy evaluation episodes and logging finished ones."""
+"""Greedy evaluation episodes, for every agent (RLModule.evaluate) and for scripts."""
 
 from __future__ import annotations
 
@@ -6,11 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 from torch import Tensor
-
-from mlzoo.base.tensorboard import log_scalars
 
 
 def run_episodes(
@@ -28,19 +25,3 @@ def run_episodes(
             done = terminated or truncated
         returns.append(total)
     return returns
-
-
-def log_finished_episodes(module: Any, info: dict, env_steps: int) -> None:
-    """rollout/episode_return and rollout/episode_length of episodes that ended this step
-    (gymnasium's vector RecordEpisodeStatistics), at the current environment step."""
-    if "episode" not in info:
-        return
-    for i in np.flatnonzero(info["_episode"]):
-        log_scalars(
-            module,
-            {
-                "rollout/episode_return": float(info["episode"]["r"][i]),
-                "rollout/episode_length": float(info["episode"]["l"][i]),
-            },
-            env_steps,
-        )

@@ -235,8 +235,14 @@ def build_run(cfg: DictConfig) -> tuple:
     start_loggers(cfg.get("logger"), loggers)
     overrides: dict[str, Any] = {}  # Trainer arguments the config's values turn into
     if cfg.trainer.get("gradient_clip_val"):
-        # Lightning clips only under automatic optimization (and refuses the setting otherwise):
-        # a zoo concept steps its own optimizer and clips in ZooModule.clip_manual
+        # one clipping setting per concept: a concept with its own (ZooModule.own_clip_setting)
+        # takes no other; for the rest Lightning would clip only under automatic optimization
+        # (and refuses the setting otherwise), so the concept clips in ZooModule.clip_manual
+        if model.own_clip_setting:
+            raise ZooError(
+                f"trainer.gradient_clip_val: {type(model).__name__} clips its gradients with "
+                f"{model.own_clip_setting}; set that instead (null: no clipping)"
+            )
         model.manual_clip_val = float(cfg.trainer.gradient_clip_val)
         model.manual_clip_algorithm = cfg.trainer.get("gradient_clip_algorithm") or "norm"
         overrides.update(gradient_clip_val=None, gradient_clip_algorithm=None)
