@@ -8,7 +8,7 @@ ARGS   ?=
 # pytest-xdist workers (one torch thread each; see tests/conftest.py). WORKERS=0: one process.
 WORKERS ?= 2
 
-.PHONY: setup train test quick heavy lint clean-logs
+.PHONY: setup train test quick heavy bench lint clean-logs
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "mlzoo needs Python 3.10 or newer")'
@@ -35,6 +35,11 @@ heavy: $(STAMP)
 # The inner loop: everything but the slow tests.
 quick: $(STAMP) lint
 	$(BIN)/python -m pytest -n $(WORKERS) --dist worksteal -m "not slow and not heavy" $(ARGS)
+
+# A benchmark (benchmarks/README.md), e.g. make bench ARGS="rl --seeds 0": its table goes to
+# BENCHMARKS.md, its record to benchmarks/results/<benchmark>.jsonl.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

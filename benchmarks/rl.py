@@ -245,5 +245,6 @@ def main(args: argparse.Namespace) -> int:
         "evaluation, evaluations included. Differences: on CartPole SB3 anneals PPO's clip "
         "range with the learning rate (rl-zoo's lin_0.2); the zoo keeps clip 0.2.",
         columns=COLUMNS,
+        extra={"per_seed": rows},
     )
     return 0

@@ -47,6 +47,20 @@ def test_the_benchmarks_help_lists_every_benchmark_without_importing_torch() -> 
     assert "torch" not in imported and "mlzoo" not in imported
 
 
+def test_every_recorded_result_says_what_ran_where_and_when() -> None:
+    """benchmarks/results/: one JSON record a line, each with its benchmark, date, machine,
+    command and rows (those converted from BENCHMARKS.md's tables say so)."""
+    folder = ROOT / "benchmarks" / "results"
+    files = sorted(folder.glob("*.jsonl"))
+    assert {f.stem for f in files} >= {"overhead", "quality", "gpu", "rl", "dpo", "envs"}
+    for file in files:
+        for record in records(folder, file.stem):
+            assert record["benchmark"] == file.stem and record["rows"], (file, record["title"])
+            assert record["date"][:2] == "20" and record["command"].startswith("python ")
+            assert {"cpu", "cores", "gpu", "python", "torch"} <= set(record["machine"])
+            assert record.get("imported_from", "BENCHMARKS.md") == "BENCHMARKS.md"
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a CPU-only machine gets")
 def test_gpu_benchmark_without_cuda_says_how_to_run_it_on_the_cpu(tmp_path: Path) -> None:
     out = benchmark("--report", str(tmp_path / "B.md"), "--results", str(tmp_path), "gpu")
