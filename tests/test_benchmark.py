@@ -47,6 +47,21 @@ def test_the_benchmarks_help_lists_every_benchmark_without_importing_torch() -> 
     assert "torch" not in imported and "mlzoo" not in imported
 
 
+def test_the_package_never_imports_the_benchmarks() -> None:
+    """benchmarks/ imports mlzoo; mlzoo (and the user's scripts/) never import benchmarks/."""
+    import ast
+
+    for path in [*(ROOT / "mlzoo").rglob("*.py"), *(ROOT / "scripts").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            assert not any(n.split(".")[0] == "benchmarks" for n in names), path
+
+
 def test_every_recorded_result_says_what_ran_where_and_when() -> None:
     """benchmarks/results/: one JSON record a line, each with its benchmark, date, machine,
     command and rows (those converted from BENCHMARKS.md's tables say so)."""
