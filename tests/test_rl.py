@@ -479,3 +479,53 @@ def test_the_tested_agents_episode_goes_to_tensorboard_as_a_video(run) -> None:
     assert "test/episode" in events.Tags()["images"]  # TensorBoard keeps videos as GIF images
     gif = events.Images("test/episode")[-1].encoded_image_string
     assert gif[:3] == b"GIF"
+
+
+def test_agents_clip_with_max_grad_norm_alone(run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """model.max_grad_norm clips every update of an agent; trainer.gradient_clip_val, a second
+    setting for the same thing, is refused in one line that names the agent's own."""
+    clips: list[float] = []
+    real = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(
+        torch.nn.utils, "clip_grad_norm_", lambda p, n, *a, **k: clips.append(n) or real(p, n)
+    )
+    summary = run(["model=dqn", "trainer=debug", "model.max_grad_norm=0.5"])
+    ckpt = torch.load(summary["last_checkpoint"], weights_only=True)
+    assert clips == [0.5] * ckpt["rl_state"]["updates"] and clips
+    for concept in ("dqn", "ppo"):
+        with pytest.raises(ZooError, match=r"^trainer\.gradient_clip_val: .* model\.max_grad_norm"):
+            run([f"model={concept}", "trainer=debug", "trainer.gradient_clip_val=1.0"])
+
+
+def test_agents_refuse_ddp_and_fp16_in_one_line() -> None:
+    """The agents step the torch optimizer: no DDP gradient sync, no fp16 loss scaling."""
+    from types import SimpleNamespace
+
+    model = DQNModule(torch.optim.Adam, observation_shape=(4,), num_actions=2)
+    for world_size, precision in ((2, "32-true"), (1, "16-mixed")):
+        model._trainer = SimpleNamespace(world_size=world_size, precision=precision)
+        with pytest.raises(ZooError, match=r"^DQNModule trains in one process") as err:
+            model.setup("fit")
+        assert "\n" not in str(err.value)
+
+
+def test_agents_export_their_policy() -> None:
+    """exported_networks: DQN obs -> (argmax action, Q), uint8 frames for Atari; PPO obs ->
+    (mode, logits or mean), the continuous mode clipped to the action box."""
+    from mlzoo.models.ppo import PPOModule
+
+    atari = DQNModule(torch.optim.Adam, observation_shape=(4, 84, 84), num_actions=6)
+    module, (obs,), names, outputs = atari.exported_networks()["policy"]
+    action, q = module(obs)
+    assert obs.dtype == torch.uint8 and names == ["obs"] and outputs == ["action", "q"]
+    assert torch.equal(action, q.argmax(1)) and q.shape == (2, 6)
+    ppo = PPOModule(
+        torch.optim.Adam, observation_shape=(3,), action_dim=1, action_low=[-2.0],
+        action_high=[2.0],
+    )  # fmt: skip
+    with torch.no_grad():
+        ppo.actor[-1].bias.fill_(5.0)  # a mean outside the box
+    module, (obs,), names, outputs = ppo.exported_networks()["policy"]
+    action, mean = module(obs)
+    assert outputs == ["action", "logits_or_mean"] and (mean > 2).all()
+    assert torch.equal(action, torch.full((2, 1), 2.0))
