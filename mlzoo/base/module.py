@@ -178,8 +178,10 @@ class ZooModule(L.LightningModule):
         # optimization Lightning runs the backward inside the forward and switches that off,
         # so the replicas' statistics would drift apart. Ask for the broadcast, as the
         # automatic loop gets it. (No-op outside DDP, or outside a Trainer.)
-        trainer = self._trainer
-        model = trainer.strategy.model if trainer is not None else None
+        try:
+            model = self.trainer.strategy.model
+        except RuntimeError:  # not attached to a Trainer (a unit test calling the hook)
+            return
         if getattr(model, "broadcast_buffers", False):
             model.require_forward_param_sync = True
 

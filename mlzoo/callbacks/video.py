@@ -3,9 +3,10 @@
 After testing (the best checkpoint), one episode of the evaluation env, rendered off screen, goes
 into TensorBoard as an animated GIF, ``test/episode`` (TensorBoard shows videos as GIF images;
 torch's ``add_video`` would encode them with moviepy 1's ``moviepy.editor``, which moviepy 2 no
-longer has, so Pillow encodes them here). Frames are subsampled (``every``-th frame,
-``max_frames`` at most) and shrunk (``scale``), so the event file stays small. The RL presets add it (``callbacks.video``); any RL run can:
-``+callbacks.video._target_=mlzoo.callbacks.video.EpisodeVideo``.
+longer has, so Pillow encodes them here), at the agent's environment step, the x-axis of every RL
+scalar. Frames are subsampled (``every``-th frame, ``max_frames`` at most) and shrunk
+(``scale``), so the event file stays small. The RL presets add it (``callbacks.video``); any RL
+run can: ``+callbacks.video._target_=mlzoo.callbacks.video.EpisodeVideo``.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ class EpisodeVideo(Callback):
             height=height, width=width, colorspace=3, encoded_image_string=gif.getvalue()
         )
         summary = Summary(value=[Summary.Value(tag="test/episode", image=image)])
+        step = getattr(module, "env_steps", trainer.global_step)
         for lg in loggers:
-            lg.experiment.file_writer.add_summary(summary, trainer.global_step)
+            lg.experiment.file_writer.add_summary(summary, step)
             lg.experiment.flush()
 
     @torch.no_grad()
