@@ -240,9 +240,10 @@ class PPOModule(RLModule):
             return (dist.probs.argmax(-1) if self.discrete else dist.mean).cpu()
         return dist.sample().cpu()
 
-    # --- one iteration: rollout, GAE, clipped updates ---------------------------------------------
+    # --- one iteration: rollout and GAE, then epochs of clipped updates ---------------------------
     @torch.no_grad()
-    def _rollout(self) -> dict[str, Tensor]:
+    def rollout(self) -> dict[str, Tensor]:
+        """num_steps steps of every env with the current policy, and their GAE advantages."""
         hp, n = self.hparams, self.envs.num_envs
         obs_buf, act_buf, logp_buf, rew_buf, done_buf, val_buf = [], [], [], [], [], []
         start = time.perf_counter()
@@ -287,7 +288,7 @@ class PPOModule(RLModule):
 
     def training_step(self, batch: int, batch_idx: int) -> dict[str, Tensor] | None:
         hp = self.hparams
-        data = self._rollout()
+        data = self.rollout()
         explained = explained_variance(data["values"], data["returns"])  # before the update
         opt = self.optimizers(use_pl_optimizer=False)  # the torch optimizer itself
         if hp.anneal_lr:

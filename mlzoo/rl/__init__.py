@@ -1,1 +1,2 @@
-"""Reinforcement-learning plumbing: gymnasium environments as data modules, replay storage."""
+"""Reinforcement learning: the agents' shared base (RLModule), gymnasium environments as data
+modules, observation and reward normalisers."""
