@@ -139,6 +139,11 @@ def test_export_merges_the_lora_adapter_into_a_folder_transformers_loads(
     assert (trained - base).abs().max() > 1e-4  # the adapter is trained: merging matters
     torch.testing.assert_close(exported, trained, atol=1e-5, rtol=1e-5)
     assert AutoTokenizer.from_pretrained(out).chat_template == TEMPLATE
+    hf, tok = model.exported_hf()  # what the exporter asks the concept for: a merged copy
+    assert tok is model.tokenizer.tok and not any("lora_" in k for k in hf.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(hf(input_ids=ids).logits, trained, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(model.lm(ids), trained)  # the policy keeps its adapter
     again = run_training(["model=sft", *common, f"model.policy={out}"], tmp_path / "logs2")
     assert math.isfinite(again["metrics"]["test/loss"])
     capsys.readouterr()
@@ -157,11 +162,15 @@ def test_export_merges_the_lora_adapter_into_a_folder_transformers_loads(
 def test_dpo_on_a_lora_policy_has_the_adapter_off_as_its_reference(tmp_path: Path) -> None:
     """No second copy: pi_ref is the policy's base. At the start (LoRA's B = 0) pi = pi_ref;
     a change to the adapter moves pi and leaves pi_ref where it was."""
-    from mlzoo.models.dpo import DPOModule
+    from mlzoo.lm.models import build_lm, build_tokenizer
+    from mlzoo.models.dpo import AdapterOff, DPOModule
 
     folder = str(tiny_llama(tmp_path / "m"))
     lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
-    model = DPOModule(torch.optim.AdamW, sft_checkpoint=None, policy=folder, lora=lora)
+    tok = build_tokenizer("hf", folder)
+    policy = build_lm(folder, tok, lora=lora)
+    model = DPOModule(torch.optim.AdamW, policy=policy, tokenizer=tok)
+    assert isinstance(model.reference, AdapterOff)
     base = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)
     assert base == sum(p.numel() for p in tiny_llama_params(folder))  # one copy of the weights
     prompts, answers = ["1+2=", "3+4="], ["3", "8"]

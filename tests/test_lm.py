@@ -150,10 +150,11 @@ def test_text_pairs_arguments_are_named_with_their_data_key(kwargs: dict) -> Non
 
 
 def test_dpo_starts_at_ln2_and_precomputed_reference_gives_the_same_loss(run) -> None:
+    import mlzoo
     from mlzoo.models.dpo import DPOModule
 
-    sft = run(["model=sft", "trainer=debug"])
-    dpo = DPOModule(lambda p: torch.optim.SGD(p, lr=0.1), sft_checkpoint=sft["best_checkpoint"])
+    sft = mlzoo.load(run(["model=sft", "trainer=debug"])["best_checkpoint"])
+    dpo = DPOModule(lambda p: torch.optim.SGD(p, lr=0.1), policy=sft.lm, tokenizer=sft.tokenizer)
     task = ArithmeticTask()
     batch = {
         k: [r[k] for r in task.preference_pairs("val", 16, 0)]

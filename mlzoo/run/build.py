@@ -28,13 +28,22 @@ log = logging.getLogger("mlzoo")
 NEWEST = "newest:"
 
 
-def instantiate_model(model_cfg: DictConfig, datamodule: Any) -> Any:
-    """Instantiate the model, filling what the data decides (input shape, task, classes, ...)."""
+def instantiate_model(
+    model_cfg: DictConfig, datamodule: Any, trust: bool = False, allow_targets: tuple[str, ...] = ()
+) -> Any:
+    """Instantiate the model, filling what the data decides (input shape, task, classes, ...)
+    and the networks its config names by where they are (mlzoo.run.parts: an earlier run's
+    checkpoint, a Hugging Face model, ...; ``trust`` and ``allow_targets`` apply to checkpoints)."""
+    from mlzoo.run.parts import resolve_parts
+
     target = hydra.utils.get_class(model_cfg._target_)
     accepted = inspect.signature(target.__init__).parameters
     spec = getattr(datamodule, "spec", {})
-    from_data = {k: v for k, v in spec.items() if k in accepted and k not in model_cfg}
-    return hydra.utils.instantiate(model_cfg, _convert_="all", **from_data)
+    model_cfg, parts = resolve_parts(target, model_cfg, spec, trust, allow_targets)
+    from_data = {
+        k: v for k, v in spec.items() if k in accepted and k not in model_cfg and k not in parts
+    }
+    return hydra.utils.instantiate(model_cfg, _convert_="all", **from_data, **parts)
 
 
 def instantiate_all(group: DictConfig | None) -> list[Any]:

@@ -206,7 +206,7 @@ def load_checkpoint(
     check_config(cfg, allowed, where=where, from_file=True)
     try:
         datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
-        model = instantiate_model(cfg.model, datamodule)
+        model = instantiate_model(cfg.model, datamodule, allow_targets=allowed)
     except ZooError:
         raise
     except Exception as err:  # a setting no constructor takes, a value it refuses, ...
