@@ -18,6 +18,8 @@ outputs:
   observation normalisation (running mean and std) is inside it, so an environment's
   observations go in as they are.
 
+(Each model says what it exports: ZooModule.exported_networks, exported_facts, exported_hf.)
+
 Inputs are what the network takes in the zoo: images as the data module's transform gives them
 (floats in [0, 1] for the offline and torchvision sets; DDPM's x_t in [-1, 1]).
 
@@ -40,9 +42,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from mlzoo.run.export import FORMATS
 from mlzoo.run.targets import add_allow_targets_argument
 
-FORMATS = ("onnx", "torchscript", "hf")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -73,16 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         check_output(out, "--out", parents=args.out is None)
         # imported after the checks: --help and bad arguments answer at once
         from mlzoo.run.checkpoint import load_checkpoint
-        from mlzoo.run.export import EXPORTERS, graphs, hf_policy
+        from mlzoo.run.export import export, exported
 
         model, _, _ = load_checkpoint(args.checkpoint, allow_targets=args.allow_targets)
-        if args.format == "hf":
-            hf_policy(model)  # before anything is written
-        else:
-            graphs(model)
+        what = exported(model, args.format)  # before anything is written
         try:
             tmp.mkdir(parents=True)
-            EXPORTERS[args.format](model, tmp, args.dtype)
+            export(model, tmp, args.format, args.dtype, what)
             os.replace(tmp, out)
         except OSError as err:
             if describe(err) is None:  # not a file-system fault (no space, read-only, ...)

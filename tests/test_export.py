@@ -1,6 +1,8 @@
 """scripts/export.py --format onnx|torchscript: every exportable network, run by onnxruntime and
 by torch.jit.load, gives the PyTorch module's outputs within 1e-4 on a batch size it was not
-traced with; an exported RL policy plays its environment as the checkpoint does."""
+traced with; an exported RL policy plays its environment as the checkpoint does; the exporter
+writes what a model declares (exported_networks, exported_facts, exported_hf), for a concept it
+has never heard of too."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+from mlzoo.base.errors import ZooError
+from mlzoo.base.module import Exported, ZooModule
 from mlzoo.run.checkpoint import load_checkpoint
-from mlzoo.run.export import graphs
+from mlzoo.run.export import export, exported
 
 from conftest import load_script, run_training
 
@@ -45,7 +49,7 @@ def test_exported_networks_match_pytorch(concept: str, tmp_path: Path) -> None:
         out = tmp_path / fmt
         assert export.main([ckpt, "--format", fmt, "-o", str(out)]) == 0
         manifest = json.loads((out / "export.json").read_text())
-        for name, (module, inputs, in_names, _) in graphs(model).items():
+        for name, (module, inputs, in_names, _) in model.exported_networks().items():
             big = tuple(torch.cat([x, x, x[:1]]) for x in inputs)  # batch 5: traced with 2
             with torch.no_grad():
                 want = outputs(module.eval()(*big))
@@ -94,6 +98,7 @@ def test_export_refuses_what_it_cannot_write(tmp_path: Path, capsys) -> None:
     (tmp_path / "taken").mkdir()
     cases = [
         ([summary["last_checkpoint"], "--format", "onnx"], "no exportable network"),
+        ([summary["last_checkpoint"], "--format", "hf"], "no Hugging Face policy"),
         ([mlp["last_checkpoint"], "--format", "onnx", "-o", str(tmp_path / "taken")], "exists"),
         ([str(tmp_path / "missing.ckpt"), "--format", "torchscript"], "no checkpoint file"),
     ]
@@ -103,3 +108,78 @@ def test_export_refuses_what_it_cannot_write(tmp_path: Path, capsys) -> None:
         assert err.startswith("error:") and message in err, (args, err)
     assert not (Path(summary["run_dir"]) / "export").exists()
     assert not list((tmp_path / "taken").iterdir())
+
+
+class Scaler(ZooModule):
+    """A concept the exporter has never heard of: one network and one fact."""
+
+    def __init__(self) -> None:
+        super().__init__(torch.optim.SGD)
+        self.lin = torch.nn.Linear(3, 2)
+
+    def exported_networks(self) -> dict[str, Exported]:
+        return {"scaler": Exported(self.lin, (torch.rand(2, 3),), ["x"], ["y"])}
+
+    def exported_facts(self) -> dict:
+        return {"scale": 2.0}
+
+
+class FakeHF:
+    """Stands for a transformers model or tokenizer: records the dtype and the folder."""
+
+    dtype = None
+
+    def to(self, dtype):
+        self.dtype = dtype
+        return self
+
+    def save_pretrained(self, out: Path) -> None:
+        (out / f"{type(self).__name__}-{id(self)}").write_text(str(self.dtype))
+
+
+class Chat(ZooModule):
+    def __init__(self) -> None:
+        super().__init__(torch.optim.SGD)
+        self.hf, self.tok = FakeHF(), FakeHF()
+
+    def exported_hf(self):
+        return self.hf, self.tok
+
+
+def test_the_exporter_writes_what_a_model_declares(tmp_path: Path) -> None:
+    model = Scaler().eval()
+    export(model, tmp_path, "torchscript")
+    manifest = json.loads((tmp_path / "export.json").read_text())
+    assert manifest == {
+        "format": "torchscript",
+        "networks": {
+            "scaler": {
+                "file": "scaler.pt",
+                "inputs": {"x": [[3], "torch.float32"]},
+                "outputs": ["y"],
+            }
+        },
+        "scale": 2.0,
+    }
+    x = torch.rand(5, 3)
+    torch.testing.assert_close(torch.jit.load(str(tmp_path / "scaler.pt"))(x), model.lin(x))
+
+    chat = Chat()
+    (tmp_path / "hf").mkdir()
+    export(chat, tmp_path / "hf", "hf", "bfloat16")
+    assert chat.hf.dtype == torch.bfloat16
+    assert sorted(f.read_text() for f in (tmp_path / "hf").iterdir()) == ["None", "torch.bfloat16"]
+
+
+def test_a_model_that_exports_nothing_in_a_format_says_what_it_does_export() -> None:
+    cases = [
+        (Scaler(), "hf", "Scaler has no Hugging Face policy or model to export; it exports "
+         "--format onnx or torchscript (scaler)"),
+        (Chat(), "onnx", "--format onnx: Chat has no exportable network; it exports --format hf"),
+        (ZooModule(torch.optim.SGD), "torchscript", "ZooModule has no exportable network; it "
+         "exports nothing"),
+    ]  # fmt: skip
+    for model, fmt, message in cases:
+        with pytest.raises(ZooError) as caught:
+            exported(model, fmt)
+        assert message in str(caught.value) and "\n" not in str(caught.value)

@@ -28,7 +28,7 @@ from torchmetrics.classification import (
 )
 from torchmetrics.regression import MeanSquaredError, R2Score
 
-from mlzoo.base.module import OptimizerFactory, SchedulerFactory, ZooModule
+from mlzoo.base.module import Exported, OptimizerFactory, SchedulerFactory, ZooModule
 from mlzoo.base.tensorboard import log_figure
 
 TASKS = ("classification", "regression")
@@ -57,6 +57,8 @@ class SupervisedModule(ZooModule):
             raise ValueError(f"classification needs num_classes >= 2, got {num_classes}")
         if num_targets < 1:
             raise ValueError(f"num_targets must be >= 1, got {num_targets}")
+        # the task as the subclass states it (CNN and transfer pass constants, not hyperparameters
+        # of theirs), read by the shared steps, predict.py and export
         self.task = task
         self.num_classes = num_classes
         self.num_targets = num_targets
@@ -86,6 +88,21 @@ class SupervisedModule(ZooModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
+    def exported_networks(self) -> dict[str, Exported]:
+        """``net``: x -> logits or the standardised regression value, LoRA layers (transfer)
+        folded into their base weights. A subclass saves ``input_shape`` in its hparams."""
+        from mlzoo.nets.lora import folded
+
+        shape = [int(d) for d in self.hparams.input_shape]
+        x = torch.rand(2, *shape, generator=torch.Generator().manual_seed(0)).to(self.device)
+        return {"net": Exported(folded(self.net), (x,), ["x"], ["out"])}
+
+    def exported_facts(self) -> dict[str, Any]:
+        """A regression's target standardisation: y = out * target_std + target_mean."""
+        if self.task != "regression":
+            return {}
+        return {"target_mean": self.target_mean, "target_std": self.target_std}
+
     def loss(self, out: Tensor, y: Tensor) -> Tensor:
         """The training objective; each concept writes its own, beside its equation."""
         raise NotImplementedError
@@ -106,7 +123,7 @@ class SupervisedModule(ZooModule):
         self._outputs[stage].append((preds.detach(), target))  # scored once an epoch, below
         if stage == "train":
             # train/loss only on the steps Lightning writes (every trainer.log_every_n_steps):
-            # handing self.log a value every step costs ~1.5 ms a call on a CPU
+            # each self.log call has a fixed cost, paid for nothing on the steps it drops
             if (self.trainer.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0:
                 self.log_stage(stage, {"loss": loss.detach()})
         else:  # val/test losses: the epoch's mean over all DDP ranks (a no-op on one device)
@@ -115,10 +132,10 @@ class SupervisedModule(ZooModule):
 
     def _log_epoch_metrics(self, stage: str) -> None:
         """The epoch's metrics (accuracy and F1, or RMSE and R^2), computed over all its batches
-        (and all DDP ranks: torchmetrics syncs in compute). Handing the Metric objects to
-        self.log every step instead costs ~1.5 ms a call on a CPU (Lightning moves each logged
-        metric to the device again every time): more than a whole MLP step on digits; and one
-        update with the whole epoch's predictions costs what one batch's did (~0.2 ms)."""
+        (and all DDP ranks: torchmetrics syncs in compute), from one update with the whole
+        epoch's predictions: handing the Metric objects to self.log every step would make
+        Lightning move each of them to the device again every time, a fixed cost per step that
+        can exceed a small network's whole step."""
         outputs, self._outputs[stage] = self._outputs[stage], []
         if not outputs:  # e.g. no batches this epoch
             return

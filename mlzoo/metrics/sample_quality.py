@@ -131,9 +131,9 @@ def _real_split(datamodule: Any, split: str) -> tuple[Tensor, Tensor]:
 def load_classifier(
     datamodule: Any, cache_dir: str | os.PathLike, epochs: int | None = None
 ) -> FeatureClassifier:
-    """The data set's feature classifier: from the cache, or trained now and cached (announced in
-    one line: tens of seconds on digits, minutes on CIFAR-10). ``epochs`` (default: enough for
-    ~50k images seen, 2 to 40) is part of the cached file's name when set."""
+    """The data set's feature classifier: from the cache, or trained now (once per data set and
+    image size, announced in one line) and cached. ``epochs`` (default: enough for ~50k images
+    seen, 2 to 40) is part of the cached file's name when set."""
     x, y = _real_split(datamodule, "train")
     num_classes = int(datamodule.spec["num_classes"])
     if num_classes < 2:

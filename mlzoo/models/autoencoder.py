@@ -28,11 +28,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from mlzoo.base.module import OptimizerFactory, SchedulerFactory, ZooModule
+from mlzoo.base.module import Exported, OptimizerFactory, SchedulerFactory, ZooModule
 from mlzoo.base.tensorboard import log_embedding, log_image
-from mlzoo.nets.autoencoder import conv_autoencoder, mlp_autoencoder
-
-ARCHS = {"mlp": mlp_autoencoder, "conv": conv_autoencoder}
+from mlzoo.nets.autoencoder import Sigmoid, encoder_decoder
 
 
 class AutoencoderModule(ZooModule):
@@ -50,15 +48,11 @@ class AutoencoderModule(ZooModule):
     ) -> None:
         super().__init__(optimizer, scheduler)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
-        if arch not in ARCHS:
-            raise ValueError(f"arch must be one of {sorted(ARCHS)}, got {arch!r}")
         if latent_dim < 1 or noise_std < 0:
             raise ValueError(
                 f"need latent_dim >= 1 and noise_std >= 0, got {latent_dim}, {noise_std}"
             )
-        self.noise_std = noise_std
-        self.num_images = num_images
-        self.encoder, self.decoder = ARCHS[arch](tuple(input_shape), latent_dim)
+        self.encoder, self.decoder = encoder_decoder(arch, input_shape, latent_dim)
         self._test_codes: list[tuple[Tensor, Tensor, Tensor]] = []
 
     def forward(self, x: Tensor) -> Tensor:
@@ -70,11 +64,24 @@ class AutoencoderModule(ZooModule):
         with torch.no_grad():
             return ((self(x) - x) ** 2).flatten(1).mean(1)
 
+    def exported_networks(self) -> dict[str, Exported]:
+        """``encoder`` x -> z and ``decoder`` z -> x_hat in [0, 1]."""
+        gen = torch.Generator().manual_seed(0)
+        shape = [int(d) for d in self.hparams.input_shape]
+        x = torch.rand(2, *shape, generator=gen).to(self.device)
+        with torch.no_grad():
+            z = self.encoder(x)
+        return {
+            "encoder": Exported(self.encoder, (x,), ["x"], ["z"]),
+            "decoder": Exported(Sigmoid(self.decoder), (z,), ["z"], ["x_hat"]),
+        }
+
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, _ = batch
         x_in = x
-        if self.training and self.noise_std > 0:  # denoising: corrupt the input, not the target
-            x_in = (x + self.noise_std * torch.randn_like(x)).clamp(0.0, 1.0)
+        sigma = self.hparams.noise_std
+        if self.training and sigma > 0:  # denoising: corrupt the input, not the target
+            x_in = (x + sigma * torch.randn_like(x)).clamp(0.0, 1.0)
         logits = self.decoder(self.encoder(x_in))
         loss = F.binary_cross_entropy_with_logits(logits, x)  # BCE(sigmoid(logits), x)
         mse = F.mse_loss(torch.sigmoid(logits).detach(), x)  # per pixel, easier to read
@@ -94,7 +101,7 @@ class AutoencoderModule(ZooModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
         if batch_idx == 0:  # inputs (top row) above their reconstructions (bottom row)
-            x = batch[0][: self.num_images]
+            x = batch[0][: self.hparams.num_images]
             grid = make_grid(torch.cat([x, self(x)]), nrow=len(x), pad_value=1.0)
             log_image(self, "val/reconstructions", grid)
 

@@ -55,7 +55,6 @@ class DCGANModule(ZooModule):
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         if latent_dim < 1 or width < 1:
             raise ValueError(f"need latent_dim >= 1 and width >= 1, got {latent_dim}, {width}")
-        self.latent_dim, self.clip = latent_dim, gradient_clip_val
         self.generator = Generator(latent_dim, input_shape, width)
         self.discriminator = Discriminator(input_shape, width)
         self.register_buffer("fixed_z", torch.randn(num_images, latent_dim), persistent=False)
@@ -81,13 +80,17 @@ class DCGANModule(ZooModule):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n images in [0, 1] from G(z), z ~ N(0, I)."""
-        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+        z = torch.randn(n, self.hparams.latent_dim, generator=generator, device=self.device)
         return (self.generator(z) + 1) / 2
+
+    def noise(self, n: int) -> Tensor:
+        """n codes z ~ N(0, I) on the model's device."""
+        return torch.randn(n, self.hparams.latent_dim, device=self.device)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         opt_d, opt_g = self.optimizers()
         real = batch[0] * 2 - 1  # [0, 1] -> [-1, 1], the range of G's tanh
-        z = torch.randn(len(real), self.latent_dim, device=self.device)
+        z = self.noise(len(real))
         fake = self.generator(z)
         ones = torch.ones(len(real), device=self.device)
         zeros = torch.zeros(len(real), device=self.device)
@@ -118,13 +121,14 @@ class DCGANModule(ZooModule):
     def _step(self, opt, loss: Tensor) -> None:
         opt.zero_grad()
         self.manual_backward(loss)
-        self.clip_manual(opt, self.clip)  # model.gradient_clip_val, or trainer.gradient_clip_val
+        # model.gradient_clip_val, or trainer.gradient_clip_val
+        self.clip_manual(opt, self.hparams.gradient_clip_val)
         opt.step()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         # How well D tells held-out real images from fresh fakes: ~0.5 accuracy means G fools it
         real = batch[0] * 2 - 1
-        fake = self.generator(torch.randn(len(real), self.latent_dim, device=self.device))
+        fake = self.generator(self.noise(len(real)))
         correct = torch.cat([self.discriminator(real) > 0, self.discriminator(fake) < 0])
         self.log("val/d_acc", correct.float().mean(), on_epoch=True, sync_dist=True)
         if batch_idx == 0:
@@ -133,6 +137,6 @@ class DCGANModule(ZooModule):
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         real = batch[0] * 2 - 1
-        fake = self.generator(torch.randn(len(real), self.latent_dim, device=self.device))
+        fake = self.generator(self.noise(len(real)))
         correct = torch.cat([self.discriminator(real) > 0, self.discriminator(fake) < 0])
         self.log("test/d_acc", correct.float().mean(), on_epoch=True, sync_dist=True)

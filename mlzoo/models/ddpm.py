@@ -55,7 +55,7 @@ from torch import Tensor
 from torch.optim.swa_utils import AveragedModel
 from torchvision.utils import make_grid
 
-from mlzoo.base.module import OptimizerFactory, SchedulerFactory, ZooModule
+from mlzoo.base.module import Exported, OptimizerFactory, SchedulerFactory, ZooModule
 from mlzoo.base.tensorboard import log_image
 from mlzoo.nets.unet import UNet
 
@@ -152,11 +152,7 @@ class DDPMModule(ZooModule):
             )
         if conditional and num_classes < 2:
             raise ValueError("conditional=true needs a labelled data set (num_classes >= 2)")
-        self.shape, self.T = (c, h, w), timesteps
-        self.conditional, self.num_classes = conditional, num_classes
-        self.p_uncond, self.guidance = p_uncond, guidance
-        self.sample_steps, self.eta, self.clip = sample_steps, eta, clip_denoised
-        self.num_images = num_images
+        self.shape = (c, h, w)
         self.unet = UNet(
             c,
             h,
@@ -178,8 +174,6 @@ class DDPMModule(ZooModule):
             "alphas": 1 - betas,
             "alpha_bar": alpha_bar,
             "alpha_bar_prev": alpha_bar_prev,
-            # beta_tilde_t, the variance of q(x_{t-1} | x_t, x_0)
-            "posterior_var": betas * (1 - alpha_bar_prev) / (1 - alpha_bar),
         }.items():  # float32 copies on the model's device; derived from hparams, not saved
             self.register_buffer(name, value.float(), persistent=False)
         self.register_buffer("fixed_noise", torch.randn(num_images, c, h, w), persistent=False)
@@ -187,14 +181,14 @@ class DDPMModule(ZooModule):
     # --- training: predict the noise ------------------------------------------------------------
     def _loss(self, net, x0: Tensor, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
         b = len(x0)
-        t = torch.randint(0, self.T, (b,), device=self.device, generator=generator)
+        t = torch.randint(0, self.hparams.timesteps, (b,), device=self.device, generator=generator)
         eps = torch.randn(x0.shape, device=self.device, generator=generator)
         ab = self.alpha_bar[t].view(b, 1, 1, 1)
         x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps  # x_t = sqrt(ab) x_0 + sqrt(1 - ab) eps
         labels = None
-        if self.conditional:  # drop labels at rate p_uncond: also learn the unconditional model
-            drop = torch.rand(b, device=self.device, generator=generator) < self.p_uncond
-            labels = torch.where(drop, torch.full_like(y, self.num_classes), y)
+        if self.hparams.conditional:  # drop labels at rate p_uncond: learn p(x) too
+            drop = torch.rand(b, device=self.device, generator=generator) < self.hparams.p_uncond
+            labels = torch.where(drop, torch.full_like(y, self.hparams.num_classes), y)
         return F.mse_loss(net(x_t, t, labels), eps)  # || eps - eps_theta(x_t, t) ||^2
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -227,7 +221,7 @@ class DDPMModule(ZooModule):
         ):  # sampling costs sample_steps passes
             gen = torch.Generator(device=self.device).manual_seed(0)  # the same DDIM noise too
             images, x0 = self.sample(
-                self.num_images, generator=gen, noise=self.fixed_noise, return_x0=True
+                self.hparams.num_images, generator=gen, noise=self.fixed_noise, return_x0=True
             )
             log_image(self, "val/samples", make_grid(images, nrow=8, pad_value=1.0))
             # rows: 8 chains; columns: their x0_hat from the first step (left) to the last
@@ -238,10 +232,25 @@ class DDPMModule(ZooModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, batch_idx, "test")
 
+    # --- export ---------------------------------------------------------------------------------
+    def exported_networks(self) -> dict[str, Exported]:
+        """``denoiser`` (x_t, t[, y]) -> eps, with the EMA weights it samples with."""
+        hp, gen = self.hparams, torch.Generator().manual_seed(0)
+        x = torch.rand(2, *self.shape, generator=gen) * 2 - 1  # x_t in [-1, 1]
+        t = torch.randint(0, hp.timesteps, (2,), generator=gen)
+        inputs, names = [x, t], ["x_t", "t"]
+        if hp.conditional:
+            inputs.append(torch.randint(0, hp.num_classes, (2,), generator=gen))
+            names.append("y")
+        inputs = tuple(v.to(self.device) for v in inputs)
+        return {"denoiser": Exported(self.ema.module, inputs, names, ["eps"])}
+
     # --- sampling -------------------------------------------------------------------------------
     def _default_labels(self, n: int) -> Tensor | None:
         """Conditional models: classes 0, 1, ..., K-1, 0, 1, ... (a grid row per class)."""
-        return torch.arange(n, device=self.device) % self.num_classes if self.conditional else None
+        if not self.hparams.conditional:
+            return None
+        return torch.arange(n, device=self.device) % self.hparams.num_classes
 
     def _eps(self, x: Tensor, t: int, labels: Tensor | None, guidance: float) -> Tensor:
         tt = torch.full((len(x),), t, device=self.device, dtype=torch.long)
@@ -251,7 +260,7 @@ class DDPMModule(ZooModule):
         if guidance == 1.0:
             return net(x, tt, labels)
         # classifier-free guidance: eps_u + w * (eps_c - eps_u), both in one batch
-        null = torch.full_like(labels, self.num_classes)
+        null = torch.full_like(labels, self.hparams.num_classes)
         eps_c, eps_u = net(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([labels, null])).chunk(
             2
         )
@@ -262,14 +271,15 @@ class DDPMModule(ZooModule):
         (and eps made consistent with the clipped x0_hat)."""
         ab = self.alpha_bar[t]
         x0 = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
-        if self.clip:
+        if self.hparams.clip_denoised:
             x0 = x0.clamp(-1, 1)
             eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
         return x0, eps
 
     def ddim_timesteps(self, steps: int) -> list[int]:
         """S evenly spaced timesteps from T-1 down to 0."""
-        return torch.linspace(self.T - 1, 0, min(steps, self.T)).round().long().tolist()
+        T = self.hparams.timesteps
+        return torch.linspace(T - 1, 0, min(steps, T)).round().long().tolist()
 
     @torch.no_grad()
     def sample(
@@ -287,22 +297,23 @@ class DDPMModule(ZooModule):
         module's ``sample_steps``); ``eta``: DDIM's noise; ``labels``/``guidance``: conditional
         models (default labels cycle through the classes). ``return_x0``: also the chain's
         x0_hat at each step, (steps, n, C, H, W)."""
-        steps = self.sample_steps if steps == -1 else steps
-        eta = self.eta if eta is None else eta
-        guidance = self.guidance if guidance is None else guidance
-        if self.conditional and labels is None:
+        hp = self.hparams
+        steps = hp.sample_steps if steps == -1 else steps
+        eta = hp.eta if eta is None else eta
+        guidance = hp.guidance if guidance is None else guidance
+        if hp.conditional and labels is None:
             labels = self._default_labels(n)
-        if labels is not None and not self.conditional:
+        if labels is not None and not hp.conditional:
             raise ValueError("labels given, but this DDPM was trained unconditionally")
-        if labels is not None and (labels.min() < 0 or labels.max() >= self.num_classes):
-            raise ValueError(f"labels must be in 0..{self.num_classes - 1}")
+        if labels is not None and (labels.min() < 0 or labels.max() >= hp.num_classes):
+            raise ValueError(f"labels must be in 0..{hp.num_classes - 1}")
         if noise is not None:
             x = noise.to(self.device)
         else:  # x_T ~ N(0, I)
             x = torch.randn(n, *self.shape, device=self.device, generator=generator)
         chain = []
         if steps is None:  # ancestral DDPM, all T steps
-            for t in reversed(range(self.T)):
+            for t in reversed(range(hp.timesteps)):
                 x0, _ = self._x0(x, self._eps(x, t, labels, guidance), t)
                 z = torch.randn(x.shape, device=self.device, generator=generator) if t else 0.0
                 x = ddpm_step(

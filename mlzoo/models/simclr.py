@@ -58,7 +58,7 @@ class SimCLRModule(ZooModule):
                 f"{projection_dim}"
             )
         c, h, w = (int(d) for d in input_shape)
-        self.augmentation, self.temperature = augmentation, temperature
+        self.augmentation = augmentation  # a transform, not a hyperparameter
         # f: image -> h (the representation); g: h -> z (only for the loss)
         self.encoder = ConvNet(c, feature_dim, (h, w), channels=channels, hidden=feature_dim)
         self.projection = nn.Sequential(
@@ -75,8 +75,8 @@ class SimCLRModule(ZooModule):
         return self.encoder(x)
 
     def augment(self, x: Tensor) -> Tensor:
-        """An independent random augmentation of every image in the batch (on the CPU: per-image
-        transforms on a GPU launch kernels image by image, 3.5x slower end to end on an H200)."""
+        """An independent random augmentation of every image in the batch, on the CPU (per-image
+        transforms on a GPU would launch their small kernels image by image)."""
         return torch.stack([self.augmentation(img) for img in x.cpu()]).to(x.device)
 
     def nt_xent(self, z1: Tensor, z2: Tensor) -> Tensor:
@@ -85,7 +85,7 @@ class SimCLRModule(ZooModule):
         z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
         n = len(z1)
         with torch.autocast(z.device.type, enabled=False):
-            sim = z @ z.T / self.temperature  # cosine similarity / tau, (2N, 2N)
+            sim = z @ z.T / self.hparams.temperature  # cosine similarity / tau, (2N, 2N)
         sim.fill_diagonal_(float("-inf"))  # k != i: a view is not its own candidate
         partner = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
         # -log exp(sim_ij / tau) / sum_{k != i} exp(sim_ik / tau), averaged over the 2N anchors

@@ -32,14 +32,12 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torchvision.utils import make_grid
 
-from mlzoo.base.module import OptimizerFactory, SchedulerFactory, ZooModule
+from mlzoo.base.module import Exported, OptimizerFactory, SchedulerFactory, ZooModule
 from mlzoo.base.tensorboard import log_image
-from mlzoo.nets.autoencoder import conv_autoencoder, mlp_autoencoder
-
-ARCHS = {"mlp": mlp_autoencoder, "conv": conv_autoencoder}
+from mlzoo.nets.autoencoder import Sigmoid, encoder_decoder
 
 
 class VAEModule(ZooModule):
@@ -59,23 +57,18 @@ class VAEModule(ZooModule):
     ) -> None:
         super().__init__(optimizer, scheduler)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
-        if arch not in ARCHS:
-            raise ValueError(f"arch must be one of {sorted(ARCHS)}, got {arch!r}")
         if latent_dim < 1 or beta < 0 or iw_samples < 1:
             raise ValueError(
                 f"need latent_dim >= 1, beta >= 0, iw_samples >= 1: {latent_dim}, {beta}, "
                 f"{iw_samples}"
             )
-        shape = tuple(int(d) for d in input_shape)
-        self.latent_dim, self.beta, self.binarize = latent_dim, beta, binarize
-        self.iw_samples, self.num_images = iw_samples, num_images
-        self.encoder, _ = ARCHS[arch](shape, 2 * latent_dim)  # x -> (mu, log sigma^2)
-        _, self.decoder = ARCHS[arch](shape, latent_dim)  # z -> pixel logits
+        # encoder: x -> (mu, log sigma^2), 2 * latent_dim numbers; decoder: z -> pixel logits
+        self.encoder, self.decoder = encoder_decoder(arch, input_shape, latent_dim, 2 * latent_dim)
         # fixed prior codes for the TensorBoard sample grid: the same z every epoch
         self.register_buffer("grid_z", torch.randn(num_images, latent_dim), persistent=False)
 
     def prepare(self, x: Tensor) -> Tensor:
-        return (x > 0.5).float() if self.binarize else x
+        return (x > 0.5).float() if self.hparams.binarize else x
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         mu, logvar = self.encoder(x).chunk(2, dim=1)
@@ -88,8 +81,20 @@ class VAEModule(ZooModule):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n images from the model: z ~ N(0, I), x = E[x | z] (pixel probabilities)."""
-        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+        z = torch.randn(n, self.hparams.latent_dim, generator=generator, device=self.device)
         return self.decode(z)
+
+    def exported_networks(self) -> dict[str, Exported]:
+        """``encoder`` x -> (mu, logvar) and ``decoder`` z -> pixel probabilities."""
+        gen = torch.Generator().manual_seed(0)
+        x = torch.rand(2, *[int(d) for d in self.hparams.input_shape], generator=gen)
+        z = torch.randn(2, self.hparams.latent_dim, generator=gen)
+        return {
+            "encoder": Exported(
+                Halves(self.encoder), (x.to(self.device),), ["x"], ["mu", "logvar"]
+            ),
+            "decoder": Exported(Sigmoid(self.decoder), (z.to(self.device),), ["z"], ["probs"]),
+        }
 
     @staticmethod
     def kl(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -104,7 +109,7 @@ class VAEModule(ZooModule):
         # -log p(x | z): Bernoulli negative log-likelihood summed over pixels, per image
         recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
         kl = self.kl(mu, logvar)  # KL(q(z | x) || N(0, I)) in closed form, per image
-        loss = (recon + self.beta * kl).mean()  # L = reconstruction + beta * KL
+        loss = (recon + self.hparams.beta * kl).mean()  # L = reconstruction + beta * KL
         parts = {"loss_recon": recon.mean(), "loss_kl": kl.mean()}  # loss = recon + beta * kl
         self.log_stage(stage, {"loss": loss, **parts, "elbo": -(recon + kl).mean()})
         return loss
@@ -144,7 +149,7 @@ class VAEModule(ZooModule):
     @torch.no_grad()
     def importance_weighted_nll(self, x: Tensor) -> Tensor:
         """-log p(x) ~ -log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x), z_k ~ q(z | x); nats."""
-        k = self.iw_samples
+        k = self.hparams.iw_samples
         mu, logvar = self.encode(x)
         std = torch.exp(0.5 * logvar)
         eps = torch.randn(k, *mu.shape, device=self.device)
@@ -161,3 +166,15 @@ class VAEModule(ZooModule):
 
     def _grid(self, images: Tensor) -> Tensor:
         return make_grid(images, nrow=8, pad_value=1.0)
+
+
+class Halves(nn.Module):
+    """The VAE's encoder as x -> (mu, logvar): its output split in two along the features."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar

@@ -2,6 +2,7 @@
 
 Each builder returns ``(encoder, decoder)``: encoder (B, *input_shape) -> (B, latent_dim), decoder
 (B, latent_dim) -> (B, *input_shape) as logits (the model applies the sigmoid: inputs are in [0, 1]).
+``encoder_decoder`` picks a builder by name (``model.arch``) for the autoencoder and the VAE.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from torch import nn
+from torch import Tensor, nn
 
 from mlzoo.nets.mlp import MLP
 
@@ -53,3 +54,34 @@ def conv_autoencoder(
         up += [nn.ReLU(), nn.ConvTranspose2d(width, ch, 4, stride=2, padding=1)]
         width = ch
     return encoder, nn.Sequential(*up)
+
+
+ARCHS = {"mlp": mlp_autoencoder, "conv": conv_autoencoder}
+
+
+def encoder_decoder(
+    arch: str, input_shape: Sequence[int], latent_dim: int, code_dim: int | None = None
+) -> tuple[nn.Module, nn.Module]:
+    """``(encoder, decoder)`` of the ``arch`` family (mlp | conv) for images of ``input_shape``:
+    the decoder reads ``latent_dim`` numbers, the encoder gives ``code_dim`` (default
+    ``latent_dim``; a VAE's encoder gives 2 * latent_dim: mu and log sigma^2)."""
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {sorted(ARCHS)}, got {arch!r}")
+    shape = tuple(int(d) for d in input_shape)
+    if code_dim is None or code_dim == latent_dim:
+        return ARCHS[arch](shape, latent_dim)
+    encoder, _ = ARCHS[arch](shape, code_dim)
+    _, decoder = ARCHS[arch](shape, latent_dim)
+    return encoder, decoder
+
+
+class Sigmoid(nn.Module):
+    """A decoder of pixel logits as z -> pixel probabilities in [0, 1] (what the autoencoder and
+    the VAE export: the sigmoid they apply is part of the deployed network)."""
+
+    def __init__(self, decoder: nn.Module) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.decoder(z).sigmoid()
