@@ -42,6 +42,7 @@ def run_zoo(args: argparse.Namespace, pairs: list[dict[str, str]]) -> tuple[list
     import torch
     from torch.utils.data import DataLoader
 
+    from mlzoo.lm.models import build_lm, build_tokenizer
     from mlzoo.models.dpo import DPOModule
 
     times: list[float] = []
@@ -53,11 +54,11 @@ def run_zoo(args: argparse.Namespace, pairs: list[dict[str, str]]) -> tuple[list
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             times.append(time.perf_counter() - self.start)
 
-    model = DPOModule(
+    tokenizer = build_tokenizer("hf", str(args.model))  # its chat template, as train.py's
+    model = DPOModule(  # pi_ref: the same network with the adapter off
         functools.partial(torch.optim.AdamW, lr=LR, weight_decay=0.0),
-        sft_checkpoint=None,
-        policy=str(args.model),
-        lora=LORA,
+        policy=build_lm(str(args.model), tokenizer, lora=LORA),
+        tokenizer=tokenizer,
         beta=BETA,
     )
 
