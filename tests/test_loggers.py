@@ -82,9 +82,9 @@ def test_a_logger_that_cannot_be_built_is_one_line_naming_its_key(tmp_path: Path
 
     csv = {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": str(tmp_path), "nope": 1}
     cfg = OmegaConf.create({"logger": {"csv": csv}, "callbacks": {"x": None}})
-    assert instantiate_all(cfg.callbacks) == []
+    assert instantiate_all(cfg.callbacks, "callbacks") == []
     with pytest.raises(ZooError) as caught:
-        instantiate_all(cfg.logger)
+        instantiate_all(cfg.logger, "logger")
     message = str(caught.value)
     assert message.startswith("logger.csv (CSVLogger) could not be built: TypeError: ")
     assert "nope" in message and "\n" not in message and caught.value.__cause__ is None
@@ -93,7 +93,7 @@ def test_a_logger_that_cannot_be_built_is_one_line_naming_its_key(tmp_path: Path
             mlflow = {"_target_": "lightning.pytorch.loggers.MLFlowLogger", "tracking_uri": uri}
             cfg = OmegaConf.create({"logger": {"mlflow": mlflow}})
             try:
-                loggers = instantiate_all(cfg.logger)
+                loggers = instantiate_all(cfg.logger, "logger")
             except ZooError as err:
                 assert str(err).startswith(
                     f"logger.mlflow (MLFlowLogger) could not be built at tracking_uri={uri}: "

@@ -46,10 +46,11 @@ def instantiate_model(
     return hydra.utils.instantiate(model_cfg, _convert_="all", **from_data, **parts)
 
 
-def instantiate_all(group: DictConfig | None) -> list[Any]:
+def instantiate_all(group: DictConfig | None, name: str) -> list[Any]:
     """Every entry of a config group (callbacks, loggers), skipping the ones set to null. An
     entry that cannot be built is one line naming its key (``logger.mlflow``), what it is and
-    why: a tracking_uri the MLflow client refuses, a package that is not installed, ..."""
+    why: a tracking_uri the MLflow client refuses, a package that is not installed, ... ``name``:
+    the group's key in the run's config."""
     built = []
     for key, entry in (group or {}).items():
         if entry is None:
@@ -59,16 +60,12 @@ def instantiate_all(group: DictConfig | None) -> list[Any]:
         except ZooError:
             raise
         except Exception as err:
-            raise ZooError(_not_built(group, key, entry, err)) from None
+            raise ZooError(_not_built(f"{name}.{key}", entry, err)) from None
     return built
 
 
-def _not_built(group: Any, key: Any, entry: Any, err: BaseException) -> str:
+def _not_built(setting: str, entry: Any, err: BaseException) -> str:
     """``logger.mlflow (MLFlowLogger) could not be built at tracking_uri=...: <why>``."""
-    try:  # the key as the user writes it (group is a node of the run's config)
-        setting = group._get_full_key(key)
-    except Exception:
-        setting = str(key)
     while err.__cause__ is not None:  # Hydra's InstantiationException wraps the error itself
         err = err.__cause__
     fields = entry if isinstance(entry, dict | DictConfig) else {}
@@ -239,8 +236,8 @@ def build_run(cfg: DictConfig) -> tuple:
     with allowed_by_user(cfg.get("allow_targets") or ()):  # a backbone checkpoint, say
         datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
         model = instantiate_model(cfg.model, datamodule)
-    callbacks = instantiate_all(cfg.get("callbacks"))
-    loggers = instantiate_all(cfg.get("logger"))
+    callbacks = instantiate_all(cfg.get("callbacks"), "callbacks")
+    loggers = instantiate_all(cfg.get("logger"), "logger")
     start_loggers(cfg.get("logger"), loggers)
     overrides: dict[str, Any] = {}  # Trainer arguments the config's values turn into
     if cfg.trainer.get("gradient_clip_val"):
@@ -259,7 +256,7 @@ def build_run(cfg: DictConfig) -> tuple:
         isinstance(c, ProgressBar) for c in callbacks
     ):
         # ~callbacks.progress_bar means no bar: Lightning would otherwise add its own, which
-        # redraws every batch (DQN on Acrobot: ~1 s slower per 5,000 env steps, BENCHMARKS.md)
+        # redraws every batch
         overrides["enable_progress_bar"] = False
     trainer = hydra.utils.instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides

@@ -30,7 +30,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, open_dict
 
-from mlzoo.base.errors import ZooError, error_line
+from mlzoo.base.errors import ZooError, error_line, one_line
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -131,7 +131,7 @@ def read_checkpoint(path: str | Path, option: str = "ckpt_path", trust: bool = F
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except Exception as err:
-        text = " ".join(str(err).split())
+        text = one_line(err, None)
         if "Unsupported global" in text:
             found = text.split("Unsupported global:", 1)[-1].split(" was not")[0].strip()
             raise ZooError(
