@@ -27,8 +27,8 @@ callback's hooks around each update. The trainer's step (``trainer.global_step``
 written when it has moved, ``trainer.max_steps`` stops on it) counts the training iterations that
 updated the agent (``count_iteration``); the agent counts its updates itself (DQN's ``updates``)
 and logs against environment steps. The torch optimizer does no fp16 loss scaling and no DDP
-gradient sync, so an agent trains in one process at 32-bit or bf16 precision; other settings
-are refused in one line.
+gradient sync, so an agent trains in one process, at 32-bit or bf16 precision; several
+processes or fp16 mixed precision are refused in one line.
 """
 
 from __future__ import annotations
@@ -75,9 +75,10 @@ class RLModule(ZooModule):
             trainer.world_size > 1 or str(trainer.precision) in ("16-mixed", "16")
         ):
             raise ZooError(
-                f"{type(self).__name__} trains in one process at 32-bit or bf16 precision (its "
-                "updates step the torch optimizer: no DDP gradient sync, no fp16 loss scaling), "
-                f"not on {trainer.world_size} processes at precision {trainer.precision}"
+                f"{type(self).__name__} trains in one process without fp16 loss scaling (its "
+                "updates step the torch optimizer: no DDP gradient sync, no loss scaler), not on "
+                f"{trainer.world_size} processes at precision {trainer.precision}: use "
+                "trainer.devices=1 and trainer.precision=32-true or bf16-mixed"
             )
         envs = trainer.datamodule
         self.envs, self.eval_env = envs.envs, envs.eval_env
