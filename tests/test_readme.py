@@ -107,7 +107,9 @@ def readme_commands() -> list[str]:
     for block in re.findall(r"^```[^\n]*\n(.*?)^```", README, flags=re.M | re.S):
         found += [line.strip() for line in block.replace("\\\n", " ").splitlines()]
     found += re.findall(r"`((?:python|bash|make) [^`]+)`", README)
-    start = re.compile(r"(python|\.venv/bin/python|bash) (train\.py|scripts/)|make train\b")
+    start = re.compile(
+        r"(python|\.venv/bin/python|bash) (train\.py|scripts/|benchmarks/)|make train\b"
+    )
     return list(dict.fromkeys(line for line in found if start.match(line)))
 
 
@@ -191,5 +193,6 @@ def test_every_readme_train_command_composes(overrides: tuple[str, ...], tmp_pat
 
 @pytest.mark.parametrize("command", SCRIPTS, ids=lambda c: c.split("#")[0].strip()[:80])
 def test_every_readme_script_exists(command: str) -> None:
-    script = next(w for w in shlex.split(command, comments=True) if w.startswith("scripts/"))
+    words = shlex.split(command, comments=True)
+    script = next(w for w in words if w.startswith(("scripts/", "benchmarks/")))
     assert (ROOT / script).is_file(), f"README: {command!r}: {script} does not exist"
