@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import copy
 import inspect
+import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -101,6 +103,12 @@ def dpo_parts(
         raise ZooError("model: set model.sft_checkpoint (an SFT run) or model.policy")
     if lora:
         raise ZooError("model.lora needs model.policy (a pretrained Hugging Face model)")
+    if not str(sft_checkpoint).startswith("newest:") and not Path(sft_checkpoint).is_file():
+        raise ZooError(
+            f"model.sft_checkpoint: no checkpoint file at {sft_checkpoint} (a DPO model is built "
+            "from the SFT checkpoint it starts from; its own checkpoints leave out that frozen "
+            "reference)"
+        )
     sft = ctx.load(sft_checkpoint, "model.sft_checkpoint")
     if not isinstance(sft, SFTModule):
         raise ZooError(
@@ -160,6 +168,22 @@ RESOLVERS: dict[str, Callable[..., dict[str, Any]]] = {  # concept (import path)
 }
 
 
+def resolver_of(target: type) -> Callable[..., dict[str, Any]] | None:
+    """The resolver of a concept (or of the concept it subclasses), or None."""
+    names = (f"{c.__module__}.{c.__qualname__}" for c in target.__mro__)
+    return next((RESOLVERS[n] for n in names if n in RESOLVERS), None)
+
+
+def setting_hints(target: type) -> dict[str, Any]:
+    """Setting -> type hint of the settings a concept's resolver takes (``model.download``:
+    bool, ...), for checking a config's values before anything is built."""
+    resolver = resolver_of(target)
+    if resolver is None:
+        return {}
+    hints = typing.get_type_hints(resolver)
+    return {k: v for k, v in hints.items() if k not in ("ctx", "return")}
+
+
 def resolve_parts(
     target: type,
     model_cfg: DictConfig,
@@ -169,8 +193,7 @@ def resolve_parts(
 ) -> tuple[DictConfig, dict[str, Any]]:
     """(the model config without the settings that name where the parts are, the parts). A
     concept with none (the concept or a subclass not in RESOLVERS) gets its config back as is."""
-    names = (f"{c.__module__}.{c.__qualname__}" for c in target.__mro__)
-    resolver = next((RESOLVERS[n] for n in names if n in RESOLVERS), None)
+    resolver = resolver_of(target)
     if resolver is None:
         return model_cfg, {}
     ctx = Context(target, model_cfg, dict(spec), trust, tuple(allow_targets))
