@@ -59,13 +59,12 @@ class DCGANModule(ZooModule):
         self.discriminator = Discriminator(input_shape, width)
         self.register_buffer("fixed_z", torch.randn(num_images, latent_dim), persistent=False)
 
-    def setup(self, stage: str) -> None:
-        from lightning.pytorch.strategies import DDPStrategy
+    def on_fit_start(self) -> None:
+        from torch.nn.parallel import DistributedDataParallel
 
-        strategy = self.trainer.strategy
-        if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get(
-            "find_unused_parameters"
-        ):  # the D step leaves G without gradients, which plain DDP rejects
+        wrapped = self.trainer.strategy.model  # DDP's wrapper, once the strategy has set up
+        if isinstance(wrapped, DistributedDataParallel) and not wrapped.find_unused_parameters:
+            # the D step leaves G without gradients, which plain DDP rejects
             raise ValueError(
                 "DCGAN under DDP needs trainer.strategy=ddp_find_unused_parameters_true"
             )
