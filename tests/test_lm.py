@@ -261,8 +261,7 @@ def test_dpo_needs_an_sft_checkpoint(tmp_path: Path, run) -> None:
 def test_dpo_beats_its_sft_reference_on_arithmetic(run) -> None:
     """SFT on demonstrations that are right 30% of the time (else off by 10), then DPO on pairs
     ranked by the ground truth: on held-out prompts the DPO policy's samples beat the SFT
-    reference's >= 75% of the time (ties count half), with the KL to the reference reported.
-    Measured: SFT 0.33 right; DPO 0.986 right, win rate 0.834, KL 1.1 nats."""
+    reference's >= 75% of the time (ties count half), with the KL to the reference reported."""
     sft = run(["model=sft", "logger=none"])
     assert 0.15 < sft["metrics"]["test/correct"] < 0.5, sft["metrics"]
     dpo = run(["model=dpo", "logger=none"])

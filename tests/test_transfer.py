@@ -298,8 +298,8 @@ def test_simclr_pretraining_pays_off_with_few_labels(run, tmp_path: Path) -> Non
         acc[mode] = sum(r["metrics"]["test/acc"] for r in runs) / len(runs)
     report = {"probes": probes, "transfer": acc}
     assert acc["full"] > acc["scratch"], report
-    # LoRA vs the probe is within a test digit or two: 0.931 vs 0.924 in one run, 0.927 vs
-    # 0.930 and 0.923 vs 0.926 in two others (SimCLR's features vary from run to run)
+    # LoRA and the probe differ by a test digit or two either way: SimCLR's features vary from
+    # run to run, so LoRA is asked to come within one point of the probe, not to beat it
     assert acc["lora"] >= acc["full"] - 0.03 and acc["lora"] >= acc["linear"] - 0.01, report
 
 

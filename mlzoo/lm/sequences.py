@@ -1,7 +1,7 @@
 """Token sequences for causal LMs: packing prompt + response, log-probabilities, sampling.
 
 ``lm`` below is any module mapping token ids (B, T) to next-token logits (B, T, vocab): the zoo's
-GPT or a Hugging Face causal LM behind mlzoo.lm.models.HFCausalLM.
+GPT or a Hugging Face causal LM behind mlzoo.lm.hf.HFCausalLM.
 """
 
 from __future__ import annotations

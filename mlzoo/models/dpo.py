@@ -2,8 +2,8 @@
 
 Rafailov, Sharma, Mitchell, Ermon, Manning & Finn (2023), "Direct Preference Optimization: Your
 Language Model is Secretly a Reward Model"; IPO: Azar et al. (2023); conservative DPO (label
-smoothing): Mitchell (2023); robust DPO: Chowdhury, Kini & Natarajan (2024); the NLL term: Pang et al. (2024), "Iterative Reasoning Preference
-Optimization" (TRL's rpo_alpha).
+smoothing): Mitchell (2023); robust DPO: Chowdhury, Kini & Natarajan (2024); the NLL term: Pang
+et al. (2024), "Iterative Reasoning Preference Optimization" (TRL's rpo_alpha).
 
 RLHF maximises E[r(x, y)] - beta * KL(pi || pi_ref): a learned reward, kept close to a reference
 policy pi_ref (the SFT model). Its optimum is pi*(y|x) proportional to pi_ref(y|x) exp(r(x, y) /
@@ -18,19 +18,21 @@ classification loss on the policy itself:
     L_r  = (-(1 - eps) log sigmoid(beta h) + eps log sigmoid(-beta h)) / (1 - 2 eps)  (robust)
     L    = (h_tok - 1 / (2 * beta))^2                                          (IPO)
 
-where h_tok is h with each response's log-ratio divided by its number of tokens (the IPO
-authors' form, as TRL computes it); ``ipo_sum`` uses h itself.
+with log pi(y|x) summed over the response's tokens only; h_tok is h with each response's
+log-ratio divided by its number of tokens (the IPO authors' form, as TRL computes it);
+``ipo_sum`` uses h itself. At the start pi = pi_ref, so h = 0 and the DPO loss is log 2.
 
-with log pi(y|x) summed over the response's tokens only. At the start pi = pi_ref, so h = 0 and
-the DPO loss is log 2. The loss only asks for a bigger gap between chosen and rejected, and it is
-happy to lower both: on the arithmetic task (chosen and rejected differ in one digit) plain DPO
-learns to stop after the first digit. ``nll_weight`` alpha adds the chosen response's negative
-log-likelihood per token, L + alpha * (-log pi(y_w|x) / |y_w|), which keeps the chosen likely. Logged: the loss; the implicit rewards of chosen and rejected responses,
-beta * (log pi - log pi_ref); reward accuracy (chosen > rejected) and margin; and, on responses
-the policy samples for held-out prompts, KL(pi || pi_ref) estimated as the mean of log pi(y|x) -
-log pi_ref(y|x). With a ground truth (the arithmetic task), ``val/win_rate``: how often the
-policy's sample scores better than the reference's for the same prompt (ties count half), and
-``accuracy``: how often its greedy answer is right (``reference_accuracy``: the reference's).
+The loss only asks for a bigger gap between chosen and rejected, and it is happy to lower both:
+on the arithmetic task (chosen and rejected differ in one digit) plain DPO learns to stop after
+the first digit. ``nll_weight`` alpha adds the chosen response's negative log-likelihood per
+token, L + alpha * (-log pi(y_w|x) / |y_w|), which keeps the chosen likely.
+
+Logged: the loss; the implicit rewards of chosen and rejected responses, beta * (log pi - log
+pi_ref); reward accuracy (chosen > rejected) and margin; and, on responses the policy samples for
+held-out prompts, KL(pi || pi_ref) estimated as the mean of log pi(y|x) - log pi_ref(y|x). With a
+ground truth (the arithmetic task), ``val/win_rate``: how often the policy's sample scores better
+than the reference's for the same prompt (ties count half), and ``accuracy``: how often its
+greedy answer is right (``reference_accuracy``: the reference's).
 
 The concept is built from a policy network pi_theta (token ids -> next-token logits), its
 tokenizer, and optionally the reference pi_ref; without one, pi_ref is the policy as it starts,
