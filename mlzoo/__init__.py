@@ -22,10 +22,10 @@ __version__ = "0.1.0"
 def load(path: str | Path, trust: bool = False, allow_targets: tuple[str, ...] = ()) -> Any:
     """The trained model of a zoo checkpoint, in eval mode on the CPU, rebuilt from its run
     folder's config.yaml (``MLPModule.load_from_checkpoint(path)`` does the same). For its data
-    module and config too: mlzoo.run.checkpoint.load_checkpoint. ``trust`` and
+    module and config too: mlzoo.run.load.load_checkpoint. ``trust`` and
     ``allow_targets``: as trust_checkpoint and allow_targets in a run (checkpoints and configs
     from others are data, never code, unless these say so)."""
-    from mlzoo.run.checkpoint import load_checkpoint
+    from mlzoo.run.load import load_checkpoint
 
     model, _, _ = load_checkpoint(path, trust=trust, allow_targets=allow_targets)
     return model

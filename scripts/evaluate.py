@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         import numpy as np
 
         from mlzoo.rl.agent import RLModule
-        from mlzoo.run.checkpoint import load_checkpoint
+        from mlzoo.run.load import load_checkpoint
 
         model, envs, _ = load_checkpoint(args.checkpoint, allow_targets=args.allow_targets)
         if not isinstance(model, RLModule) or not hasattr(envs, "make_env"):

@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         # <run>/export/: created)
         check_output(out, "--out", parents=args.out is None)
         # imported after the checks: --help and bad arguments answer at once
-        from mlzoo.run.checkpoint import load_checkpoint
         from mlzoo.run.export import export, exported
+        from mlzoo.run.load import load_checkpoint
 
         model, _, _ = load_checkpoint(args.checkpoint, allow_targets=args.allow_targets)
         what = exported(model, args.format)  # before anything is written

@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.batch < 1:
             raise ZooError("--batch must be >= 1")
         from mlzoo.base.supervised import SupervisedModule
-        from mlzoo.run.checkpoint import load_checkpoint, read_checkpoint  # (torch: seconds)
+        from mlzoo.run.checkpoint import read_checkpoint  # (torch: seconds)
+        from mlzoo.run.load import load_checkpoint
 
         model, datamodule, _ = load_checkpoint(args.checkpoint, allow_targets=args.allow_targets)
         if not isinstance(model, SupervisedModule):

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
         from torchvision.utils import save_image
 
-        from mlzoo.run.checkpoint import load_checkpoint
+        from mlzoo.run.load import load_checkpoint
 
         model, datamodule, cfg = load_checkpoint(args.checkpoint, allow_targets=args.allow_targets)
         if not callable(getattr(model, "sample", None)):

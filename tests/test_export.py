@@ -15,8 +15,8 @@ import torch
 
 from mlzoo.base.errors import ZooError
 from mlzoo.base.module import Exported, ZooModule
-from mlzoo.run.checkpoint import load_checkpoint
 from mlzoo.run.export import export, exported
+from mlzoo.run.load import load_checkpoint
 
 from conftest import load_script, run_training
 

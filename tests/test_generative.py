@@ -353,7 +353,7 @@ def ddpm_and_ddim_scores(run, tmp_path: Path, overrides: list[str], scored: int 
     """Train a DDPM (the run scoring ``scored`` samples), then score 500 samples of 1000-step
     ancestral DDPM and of 50-step DDIM (the same noise seeds) and 500 uniform-noise images with
     the same classifier."""
-    from mlzoo.run.checkpoint import load_checkpoint
+    from mlzoo.run.load import load_checkpoint
 
     summary = run(["model=ddpm", "logger=none", f"callbacks.sample_quality.num_samples={scored}",
                    *overrides])  # fmt: skip
@@ -397,7 +397,7 @@ def test_conditional_ddpm_follows_its_labels_and_guidance_sharpens_them(run, tmp
     """Class-conditional DDPM (labels dropped 10% of the time): samples asked for class y are
     classified as y, and more often with classifier-free guidance w = 3 than with w = 1."""
     from mlzoo.metrics.sample_quality import accuracy
-    from mlzoo.run.checkpoint import load_checkpoint
+    from mlzoo.run.load import load_checkpoint
 
     summary = run(
         [

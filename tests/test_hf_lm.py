@@ -14,7 +14,7 @@ from cli_cases import run_cases
 from mlzoo.base.errors import ZooError
 from mlzoo.lm.arithmetic import ArithmeticTask
 from mlzoo.models.dpo import on_policy_pairs
-from mlzoo.run.checkpoint import load_checkpoint
+from mlzoo.run.load import load_checkpoint
 
 from conftest import ROOT, load_script, run_training
 

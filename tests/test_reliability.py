@@ -323,7 +323,7 @@ def test_targets_outside_the_allowlist_are_refused(tmp_path: Path) -> None:
 
 
 def test_a_tampered_run_config_is_refused_when_loading(tmp_path: Path) -> None:
-    from mlzoo.run.checkpoint import load_checkpoint
+    from mlzoo.run.load import load_checkpoint
 
     summary = run_training(["trainer=debug", "logger=none"], tmp_path / "logs")
     config = Path(summary["run_dir"]) / "config.yaml"

@@ -302,7 +302,7 @@ def test_ppo_normalisers_train_save_and_stay_frozen_in_evaluation(run) -> None:
     state = torch.load(summary["last_checkpoint"], weights_only=True)["state_dict"]
     assert state["obs_rms.count"] >= 128 and state["reward_scaler.rms.count"] >= 128
     assert (state["obs_rms.var"] != 1).all()  # moved from its initial value
-    from mlzoo.run.checkpoint import load_checkpoint
+    from mlzoo.run.load import load_checkpoint
 
     model, _, _ = load_checkpoint(summary["last_checkpoint"])
     before = model.obs_rms.count.clone()
@@ -418,7 +418,7 @@ def test_ppo_critic_learns_what_a_game_of_pong_is_worth_in_50k_frames(run) -> No
     import numpy as np
 
     from mlzoo.run.build import instantiate_model
-    from mlzoo.run.checkpoint import load_checkpoint
+    from mlzoo.run.load import load_checkpoint
 
     summary = run(["experiment=ppo_atari", "seed=0", "trainer.max_epochs=1",
                    "data.iterations_per_epoch=12", "test=false", "logger=none",

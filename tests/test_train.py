@@ -256,7 +256,7 @@ def test_mlp_regression_matches_least_squares_on_diabetes(run) -> None:
 
 @pytest.mark.slow
 def test_compile_option_trains_and_writes_ordinary_checkpoints(run) -> None:
-    from mlzoo.run.checkpoint import load_checkpoint
+    from mlzoo.run.load import load_checkpoint
 
     summary = run(["model=cnn", "trainer=debug", "compile=true", "logger=none"])
     assert summary["global_step"] == 6 and math.isfinite(summary["metrics"]["test/loss"])
@@ -290,12 +290,13 @@ def test_removing_the_progress_bar_callback_leaves_no_bar(tmp_path: Path) -> Non
     batch); without the override the run has the zoo's bar."""
     from mlzoo.callbacks.progress import ProgressBar
     from mlzoo.run.build import build_run
+    from mlzoo.run.load import load_checkpoint
 
     from conftest import compose_config
 
     for overrides, bar in ((["~callbacks.progress_bar"], None), ([], ProgressBar)):
         cfg = compose_config(["trainer=debug", *overrides], tmp_path / "logs")
-        trainer = build_run(cfg)[-1]
+        trainer = build_run(cfg, load_checkpoint)[-1]
         assert type(trainer.progress_bar_callback) is (bar or type(None))
 
 

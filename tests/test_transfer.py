@@ -265,7 +265,7 @@ def test_simclr_pretraining_pays_off_with_few_labels(run, tmp_path: Path) -> Non
       from scratch, and LoRA (<= 10% of the parameters trainable) comes within 3 points of full
       fine-tuning and within 1 point of the linear probe."""
     from mlzoo.metrics.probe import features, linear_probe_accuracy
-    from mlzoo.run.checkpoint import load_checkpoint
+    from mlzoo.run.load import load_checkpoint
 
     log_dir = tmp_path / "logs"
     pre = run(["model=simclr", "logger=none"], log_dir)

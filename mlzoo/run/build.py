@@ -12,7 +12,7 @@ import logging
 import netrc
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -29,17 +29,22 @@ NEWEST = "newest:"
 
 
 def instantiate_model(
-    model_cfg: DictConfig, datamodule: Any, trust: bool = False, allow_targets: tuple[str, ...] = ()
+    model_cfg: DictConfig,
+    datamodule: Any,
+    trust: bool = False,
+    allow_targets: tuple[str, ...] = (),
+    load: Callable[..., Any] | None = None,
 ) -> Any:
     """Instantiate the model, filling what the data decides (input shape, task, classes, ...)
     and the networks its config names by where they are (mlzoo.run.parts: an earlier run's
-    checkpoint, a Hugging Face model, ...; ``trust`` and ``allow_targets`` apply to checkpoints)."""
+    checkpoint, a Hugging Face model, ...; ``trust`` and ``allow_targets`` apply to checkpoints,
+    which ``load``, mlzoo.run.load.load_checkpoint, loads)."""
     from mlzoo.run.parts import resolve_parts
 
     target = hydra.utils.get_class(model_cfg._target_)
     accepted = inspect.signature(target.__init__).parameters
     spec = getattr(datamodule, "spec", {})
-    model_cfg, parts = resolve_parts(target, model_cfg, spec, trust, allow_targets)
+    model_cfg, parts = resolve_parts(target, model_cfg, spec, trust, allow_targets, load)
     from_data = {
         k: v for k, v in spec.items() if k in accepted and k not in model_cfg and k not in parts
     }
@@ -215,7 +220,7 @@ def resolve_newest(cfg: DictConfig) -> None:
         walk(cfg.model, "model")
 
 
-def build_run(cfg: DictConfig) -> tuple:
+def build_run(cfg: DictConfig, load: Callable[..., Any]) -> tuple:
     """(data module, model, loggers, Trainer) of a checked config, seeded; ``newest:<run>``
     settings resolved (in cfg, so the run's config.yaml records the file)."""
     import lightning as L
@@ -235,7 +240,7 @@ def build_run(cfg: DictConfig) -> tuple:
     resolve_newest(cfg)
     with allowed_by_user(cfg.get("allow_targets") or ()):  # a backbone checkpoint, say
         datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
-        model = instantiate_model(cfg.model, datamodule)
+        model = instantiate_model(cfg.model, datamodule, load=load)
     callbacks = instantiate_all(cfg.get("callbacks"), "callbacks")
     loggers = instantiate_all(cfg.get("logger"), "logger")
     start_loggers(cfg.get("logger"), loggers)

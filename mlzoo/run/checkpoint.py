@@ -1,4 +1,4 @@
-"""Checkpoints: written atomically, read safely, loaded back into their model and data module.
+"""Checkpoint files: written atomically, read safely.
 
 Writing: ``AtomicCheckpointIO`` (a Trainer plugin, configs/trainer/default.yaml) writes each file
 to a temporary name beside it, flushes it to disk and renames it over the old one: a run killed at
@@ -8,12 +8,7 @@ Reading: ``read_checkpoint`` uses ``torch.load(weights_only=True)``: tensors and
 no pickled code runs. A file that holds pickled Python objects is refused unless the user opts in
 (``trust_checkpoint=true``); a missing, corrupt or truncated file gives one line naming it.
 
-Loading a model: every run folder holds the resolved ``config.yaml`` beside ``checkpoints/``, so a
-checkpoint alone is enough: scripts (sample.py, evaluate.py) and transfer learning rebuild the
-exact model from it. Constructor arguments recorded in the checkpoint (``hyper_parameters``) take
-precedence over the config's (e.g. the backbone file a transfer run actually used); the merged
-config passes the same trust check as a training run's (mlzoo.run.targets) before anything in it
-is built.
+Loading a model back from its run folder: mlzoo.run.load.
 """
 
 from __future__ import annotations
@@ -21,16 +16,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from omegaconf import DictConfig, open_dict
 
-from mlzoo.base.errors import ZooError, error_line, one_line
+from mlzoo.base.errors import ZooError, one_line
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -146,11 +138,6 @@ def read_checkpoint(path: str | Path, option: str = "ckpt_path", trust: bool = F
         ) from None
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:160] if text else type(err).__name__
-
-
 def check_lightning_checkpoint(ckpt: Any, path: str | Path, option: str = "ckpt_path") -> None:
     """Refuse a readable file that is not a Lightning checkpoint (a bare state_dict, say)."""
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "global_step" not in ckpt:
@@ -158,75 +145,6 @@ def check_lightning_checkpoint(ckpt: Any, path: str | Path, option: str = "ckpt_
             f"{option}: {path} is not a checkpoint written by mlzoo (no state_dict and "
             "global_step in it)"
         )
-
-
-def load_checkpoint(
-    path: str | Path,
-    option: str = "checkpoint",
-    trust: bool = False,
-    allow_targets: Iterable[str] = (),
-) -> tuple[Any, Any, DictConfig]:
-    """(model in eval mode on the CPU, its data module, the run's config) for a zoo checkpoint.
-
-    The run folder's config.yaml and the checkpoint's hyperparameters are someone else's data:
-    they are merged, then checked as one config (mlzoo.run.targets) before anything is built.
-    Only the caller's ``allow_targets`` (and the command line's, during a run) widen the check;
-    the ones the loaded config.yaml records are ignored."""
-    from mlzoo.run.build import instantiate_model
-    from mlzoo.run.files import read_config_file
-    from mlzoo.run.targets import check_config, check_size, user_allowed
-
-    path = Path(path)
-    ckpt = read_checkpoint(path, option, trust)
-    check_lightning_checkpoint(ckpt, path, option)
-    run_dir = path.resolve().parent.parent
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise ZooError(
-            f"{path}: no config.yaml in its run folder {run_dir}; only checkpoints in "
-            "<run>/checkpoints/ of a zoo run can be loaded"
-        )
-    cfg = read_config_file(cfg_path, "config.yaml")
-    if not isinstance(cfg, DictConfig) or not isinstance(cfg.get("model"), DictConfig):
-        raise ZooError(f"{cfg_path}: not a zoo run's config (no model section)")
-    recorded = ckpt.get("hyper_parameters") or {}
-    if not isinstance(recorded, dict):
-        raise ZooError(f"{path}: its hyper_parameters are not a mapping")
-    check_size(recorded, f"{path}: its hyper_parameters")
-    try:
-        with open_dict(cfg):
-            for key, value in recorded.items():
-                if key in cfg.model:
-                    cfg.model[key] = value
-            _drop_retired_keys(cfg.model)
-    except Exception as err:  # a value OmegaConf cannot hold (a tensor, say): not a zoo run's
-        raise ZooError(f"{path}: unusable hyper_parameters ({_first_line(err)})") from None
-    allowed = (*allow_targets, *user_allowed())
-    where = f"{cfg_path} with the hyperparameters of {path.name}"
-    check_config(cfg, allowed, where=where, from_file=True)
-    try:
-        datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
-        model = instantiate_model(cfg.model, datamodule, allow_targets=allowed)
-    except ZooError:
-        raise
-    except Exception as err:  # a setting no constructor takes, a value it refuses, ...
-        raise ZooError(f"{where}: cannot build its model ({error_line(err, 200)})") from None
-    state = ckpt["state_dict"]
-    try:
-        model.load_state_dict(state)
-    except Exception as err:  # shapes (RuntimeError), or a state_dict that is no mapping
-        raise ZooError(
-            f"{path} does not fit the model in {cfg_path}: {error_line(err, 300)}"
-        ) from None
-    return model.eval(), datamodule, cfg
-
-
-def _drop_retired_keys(model_cfg: DictConfig) -> None:
-    """Settings runs once recorded that no concept takes any more: ``log_dir`` (DPO, and a
-    transfer backbone's), where ``newest:<run>`` used to be looked up by the concept itself."""
-    model_cfg.pop("log_dir", None)
-    if isinstance(model_cfg.get("backbone"), DictConfig):
-        model_cfg.backbone.pop("log_dir", None)
 
 
 def require_file(spec: str | Path, option: str) -> Path:

@@ -7,13 +7,13 @@ run's business, named in its config; ``resolve_parts``, called by mlzoo.run.buil
 for a training run and for a loaded checkpoint alike, turns those settings into the constructor's
 arguments before the concept is built:
 
-    concept   settings (model.*)                                  arguments
+    concept   settings (model.*)                                      arguments
     SFT       policy, tokenizer, alphabet, gpt, chat, download, lora  lm, tokenizer
-    DPO       sft_checkpoint | policy, chat, download, lora       policy, tokenizer, reference
-    transfer  backbone: {checkpoint | timm | torchvision, ...}     backbone, adapter
+    DPO       sft_checkpoint | policy, chat, download, lora           policy, tokenizer, reference
+    transfer  backbone: {checkpoint | timm | torchvision, ...}        backbone, adapter
 
-An earlier run's checkpoint is loaded as mlzoo.load loads one (mlzoo.run.checkpoint.
-load_checkpoint): its run folder's config checked before anything in it is built, pickled objects
+An earlier run's checkpoint is loaded as mlzoo.load loads one (mlzoo.run.load.load_checkpoint,
+handed in by the caller: the loader builds through here, so this module never imports it): its run folder's config checked before anything in it is built, pickled objects
 refused unless trusted, every fault one line naming the setting.
 """
 
@@ -43,6 +43,7 @@ class Context:
     spec: dict[str, Any]
     trust: bool
     allow_targets: tuple[str, ...]
+    loader: Callable[..., Any] | None = None  # mlzoo.run.load.load_checkpoint
 
     def value(self, key: str) -> Any:
         """A constructor argument as instantiate_model fills it: the config's, else the data's,
@@ -55,10 +56,14 @@ class Context:
 
     def load(self, spec: Any, option: str) -> Any:
         """The model of a zoo checkpoint named by the setting ``option``."""
-        from mlzoo.run.checkpoint import load_checkpoint, require_file
+        from mlzoo.run.checkpoint import require_file
 
         path = require_file(spec, option)
-        model, _, _ = load_checkpoint(path, option, self.trust, self.allow_targets)
+        if self.loader is None:
+            raise ZooError(
+                f"{option}={spec}: a checkpoint is loaded only in a run or by mlzoo.load"
+            )
+        model, _, _ = self.loader(path, option, self.trust, self.allow_targets)
         return model
 
 
@@ -190,13 +195,14 @@ def resolve_parts(
     spec: dict[str, Any],
     trust: bool = False,
     allow_targets: Iterable[str] = (),
+    load: Callable[..., Any] | None = None,
 ) -> tuple[DictConfig, dict[str, Any]]:
     """(the model config without the settings that name where the parts are, the parts). A
     concept with none (the concept or a subclass not in RESOLVERS) gets its config back as is."""
     resolver = resolver_of(target)
     if resolver is None:
         return model_cfg, {}
-    ctx = Context(target, model_cfg, dict(spec), trust, tuple(allow_targets))
+    ctx = Context(target, model_cfg, dict(spec), trust, tuple(allow_targets), load)
     keys = list(inspect.signature(resolver).parameters)[1:]
     settings = {k: ctx.value(k) for k in keys if k in model_cfg or k in spec}
     rest = copy.copy(model_cfg)

@@ -259,6 +259,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import lightning  # noqa: F401  (first: importing it adds the console handlers quieted next)
 
     from mlzoo.run.build import build_run  # torch and Lightning: only once a run starts
+    from mlzoo.run.load import load_checkpoint
 
     start = time.time()
     _quiet_known_noise()
@@ -270,7 +271,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     with contextlib.ExitStack() as held:  # holds a resumed run's lock until the run ends
         try:
             ckpt_path, run_dir = _preflight(cfg, fresh_dir, keep, held)
-            datamodule, model, loggers, trainer = build_run(cfg)
+            datamodule, model, loggers, trainer = build_run(cfg, load_checkpoint)
             if ckpt_path is not None:
                 check_fits(ckpt_path, model, bool(cfg.get("trust_checkpoint")))
                 if run_dir != fresh_dir:
