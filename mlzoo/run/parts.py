@@ -13,8 +13,9 @@ arguments before the concept is built:
     transfer  backbone: {checkpoint | timm | torchvision, ...}        backbone, adapter
 
 An earlier run's checkpoint is loaded as mlzoo.load loads one (mlzoo.run.load.load_checkpoint,
-handed in by the caller: the loader builds through here, so this module never imports it): its run folder's config checked before anything in it is built, pickled objects
-refused unless trusted, every fault one line naming the setting.
+handed in by the caller: the loader builds through here, so this module never imports it): its
+run folder's config checked before anything in it is built, pickled objects refused unless
+trusted, every fault one line naming the setting.
 """
 
 from __future__ import annotations
