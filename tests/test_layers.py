@@ -130,8 +130,10 @@ def test_no_import_cycles():
 
 # Private names of other libraries the zoo reaches for, where their public API has no way:
 # torch's fused in-place lerp over a list of tensors (the EMA), torch's batch-norm base class,
-# gymnasium's lazily created RNG, and OmegaConf's _target_ keys (a Hydra convention, public).
+# gymnasium's lazily created RNG; public names with an underscore: OmegaConf's _target_ keys (a
+# Hydra convention) and a NamedTuple's _replace, _asdict, _fields.
 NOT_A_FRAMEWORK_INTERNAL = {"_foreach_lerp_", "_BatchNorm", "_np_random", "_target_"}
+NOT_A_FRAMEWORK_INTERNAL |= {"_replace", "_asdict", "_fields"}
 FRAMEWORKS = ("lightning", "pytorch_lightning", "hydra", "omegaconf")
 
 

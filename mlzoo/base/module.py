@@ -172,6 +172,15 @@ class ZooModule(L.LightningModule):
             "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval},
         }
 
+    @property
+    def attached_datamodule(self) -> Any:
+        """The data module of the Trainer this model runs in; None outside a Trainer (a model
+        built and called in plain Python)."""
+        try:
+            return self.trainer.datamodule
+        except RuntimeError:  # Lightning's answer for a model attached to no Trainer
+            return None
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         # DDP broadcasts rank 0's buffers (batch-norm statistics, observation normalisers) at
         # the start of a forward only if the previous forward expected a backward; under manual

@@ -89,13 +89,11 @@ class SupervisedModule(ZooModule):
         return self.net(x)
 
     def exported_networks(self) -> dict[str, Exported]:
-        """``net``: x -> logits or the standardised regression value, LoRA layers (transfer)
-        folded into their base weights. A subclass saves ``input_shape`` in its hparams."""
-        from mlzoo.nets.lora import folded
-
+        """``net``: x -> logits or the standardised regression value. A subclass saves
+        ``input_shape`` in its hparams."""
         shape = [int(d) for d in self.hparams.input_shape]
         x = torch.rand(2, *shape, generator=torch.Generator().manual_seed(0)).to(self.device)
-        return {"net": Exported(folded(self.net), (x,), ["x"], ["out"])}
+        return {"net": Exported(self.net, (x,), ["x"], ["out"])}
 
     def exported_facts(self) -> dict[str, Any]:
         """A regression's target standardisation: y = out * target_std + target_mean."""

@@ -234,7 +234,7 @@ class DPOModule(TrainedWeightsOnly, ZooModule):
         return values[:, 0], values[:, 1]
 
     def setup(self, stage: str) -> None:
-        splits = getattr(self.trainer.datamodule, "splits", None) if self._trainer else None
+        splits = getattr(self.attached_datamodule, "splits", None)
         if splits:  # an example longer than the context fails here, by file:line, not mid-run
             max_len = getattr(self.policy, "max_len", None)
             check_context(splits, self.tokenizer, max_len, ["chosen", "rejected"])
@@ -349,7 +349,7 @@ class DPOModule(TrainedWeightsOnly, ZooModule):
             self.reference, prompts, mine
         )
         out = {"kl": kl.mean()}
-        task = getattr(self.trainer.datamodule, "task", None) if self._trainer else None
+        task = getattr(self.attached_datamodule, "task", None)
         if task is not None:
             theirs = sample(
                 self.reference, self.tokenizer, prompts, hp.max_new_tokens, hp.temperature

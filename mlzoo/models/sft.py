@@ -58,7 +58,7 @@ class SFTModule(TrainedWeightsOnly, ZooModule):
         return exported_policy(self.lm, self.tokenizer)
 
     def setup(self, stage: str) -> None:
-        splits = getattr(self.trainer.datamodule, "splits", None) if self._trainer else None
+        splits = getattr(self.attached_datamodule, "splits", None)
         if splits:  # an example longer than the context fails here, by file:line, not mid-run
             check_context(splits, self.tokenizer, getattr(self.lm, "max_len", None), ["response"])
 

@@ -47,9 +47,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlzoo.base.errors import ZooError
-from mlzoo.base.module import OptimizerFactory, SchedulerFactory
+from mlzoo.base.module import Exported, OptimizerFactory, SchedulerFactory
 from mlzoo.base.supervised import SupervisedModule
-from mlzoo.nets.lora import add_lora, lora_layers
+from mlzoo.nets.lora import add_lora, folded, lora_layers
 from mlzoo.nets.pretrained import IMAGENET_MEAN, IMAGENET_STD
 
 MODES = ("linear", "full", "lora", "scratch")
@@ -121,6 +121,12 @@ class TransferModule(SupervisedModule):
         hp = self.hparams
         scale = hp.backbone_lr_scale if hp.mode == "full" else 1.0  # LoRA factors: full LR
         return [{"params": head}, *([{"params": body, "lr_scale": scale}] if body else [])]
+
+    def exported_networks(self) -> dict[str, Exported]:
+        """The supervised ``net``, each LoRA layer folded into its base weight
+        (W + (alpha / r) B A): plain layers, nothing LoRA-specific for an exporter to trace."""
+        net = super().exported_networks()["net"]
+        return {"net": net._replace(module=folded(net.module))}
 
     def loss(self, out: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(out, y)  # L = -log softmax(W f(x) + b)_y

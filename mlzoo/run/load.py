@@ -1,11 +1,11 @@
 """A model loaded back from a zoo checkpoint: its run folder's config.yaml rebuilds it.
 
-Every run folder holds the resolved ``config.yaml`` beside ``checkpoints/``, so a
-checkpoint alone is enough: scripts (sample.py, evaluate.py) and transfer learning rebuild the
-exact model from it. Constructor arguments recorded in the checkpoint (``hyper_parameters``) take
-precedence over the config's (e.g. the backbone file a transfer run actually used); the merged
-config passes the same trust check as a training run's (mlzoo.run.targets) before anything in it
-is built.
+Every run folder holds the resolved ``config.yaml`` beside ``checkpoints/``, so a checkpoint
+alone is enough: scripts (sample.py, evaluate.py, export.py, predict.py) rebuild the exact model
+from it. Constructor arguments recorded in the checkpoint (``hyper_parameters``) take precedence
+over the config's; the merged config passes the same trust check as a training run's
+(mlzoo.run.targets) before anything in it is built. ``trust`` (pickled objects) covers the file
+named, never the checkpoints its config names in turn.
 
 A concept built from an earlier run's checkpoint (DPO from its SFT run, transfer from a
 pretraining run) loads that one the same way: mlzoo.run.parts receives this loader from its
@@ -70,7 +70,9 @@ def load_checkpoint(
     check_config(cfg, allowed, where=where, from_file=True)
     try:
         datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
-        model = instantiate_model(cfg.model, datamodule, trust, allowed, load=load_checkpoint)
+        model = instantiate_model(
+            cfg.model, datamodule, allow_targets=allowed, load=load_checkpoint
+        )
     except ZooError:
         raise
     except Exception as err:  # a setting no constructor takes, a value it refuses, ...

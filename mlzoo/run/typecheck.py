@@ -55,13 +55,17 @@ def accepts(hint: Any, value: Any) -> bool | None:
 
 def _hints(target: Any) -> dict[str, Any]:
     """Parameter name -> type hint; a class's own hints first, then its bases' (a subclass may
-    pass **kwargs on to them)."""
+    pass **kwargs on to them), then the settings the run turns into its parts (mlzoo.run.parts:
+    ``model.download``, ``model.lora``, ...)."""
     if not inspect.isclass(target):
         return _function_hints(target)
+    from mlzoo.run.parts import setting_hints
+
     out: dict[str, Any] = {}
     for cls in reversed(target.__mro__):
         if "__init__" in vars(cls) and cls is not object:
             out.update(_function_hints(vars(cls)["__init__"]))
+    out.update(setting_hints(target))
     return out
 
 
