@@ -90,7 +90,7 @@ class GradNormProbe(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # automatic: Lightning clips after on_before_optimizer_step; manual updates on the torch
-        # optimizer (ZooModule.plain_optimizer) call no hooks: the last update's gradients
+        # optimizer (the agents: optimizers(use_pl_optimizer=False)) call no hooks: the last gradients
         if pl_module.automatic_optimization or not self.hooked:
             for optimizer in trainer.optimizers:
                 self.norms.append(self._norm(optimizer))

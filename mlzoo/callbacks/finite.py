@@ -48,7 +48,12 @@ def first_non_finite(named: dict[str, Any]) -> tuple[str, float] | None:
     return None
 
 
-ADVICE = "Lower the learning rate or clip gradients (trainer.gradient_clip_val=1.0)"
+def advice(module: Any) -> str:
+    """What to try, with the concept's one clipping setting (ZooModule.own_clip_setting)."""
+    setting = getattr(module, "own_clip_setting", None) or "trainer.gradient_clip_val"
+    return f"Lower the learning rate or clip gradients ({setting}=1.0)"
+
+
 GPU_EVERY = 10  # steps between reads of the checks on an accelerator, unless every_n_steps says
 
 
@@ -93,7 +98,7 @@ class FiniteGuard(L.Callback):
                 raise NonFiniteError(
                     f"{name} became {value} at step {trainer.global_step} (epoch "
                     f"{trainer.current_epoch}); the run stopped there and its last checkpoint "
-                    f"holds the weights from before. {ADVICE}"
+                    f"holds the weights from before. {advice(trainer.lightning_module)}"
                 )
             return
         # deferred: record on the device where each value first went bad; read every n steps
@@ -120,7 +125,7 @@ class FiniteGuard(L.Callback):
             raise NonFiniteError(
                 f"{name} became non-finite at step {step} (read at step {trainer.global_step}: "
                 f"on this device the check is read every {self.every} steps); "
-                f"the run stopped and its last checkpoint holds finite weights. {ADVICE}"
+                f"the run stopped and its last checkpoint holds finite weights. {advice(trainer.lightning_module)}"
             )
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -140,5 +145,5 @@ class FiniteGuard(L.Callback):
         if found is not None:
             raise NonFiniteError(
                 f"weight {found[0]} became {found[1]} at step {trainer.global_step}; that "
-                f"checkpoint was not written (the last one on disk holds finite weights). {ADVICE}"
+                f"checkpoint was not written (the last one on disk holds finite weights). {advice(trainer.lightning_module)}"
             )

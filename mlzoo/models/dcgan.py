@@ -41,6 +41,8 @@ from mlzoo.nets.dcgan import Discriminator, Generator
 class DCGANModule(ZooModule):
     """DCGAN on images in [0, 1] (scaled to the generator's [-1, 1] inside)."""
 
+    own_clip_setting = "model.gradient_clip_val"  # D's and G's updates, each clipped to it
+
     def __init__(
         self,
         optimizer: OptimizerFactory,
@@ -120,8 +122,7 @@ class DCGANModule(ZooModule):
     def _step(self, opt, loss: Tensor) -> None:
         opt.zero_grad()
         self.manual_backward(loss)
-        # model.gradient_clip_val, or trainer.gradient_clip_val
-        self.clip_manual(opt, self.hparams.gradient_clip_val)
+        self.clip_manual(opt, self.hparams.gradient_clip_val)  # own_clip_setting
         opt.step()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
