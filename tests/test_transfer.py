@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from mlzoo.data.sklearn import DigitsDataModule
 from mlzoo.models.simclr import SimCLRModule
@@ -256,6 +256,29 @@ def test_an_unknown_torchvision_model_or_weights_names_the_setting() -> None:
     assert caught.value.__cause__ is None
 
 
+@torch.no_grad()
+def features(encoder: nn.Module, x: Tensor, batch: int = 512) -> Tensor:
+    """encoder(x) in eval mode, flattened to (N, D), on the CPU."""
+    was_training = encoder.training
+    encoder.eval()
+    out = torch.cat([encoder(x[i : i + batch]).flatten(1).cpu() for i in range(0, len(x), batch)])
+    encoder.train(was_training)
+    return out
+
+
+def linear_probe_accuracy(train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor]) -> float:
+    """The linear-probe yardstick of representation learning: test accuracy of a logistic
+    regression fitted on standardised training features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    (xtr, ytr), (xte, yte) = train, test
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+    clf.fit(xtr.flatten(1).numpy(), ytr.numpy())
+    return float(clf.score(xte.flatten(1).numpy(), yte.numpy()))
+
+
 @pytest.mark.slow
 def test_simclr_pretraining_pays_off_with_few_labels(run, tmp_path: Path) -> None:
     """SimCLR on the digits' training images (labels unused), then:
@@ -264,7 +287,6 @@ def test_simclr_pretraining_pays_off_with_few_labels(run, tmp_path: Path) -> Non
     - on the transfer task (10 labels per class), full fine-tuning beats training the same network
       from scratch, and LoRA (<= 10% of the parameters trainable) comes within 3 points of full
       fine-tuning and within 1 point of the linear probe."""
-    from mlzoo.metrics.probe import features, linear_probe_accuracy
     from mlzoo.run.load import load_checkpoint
 
     log_dir = tmp_path / "logs"
