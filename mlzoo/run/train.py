@@ -43,7 +43,7 @@ from mlzoo.run.resume import (
 )
 from mlzoo.run.sweep import register_resolvers
 from mlzoo.run.targets import check_config
-from mlzoo.run.typecheck import check_types, check_values
+from mlzoo.run.typecheck import check_before_imports, check_types, check_values
 
 log = logging.getLogger("mlzoo")
 
@@ -256,18 +256,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     preflight (checks, the run folder) -> build -> fit -> test and summarize. A mistake found
     before training starts removes what this invocation created and nothing else."""
+    start = time.time()
+    fresh_dir = Path(cfg.paths.output_dir)
+    _refuse_an_earlier_run(fresh_dir)
+    # What the folder held before this run (Hydra only adds .hydra/ and train.log to a new one).
+    keep = {p.name for p in fresh_dir.glob("*")} - {".hydra", "train.log"}
+    try:  # the mistakes a config shows without importing torch or Lightning: answered in a second
+        check_before_imports(cfg)
+    except ZooError:
+        _discard(fresh_dir, keep, Path(cfg.paths.log_dir))
+        raise
     import lightning  # noqa: F401  (first: importing it adds the console handlers quieted next)
 
     from mlzoo.run.build import build_run  # torch and Lightning: only once a run starts
     from mlzoo.run.load import load_checkpoint
 
-    start = time.time()
     _quiet_known_noise()
     _drop_nvml_check_without_a_driver()
-    fresh_dir = Path(cfg.paths.output_dir)
-    _refuse_an_earlier_run(fresh_dir)
-    # What the folder held before this run (Hydra only adds .hydra/ and train.log to a new one).
-    keep = {p.name for p in fresh_dir.glob("*")} - {".hydra", "train.log"}
     with contextlib.ExitStack() as held:  # holds a resumed run's lock until the run ends
         try:
             ckpt_path, run_dir = _preflight(cfg, fresh_dir, keep, held)

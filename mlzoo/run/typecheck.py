@@ -167,3 +167,8 @@ def check_values(cfg: DictConfig) -> None:
             f"trainer.gradient_clip_val: must be a finite number >= 0 (0 or null: no clipping), "
             f"got {clip}"
         )
+
+
+def check_before_imports(cfg: DictConfig) -> None:
+    """The checks that need no import of torch, Lightning or a concept (filled in next)."""
+    check_values(cfg)
