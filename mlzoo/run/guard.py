@@ -111,6 +111,21 @@ def _nearest_keys(message: str, overrides: list[str], compose_with) -> str | Non
     )
 
 
+def _missing_option(err: Exception) -> str | None:
+    """For Hydra's "Could not find 'model/mlpp'" (an option no config group has, which Hydra
+    answers with a dozen lines): one line with the nearest option and the whole list."""
+    import difflib
+
+    found = re.search(r"Could not find '([^']+)/([^'/]+)'", str(err))
+    options = [str(o) for o in getattr(err, "options", None) or []]
+    if not found or not options:
+        return None
+    group, option = found.groups()
+    close = difflib.get_close_matches(option, options, 1, 0.6)
+    guess = f"; did you mean {group}={close[0]}?" if close else ""
+    return f"Could not find '{group}/{option}'{guess} (the options: {', '.join(options)})"
+
+
 def install() -> None:
     """Check every config Hydra composes from now on, before Hydra configures logging or builds its
     callbacks, launcher or sweeper; the first composition (the command line's) also refuses a
@@ -137,7 +152,7 @@ def install() -> None:
             print(f"error: cannot read the override {err.override!r}: {said}", file=sys.stderr)
             sys.exit(1)
         except ConfigCompositionException as err:
-            hint = _nearest_keys(str(err), list(overrides), lambda o: compose(
+            hint = _missing_option(err) or _nearest_keys(str(err), list(overrides), lambda o: compose(
                 self, config_name, o, run_mode, *args, **kwargs))  # fmt: skip
             if hint is None:
                 raise
