@@ -31,6 +31,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from mlzoo.base.errors import ZooError, listed, one_line
+from mlzoo.data.settings import check_split_settings
 
 log = logging.getLogger(__name__)
 
@@ -217,17 +218,14 @@ class TensorDataModule(L.LightningDataModule):
         on_device: bool = False,
     ) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise ZooError(f"data.batch_size must be >= 1, got {batch_size}")
-        for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0.0 < frac < 1.0:
-                raise ZooError(f"data.{name} must be in (0, 1), got {frac}")
-        if train_subset is not None and train_subset < 1:
-            raise ZooError(f"data.train_subset must be >= 1 or null, got {train_subset}")
-        if labels_per_class is not None and labels_per_class < 1:
-            raise ZooError(f"data.labels_per_class must be >= 1 or null, got {labels_per_class}")
-        if num_workers < 0:
-            raise ZooError(f"data.num_workers must be >= 0, got {num_workers}")
+        check_split_settings(
+            batch_size=batch_size,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            train_subset=train_subset,
+            labels_per_class=labels_per_class,
+            num_workers=num_workers,
+        )
         self.labels_per_class = labels_per_class
         self.batch_size = batch_size
         self.val_fraction = val_fraction
