@@ -10,11 +10,17 @@ literals, callables) are left to the constructor.
 
 from __future__ import annotations
 
+import ast
 import collections.abc
+import importlib.util
 import inspect
 import math
+import re
 import types
 import typing
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -85,36 +91,40 @@ def _function_hints(func: Any) -> dict[str, Any]:
 
 
 def _show(hint: Any) -> str:
-    return str(hint).replace("typing.", "").replace("NoneType", "None").replace("<class '", "")[:60]
+    """``Optional[int]``, ``Union[float, Tensor]``: a hint without module paths."""
+    text = str(hint).replace("NoneType", "None").replace("<class '", "").replace("'>", "")
+    return re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", text)[:60]
 
 
-def _walk(node: Any, path: str) -> None:
+def _imported_hints(target: str) -> dict[str, Any]:
+    try:
+        return _hints(hydra.utils.get_object(target))
+    except Exception:  # not importable: instantiation reports it
+        return {}
+
+
+def _walk(node: Any, path: str, hints_of: Callable[[str], dict[str, Any]]) -> None:
     if isinstance(node, list):
         for i, item in enumerate(node):
-            _walk(item, f"{path}[{i}]")
+            _walk(item, f"{path}[{i}]", hints_of)
         return
     if not isinstance(node, dict):
         return
     target = node.get("_target_")
-    hints: dict[str, Any] = {}
-    if isinstance(target, str):
-        try:
-            hints = _hints(hydra.utils.get_object(target))
-        except Exception:  # not importable: instantiation reports it
-            hints = {}
+    hints = hints_of(target) if isinstance(target, str) else {}
     for key, value in node.items():
         here = f"{path}.{key}" if path else str(key)
         if key in _SPECIAL:
             continue
         if key in hints and accepts(hints[key], value) is False:
-            raise ZooError(
-                f"{here}: expected {_show(hints[key]).strip(chr(39) + '>')}, got {value!r}"
-            )
-        _walk(value, here)
+            raise ZooError(f"{here}: expected {_show(hints[key])}, got {value!r}")
+        _walk(value, here, hints_of)
 
 
-def check_types(cfg: DictConfig) -> None:
-    """Raise a ZooError for the first config value that does not fit its parameter's hint."""
+def check_types(cfg: DictConfig, hints_of: Callable[[str], dict[str, Any]] | None = None) -> None:
+    """Raise a ZooError for the first config value that does not fit its parameter's hint
+    (``hints_of``: a target's hints; by default read from the imported class)."""
+    hints_of = hints_of or _imported_hints
     tree = OmegaConf.to_container(cfg, resolve=True)
     tree.pop("hydra", None)
     for key, hint in _TOP.items():
@@ -124,7 +134,7 @@ def check_types(cfg: DictConfig) -> None:
     # error then names the key the user set
     for key in sorted(tree, key=lambda k: (k not in ("trainer", "data"), k)):
         if key not in _TOP:
-            _walk(tree[key], key)
+            _walk(tree[key], key, hints_of)
 
 
 def _values(node: Any, path: str) -> Any:
@@ -169,6 +179,157 @@ def check_values(cfg: DictConfig) -> None:
         )
 
 
+# --------------------------------------------------------------------------------------------
+# the same checks before anything heavy is imported: hints read from the source files
+# --------------------------------------------------------------------------------------------
 def check_before_imports(cfg: DictConfig) -> None:
-    """The checks that need no import of torch, Lightning or a concept (filled in next)."""
+    """What can be refused without importing torch, Lightning or a concept, so that a typo'd
+    value is answered in a second: the values (check_values), the types against the hints read
+    from the targets' source files (never imported, never run: parsed with ``ast``), and the
+    data settings every data module takes. ``train()`` runs the full checks again once the
+    classes are imported; this pass only refuses what those would refuse too."""
+    check_types(cfg, source_hints)
     check_values(cfg)
+    data = OmegaConf.to_container(cfg, resolve=True).get("data")
+    target = data.get("_target_") if isinstance(data, dict) else None
+    if isinstance(target, str) and target.startswith("mlzoo.data."):
+        from mlzoo.data.settings import SPLIT_SETTINGS, check_split_settings
+
+        settings = {k: data[k] for k in SPLIT_SETTINGS if isinstance(data.get(k), int | float)}
+        check_split_settings(**settings)
+
+
+class _Unknown:
+    """A hint this check cannot judge (a class of torch, Lightning, ...): ``accepts`` says None."""
+
+
+_NAMES: dict[str, Any] = {
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "str": str,
+    "list": list,
+    "tuple": tuple,
+    "List": list,
+    "Tuple": tuple,
+    "Sequence": collections.abc.Sequence,
+    "None": type(None),
+    "NoneType": type(None),
+}
+
+
+def _hint(node: ast.expr) -> Any:
+    """A type hint from its source text, for the forms ``accepts`` judges (int, float, bool, str,
+    sequences, Optional, Union, ``|``, Literal); anything else is _Unknown (or named Tensor)."""
+    if isinstance(node, ast.Constant):
+        if node.value is None:
+            return type(None)
+        if isinstance(node.value, str):  # a quoted hint
+            try:
+                return _hint(ast.parse(node.value, mode="eval").body)
+            except SyntaxError:
+                return _Unknown
+        return _Unknown
+    if isinstance(node, ast.Name | ast.Attribute):
+        name = node.id if isinstance(node, ast.Name) else node.attr
+        if name == "Tensor":  # torch.optim's lr: float | Tensor
+            return type("Tensor", (_Unknown,), {})
+        return _NAMES.get(name, _Unknown)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return typing.Union[_hint(node.left), _hint(node.right)]  # noqa: UP007
+    if isinstance(node, ast.Subscript):
+        base = (
+            node.value.id if isinstance(node.value, ast.Name) else getattr(node.value, "attr", "")
+        )
+        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if base == "Literal" and all(isinstance(i, ast.Constant) for i in items):
+            return typing.Literal[tuple(i.value for i in items)]
+        if base == "Optional":
+            return typing.Union[_hint(items[0]), type(None)]  # noqa: UP007
+        if base == "Union":
+            return typing.Union[tuple(_hint(i) for i in items)]  # noqa: UP007
+        return _NAMES.get(base, _Unknown)  # list[int], Sequence[float]: a sequence
+    return _Unknown
+
+
+@cache
+def _parsed(path: Path) -> ast.Module | None:
+    try:
+        return ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+def _module_file(module: str) -> Path | None:
+    """The source file of a module, found without importing it (only its top package's location
+    is looked up, which runs nothing)."""
+    top, *rest = module.split(".")
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return Path(spec.origin) if spec and spec.origin and not rest else None
+    folder = Path(next(iter(spec.submodule_search_locations))).joinpath(*rest)
+    for candidate in (folder / "__init__.py", folder.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _definition(module: str, name: str, depth: int = 0) -> tuple[str, ast.AST] | None:
+    """(module, the class or function definition) that ``module.name`` names, following
+    ``from x import name`` re-exports a few levels deep."""
+    path = _module_file(module)
+    tree = _parsed(path) if path is not None and depth < 6 else None
+    if tree is None:
+        return None
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for stmt in tree.body:
+        if isinstance(stmt, ast.ClassDef | ast.FunctionDef) and stmt.name == name:
+            return module, stmt
+    for stmt in tree.body:
+        if isinstance(stmt, ast.ImportFrom):
+            for alias in stmt.names:
+                if (alias.asname or alias.name) == name:
+                    source = stmt.module or ""
+                    if stmt.level:
+                        base = package.split(".")
+                        base = base[: len(base) - stmt.level + 1]
+                        source = ".".join([*base, source] if source else base)
+                    return _definition(source, alias.name, depth + 1)
+    return None
+
+
+def _arguments_hints(func: ast.FunctionDef) -> dict[str, Any]:
+    args = func.args
+    every = [*args.posonlyargs, *args.args, *args.kwonlyargs]
+    return {a.arg: _hint(a.annotation) for a in every if a.annotation is not None}
+
+
+def _definition_hints(module: str, node: ast.AST, depth: int = 0) -> dict[str, Any]:
+    if isinstance(node, ast.FunctionDef):
+        return _arguments_hints(node)
+    if not isinstance(node, ast.ClassDef) or depth > 6:
+        return {}
+    out: dict[str, Any] = {}
+    for base in reversed(
+        node.bases
+    ):  # the bases' parameters first: a subclass may pass **kwargs on
+        name = base.id if isinstance(base, ast.Name) else getattr(base, "attr", None)
+        found = _definition(module, name) if name else None
+        if found is not None:
+            out.update(_definition_hints(*found, depth + 1))
+    for stmt in node.body:
+        if isinstance(stmt, ast.FunctionDef) and stmt.name == "__init__":
+            out.update(_arguments_hints(stmt))
+    return out
+
+
+@cache
+def source_hints(target: str) -> dict[str, Any]:
+    """Parameter name -> type hint of the class or function a ``_target_`` names, read from its
+    source file; {} where it cannot be found (an error then comes from the full check)."""
+    module, _, name = target.rpartition(".")
+    found = _definition(module, name) if module else None
+    return _definition_hints(*found) if found is not None else {}
