@@ -189,7 +189,7 @@ def run_zoo_throughput(
     if out.returncode != 0:
         sys.exit(f"benchmark run failed: {' '.join(overrides)}\n{out.stderr[-2000:]}")
     total = time.time() - launched
-    (report,) = logs.glob("runs/*/*/throughput.json")
+    (report,) = logs.rglob("throughput.json")  # runs/<name>/.../<time>/
     result = json.loads(report.read_text())
     report.unlink()  # the next run's report is then the only one
     return {

@@ -4,6 +4,7 @@ Each prints its table, appends it to BENCHMARKS.md (or --report) with the machin
 appends one JSON record (machine, versions, commit, date, command, rows) to
 benchmarks/results/<benchmark>.jsonl (or --results <folder>).
 
+    python benchmarks/run.py startup [--repeats 5]
     python benchmarks/run.py overhead [--repeats 5] [--only cnn]
                                       [--mode interleaved|alternating|side-by-side]
     python benchmarks/run.py quality [--only mlp cnn ...]
@@ -30,9 +31,9 @@ from pathlib import Path
 if not __package__:  # `python benchmarks/run.py`: the repository root on the path, not benchmarks/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from benchmarks import common, dpo, envs, gpu, overhead, quality, rl
+from benchmarks import common, dpo, envs, gpu, overhead, quality, rl, startup
 
-SUBCOMMANDS = (overhead, quality, gpu, rl, dpo, envs)
+SUBCOMMANDS = (startup, overhead, quality, gpu, rl, dpo, envs)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,7 +41,7 @@ def test_the_benchmarks_help_lists_every_benchmark_without_importing_torch() -> 
         text=True,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    for name in ("overhead", "quality", "gpu", "rl", "dpo", "envs"):
+    for name in ("startup", "overhead", "quality", "gpu", "rl", "dpo", "envs"):
         assert name in out.stdout
     imported = {line.split("|")[-1].strip() for line in out.stderr.splitlines()}
     assert "torch" not in imported and "mlzoo" not in imported
@@ -222,3 +222,19 @@ def test_envs_benchmark_times_sync_and_async_envs_alternately(tmp_path: Path) ->
     rows = [ln.split(" | ") for ln in report.read_text().splitlines() if ln.startswith("| cart")]
     assert [r[2] for r in rows] == ["sync", "async"] and rows[0][4] == "1.00x", rows
     assert all(float(r[3]) > 0 for r in rows), rows
+
+
+@pytest.mark.slow
+def test_startup_benchmark_times_every_answer_and_both_first_steps(tmp_path: Path) -> None:
+    out = benchmark(
+        *("--report", str(tmp_path / "B.md"), "--results", str(tmp_path)),
+        *("startup", "--repeats", "1"),
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    [record] = records(tmp_path, "startup")
+    commands = [row["command"] for row in record["rows"]]
+    assert commands[0] == "train.py --help" and len(commands) == 6, commands
+    assert "launch to 1st step: plain PyTorch" in commands
+    for row in record["rows"]:
+        assert 0 < float(row["median s"]) < 600, row
+    assert "the zoo over the plain script" in record["notes"]
