@@ -7,7 +7,11 @@
 
 ``onnx`` / ``torchscript``: a folder with one file per network (``<name>.onnx`` or
 ``<name>.pt``, the batch dimension free) and ``export.json`` naming each one's inputs and
-outputs:
+outputs, and, for a ``data=table`` or ``data=image_folder`` run, ``preprocessing``: how a raw
+row or image file becomes the input ``x`` and the output an answer (feature order, scaling,
+one-hot categories, class names; image size, channels, resize, normalisation), in plain numbers
+(``"format": 1``; the fields are in the README, "Using a trained model: predict and export"), so
+that the folder is usable alone (numpy, PIL, onnxruntime):
 
 - supervised models (mlp, cnn, rnn, transfer): ``net``, x -> logits (or the standardised
   regression value: multiply by ``target_std`` and add ``target_mean``, both in export.json);
@@ -22,6 +26,9 @@ outputs:
 
 Inputs are what the network takes in the zoo: images as the data module's transform gives them
 (floats in [0, 1] for the offline and torchvision sets; DDPM's x_t in [-1, 1]).
+
+TorchScript is deprecated by PyTorch: ``torchscript`` still writes files torch.jit.load reads
+(without showing torch.jit's FutureWarnings), but ONNX is the supported path.
 
 ``hf``: the policy of an SFT or DPO run on a Hugging Face model (``model.policy=smollm2``, a
 folder or a hub name) as a plain Hugging Face folder, with a LoRA adapter merged into the base
@@ -77,11 +84,23 @@ def main(argv: list[str] | None = None) -> int:
         from mlzoo.run.export import export, exported
         from mlzoo.run.load import load_checkpoint
 
-        model, _, _ = load_checkpoint(args.checkpoint, allow_targets=args.allow_targets)
+        model, datamodule, _ = load_checkpoint(args.checkpoint, allow_targets=args.allow_targets)
         what = exported(model, args.format)  # before anything is written
+        preprocessing = None
+        if args.format != "hf":  # the data module's description, with the checkpoint's state
+            from mlzoo.run.checkpoint import read_checkpoint
+            from mlzoo.run.export import described_inputs
+
+            saved = read_checkpoint(args.checkpoint).get(type(datamodule).__qualname__)
+            try:
+                preprocessing, note = described_inputs(datamodule, saved)
+            except ZooError as err:
+                raise ZooError(f"{args.checkpoint}: {err}") from None
+            if note:
+                print(note, file=sys.stderr)
         try:
             tmp.mkdir(parents=True)
-            export(model, tmp, args.format, args.dtype, what)
+            export(model, tmp, args.format, args.dtype, what, preprocessing)
             os.replace(tmp, out)
         except OSError as err:
             if describe(err) is None:  # not a file-system fault (no space, read-only, ...)

@@ -6,6 +6,7 @@ small files written by ``tests/fakedata.py`` in the published formats. Any downl
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from urllib.error import URLError
 
@@ -425,9 +426,14 @@ def test_a_bad_argument_is_one_line_naming_its_data_key(cls: type, kwargs: dict)
         cls(**kwargs)
 
 
-def test_a_batch_larger_than_the_data_set_names_data_batch_size() -> None:
-    with pytest.raises(ZooError, match=r"^data\.batch_size=5000 is larger than the whole"):
-        DigitsDataModule(batch_size=5000).setup()
+def test_a_batch_larger_than_the_training_split_is_clamped_with_a_note(caplog) -> None:
+    dm = DigitsDataModule(batch_size=5000)
+    with caplog.at_level(logging.WARNING):
+        dm.setup()
+    assert dm.batch_size == len(dm.splits["train"]) < 5000
+    assert (
+        f"data.batch_size=5000 is larger than the training split ({dm.batch_size} " in caplog.text
+    )
     with pytest.raises(ZooError, match=r"^data\.image_size must be >= 4"):
         DigitsDataModule(image_size=2)
 

@@ -183,3 +183,237 @@ def test_a_model_that_exports_nothing_in_a_format_says_what_it_does_export() -> 
         with pytest.raises(ZooError) as caught:
             exported(model, fmt)
         assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+# --- export.json's preprocessing: a raw row or image file, encoded from the JSON alone -------
+
+
+def encode_row(row: dict[str, str], spec: dict) -> np.ndarray:
+    """A table row as read from the CSV file (text cells) -> the network's x, from export.json's
+    ``preprocessing`` alone (numpy, no pandas, no zoo)."""
+    assert spec["format"] == 1 and spec["kind"] == "table"
+    na = set(spec["missing"]["na_strings"])
+    parts = []
+    for column in spec["columns"]:
+        cell = row[column["name"]]
+        if column["kind"] == "numeric":  # missing: the training mean, 0 after scaling
+            parts.append([0.0 if cell in na else (float(cell) - column["mean"]) / column["std"]])
+        else:  # one-hot; an unknown category or a missing cell: all zeros
+            parts.append([float(cell not in na and cell == c) for c in column["categories"]])
+    x = np.concatenate(parts).astype(spec["dtype"])
+    assert x.shape == (spec["width"],)
+    return x
+
+
+def encode_image(path: Path, spec: dict) -> np.ndarray:
+    """An image file -> the network's x (C, H, W), from export.json's ``preprocessing`` alone
+    (PIL and numpy)."""
+    from PIL import Image
+
+    assert spec["format"] == 1 and spec["kind"] == "image" and spec["layout"] == "NCHW"
+    assert spec["resize"] == {
+        "library": "PIL",
+        "method": "bilinear",
+        "keep_aspect_ratio": False,
+        "crop": None,
+        "exif_transpose": False,
+    }
+    height, width = spec["image_size"]
+    with Image.open(path) as image:
+        image = image.convert(spec["mode"]).resize((width, height), Image.Resampling.BILINEAR)
+    pixels = np.asarray(image, dtype=np.float32).reshape(height, width, spec["channels"])
+    x = (pixels / spec["scale"] - np.float32(spec["mean"])) / np.float32(spec["std"])
+    return x.transpose(2, 0, 1).astype(spec["dtype"])
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def onnx_answers(folder: Path, x: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """(class names, probabilities) of a classifier's export folder for inputs x."""
+    ort = pytest.importorskip("onnxruntime")
+    manifest = json.loads((folder / "export.json").read_text())
+    spec = manifest["preprocessing"]
+    session = ort.InferenceSession(str(folder / manifest["networks"]["net"]["file"]))
+    (logits,) = session.run(None, {spec["input"]: x})
+    probs = softmax(logits)
+    names = spec["target"]["class_names"]
+    return [names[i] for i in probs.argmax(axis=1)], probs
+
+
+def test_a_raw_csv_row_through_export_json_and_onnxruntime_answers_as_predict(
+    tmp_path: Path,
+) -> None:
+    """A table run exported as ONNX: the rows of a CSV file, read as text (a categorical
+    column, an unseen category, empty and NA cells included) and encoded with numpy from
+    export.json alone, give predict.py's classes and probabilities."""
+    import csv
+
+    import pandas as pd
+
+    pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(0)
+    n = 240
+    colour = rng.choice(["red", "green", "blue"], n)
+    age = rng.normal(40, 10, n).round(1)
+    fruit = np.where(colour == "red", "apple", np.where(age > 40, "pear", "plum"))
+    frame = pd.DataFrame({"age": age, "colour": colour, "size": rng.integers(0, 5, n)})
+    frame.assign(fruit=fruit).to_csv(tmp_path / "train.csv", index=False)
+    table = ["data=table", f"data.path={tmp_path / 'train.csv'}", "data.target=fruit"]
+    summary = run_training(["model=mlp", *table, "trainer.max_epochs=3"], tmp_path / "logs")
+    ckpt = summary["last_checkpoint"]
+    export = load_script("export")
+    assert export.main([ckpt, "--format", "onnx", "-o", str(tmp_path / "onnx")]) == 0
+    rows = tmp_path / "rows.csv"
+    rows.write_text(
+        "size,colour,age,note\n"  # another column order, and a column the model never saw
+        "3,red,52.5,x\n1,blue,33.0,y\n0,green,47.25,\n4,purple,40,z\n2,,38,\n,blue,NA,w\n"
+        + "".join(f"{s},{c},{a},\n" for s, c, a in zip(frame["size"], colour, age, strict=True))
+    )
+    out = tmp_path / "preds.csv"
+    assert load_script("predict").main([ckpt, str(rows), "-o", str(out)]) == 0
+    want = pd.read_csv(out)
+    spec = json.loads((tmp_path / "onnx" / "export.json").read_text())["preprocessing"]
+    with open(rows, newline="") as f:
+        raw = list(csv.DictReader(f))  # every cell as the text in the file
+    x = np.stack([encode_row(row, spec) for row in raw])
+    classes, probs = onnx_answers(tmp_path / "onnx", x)
+    assert len(raw) == len(want) == n + 6
+    assert classes == list(want["prediction"])
+    names = spec["target"]["class_names"]
+    assert names == ["apple", "pear", "plum"]
+    p_want = want[[f"p_{c}" for c in names]].to_numpy()
+    np.testing.assert_allclose(probs, p_want, atol=1e-5)  # predict writes 6 digits
+
+
+def colour_folder(root: Path, per_class: int = 20) -> Path:
+    """root/<colour>/*.png: noisy images of mixed sizes, one colour channel raised per class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("red", "green", "blue")):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 100, (18 + i % 3, 22, 3), dtype=np.uint8)
+            pixels[..., c] += 120
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
+
+
+def test_a_raw_image_file_through_export_json_and_onnxruntime_answers_as_predict(
+    tmp_path: Path,
+) -> None:
+    """An image-folder run exported as ONNX: image files of other sizes and modes (RGBA, grey
+    JPEG, palette), read with PIL and encoded with numpy from export.json alone, give
+    predict.py's classes and probabilities; TorchScript's export.json says the same."""
+    import pandas as pd
+    from PIL import Image
+
+    pytest.importorskip("onnxruntime")
+    root = colour_folder(tmp_path / "photos")
+    data = ["data=image_folder", f"data.root={root}", "data.image_size=16", "data.batch_size=16"]
+    summary = run_training(["model=cnn", *data, "trainer.max_epochs=2"], tmp_path / "logs")
+    ckpt = summary["last_checkpoint"]
+    export = load_script("export")
+    for fmt in ("onnx", "torchscript"):
+        assert export.main([ckpt, "--format", fmt, "-o", str(tmp_path / fmt)]) == 0
+    new = tmp_path / "new"
+    new.mkdir()
+    rng = np.random.default_rng(1)
+    for i, c in enumerate((0, 1, 2, 0, 1, 2)):
+        pixels = rng.integers(0, 100, (31 + i, 27, 3), dtype=np.uint8)
+        pixels[..., c] += 140
+        image = Image.fromarray(pixels)
+        if i == 0:
+            image.convert("RGBA").save(new / f"{i}.png")
+        elif i == 1:
+            image.convert("L").save(new / f"{i}.jpg")
+        elif i == 2:
+            image.convert("P").save(new / f"{i}.png")
+        else:
+            image.save(new / f"{i}.{'jpg' if i == 4 else 'png'}")
+    out = tmp_path / "preds.csv"
+    assert load_script("predict").main([ckpt, str(new), "-o", str(out)]) == 0
+    want = pd.read_csv(out)
+    manifest = json.loads((tmp_path / "onnx" / "export.json").read_text())
+    spec = manifest["preprocessing"]
+    assert json.loads((tmp_path / "torchscript" / "export.json").read_text())["preprocessing"] == (
+        spec
+    )
+    assert spec["target"]["class_names"] == ["blue", "green", "red"]
+    assert spec["channels"] == 3 and spec["image_size"] == [16, 16]
+    assert spec["normalize"] is True and len(spec["mean"]) == len(spec["std"]) == 3
+    files = [Path(p) for p in want["input"]]
+    x = np.stack([encode_image(f, spec) for f in files])
+    assert list(x.shape[1:]) == manifest["networks"]["net"]["inputs"]["x"][0]
+    classes, probs = onnx_answers(tmp_path / "onnx", x)
+    assert len(files) == 6 and classes == list(want["prediction"])
+    p_want = want[[f"p_{c}" for c in spec["target"]["class_names"]]].to_numpy()
+    np.testing.assert_allclose(probs, p_want, atol=1e-5)
+
+
+def test_a_regression_tables_description_encodes_as_the_preprocessor_does(tmp_path: Path) -> None:
+    """The description is plain JSON; encoding rows from it equals the preprocessor's own
+    encoding; a regression's target scale is in it, and comes back from a checkpoint's state."""
+    import pandas as pd
+
+    from mlzoo.data.table import NA_STRINGS, TableDataModule
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(5, 2, 80),
+            "kind": rng.choice(["a", "b", "c"], 80),
+            "y": rng.normal(100, 15, 80),
+        }
+    )
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    dm = TableDataModule(str(tmp_path / "t.csv"), "y", batch_size=8)
+    assert dm.describe_inputs() is None  # before setup
+    dm.setup()
+    spec = json.loads(json.dumps(dm.describe_inputs()))  # plain JSON
+    assert spec["target"] == {
+        "name": "y",
+        "task": "regression",
+        "target_mean": dm.info["target_mean"],
+        "target_std": dm.info["target_std"],
+    }
+    assert [c["name"] for c in spec["columns"]] == ["x", "kind"]
+    text = frame.astype(str).to_dict("records")  # cells as text, as a CSV holds them
+    x = np.stack([encode_row(row, spec) for row in text])
+    np.testing.assert_allclose(x, dm.preprocessor.transform(frame).numpy(), atol=1e-6)
+    again = TableDataModule(str(tmp_path / "t.csv"), "y")
+    again.load_state_dict(dm.state_dict())  # what a checkpoint restores
+    assert again.describe_inputs() == dm.describe_inputs()
+    try:  # the strings pandas reads as missing, as written into the description
+        from pandas._libs.parsers import STR_NA_VALUES
+    except ImportError:
+        return
+    assert set(NA_STRINGS) == set(STR_NA_VALUES)
+
+
+def test_torchscript_export_shows_no_deprecation_warning(tmp_path: Path) -> None:
+    """torch.jit.trace and torch.jit.save warn that they are deprecated (three FutureWarnings);
+    the export shows none of them (the README names the supported path: ONNX)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from pathlib import Path\n"
+        "from mlzoo.run.export import export_graphs\n"
+        "net = torch.nn.Linear(3, 2)\n"
+        "export_graphs({'net': (net, (torch.rand(2, 3),), ['x'], ['y'])}, {}, Path(sys.argv[1]),"
+        " 'torchscript')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "default", "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "net.pt").is_file()
+    assert "Warning" not in done.stderr and "deprecated" not in done.stderr, done.stderr

@@ -4,6 +4,7 @@ with the checkpoint's preprocessing; bad folders give one line."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import struct
@@ -278,3 +279,30 @@ def test_predict_checks_the_checkpoints_image_state(tmp_path: Path, capsys) -> N
     torch.save(edited, last.parent / "none.ckpt")
     assert load_script("predict").main([str(last.parent / "none.ckpt"), str(image)]) == 1
     assert "holds no image preprocessing" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_small_folder_trains_with_the_defaults_and_the_batch_size_clamps(tmp_path: Path) -> None:
+    """60 images (20 a class) with every default through the command line: data.batch_size=64
+    is more than the training split, so the run uses the whole split as its batch, and says so
+    in one line (a sweep over batch sizes shows which values ran as another)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    root = shapes_folder(tmp_path / "photos", per_class=20)
+    args = ["data=image_folder", f"data.root={root}", "trainer.max_epochs=1", "logger=none"]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    said = done.stdout + done.stderr
+    note = "data.batch_size=64 is larger than the training split (43 examples): using batch_size=43"
+    assert said.count(note) == 1, said[-3000:]
+    (summary,) = (tmp_path / "logs").glob("runs/*/*/summary.json")
+    assert "test/acc" in json.loads(summary.read_text())["metrics"]

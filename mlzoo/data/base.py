@@ -308,12 +308,6 @@ class TensorDataModule(L.LightningDataModule):
         if self.splits:
             return
         loaded = self.load()
-        total = sum(len(s) for s in (loaded.train, loaded.test, loaded.val) if s is not None)
-        if self.batch_size > total:
-            raise ZooError(
-                f"data.batch_size={self.batch_size} is larger than the whole data set ({total} "
-                "examples)"
-            )
         self.info = dict(loaded.info)
         if loaded.test is None:
             pool, test = self._split(loaded.train, self.test_fraction, "data.test_fraction")
@@ -340,7 +334,19 @@ class TensorDataModule(L.LightningDataModule):
             )
             train = Split(train.x[keep], train.y[keep])
         self.splits = {"train": train, "val": val, "test": test}
+        self._clamp_batch_size(len(train))
         self._standardize()
+
+    def _clamp_batch_size(self, n_train: int) -> None:
+        """A batch larger than the training split becomes the whole split (one batch an
+        epoch), with one logged note: a small folder of one's own trains with the defaults,
+        and a sweep over batch sizes shows which of its values ran as another."""
+        if self.batch_size > n_train:
+            log.warning(
+                f"data.batch_size={self.batch_size} is larger than the training split "
+                f"({n_train} examples): using batch_size={n_train} (one batch an epoch)"
+            )
+            self.batch_size = n_train
 
     def _standardize(self) -> None:
         train = self.splits["train"]

@@ -63,6 +63,8 @@ IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tif
 # 1024 x 1024 are already 31 GB), and a batch of them as float32 four times that per image.
 MAX_IMAGE_SIZE = 1024
 MAX_PIXELS = 89_478_485  # Pillow's own Image.MAX_IMAGE_PIXELS: about 9,500 x 9,500
+# The version of the ``preprocessing`` description export.json carries (describe_inputs)
+PREPROCESSING_FORMAT = 1
 
 log = logging.getLogger("mlzoo")
 
@@ -282,6 +284,40 @@ class ImageFolderDataModule(TorchvisionDataModule):
             x = self.splits["train"].x.float() / 255.0
             self.mean = tuple(float(v) for v in x.mean(dim=(0, 2, 3)))
             self.std = tuple(max(float(v), 1e-6) for v in x.std(dim=(0, 2, 3)))
+
+    def describe_inputs(self) -> dict[str, Any] | None:
+        """How a raw image file becomes the network's input ``x``, and what its classes are, as
+        plain JSON (scripts/export.py writes it into export.json as ``preprocessing``; the format
+        is in the README, "Using a trained model"). None before setup or a checkpoint's state."""
+        if not self.class_names:
+            return None
+        mode = {1: "L", 3: "RGB"}[self.channels]
+        normalize = "imagenet" if self.normalize_with == "imagenet" else bool(self.normalize)
+        return {
+            "format": PREPROCESSING_FORMAT,
+            "kind": "image",
+            "input": "x",
+            "mode": mode,
+            "channels": self.channels,
+            "image_size": [self.image_size, self.image_size],
+            # PIL: Image.open(f).convert(mode).resize((width, height), Resampling.BILINEAR)
+            "resize": {
+                "library": "PIL",
+                "method": "bilinear",
+                "keep_aspect_ratio": False,
+                "crop": None,
+                "exif_transpose": False,
+            },
+            "layout": "NCHW",
+            "dtype": "float32",
+            "scale": 255.0,
+            "value_range": [0.0, 1.0],
+            "normalize": normalize,
+            "mean": [float(v) for v in self.mean],
+            "std": [float(v) for v in self.std],
+            "recipe": "x[c] = (pixels[c] / scale - mean[c]) / std[c]",
+            "target": {"task": "classification", "class_names": list(self.class_names)},
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """Class names and preprocessing (saved in every checkpoint, for predict)."""

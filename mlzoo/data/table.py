@@ -49,6 +49,14 @@ from mlzoo.data.base import (
 )
 
 MISSING = ("error", "drop", "fill")
+# The version of the ``preprocessing`` description export.json carries (describe_inputs)
+PREPROCESSING_FORMAT = 1
+# The text cells pandas' read_csv reads as missing (its default na_values), as predict.py reads
+# a CSV or TSV: written into the description so that code without pandas encodes rows alike.
+NA_STRINGS = (
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+)  # fmt: skip
 
 
 def read_table(path: str | Path, option: str = "data.path"):
@@ -195,6 +203,18 @@ class TablePreprocessor:
                 parts.append(onehot.reshape(len(frame), len(cats)))
         return torch.cat(parts, dim=1)
 
+    def describe(self) -> list[dict[str, Any]]:
+        """The encoding as plain numbers, one entry a feature column in input order: numeric
+        ``(x - mean) / std`` (one input), or categorical, one input per category."""
+        columns: list[dict[str, Any]] = []
+        for name in self.features:
+            if name in self.mean:
+                entry = {"kind": "numeric", "mean": self.mean[name], "std": self.std[name]}
+            else:
+                entry = {"kind": "categorical", "categories": list(self.categories[name])}
+            columns.append({"name": name, **entry})
+        return columns
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -276,6 +296,7 @@ class TableDataModule(TensorDataModule):
         self.frame = None
         self.preprocessor: TablePreprocessor | None = None
         self.class_names: list[str] = []
+        self.target_scale: dict[str, float] = {}  # regression: target_mean, target_std
 
     def _columns(self, frame) -> list[str]:
         columns = [str(c) for c in frame.columns]
@@ -354,18 +375,53 @@ class TableDataModule(TensorDataModule):
             self.splits[name] = Split(self.preprocessor.transform(rows), split.y)
         self.input_shape = (self.preprocessor.width,)
         super()._standardize()  # the target (regression), on the training rows' mean and std
+        if self.standardize_target:
+            self.target_scale = {k: self.info[k] for k in ("target_mean", "target_std")}
         self.frame = None  # encoded: the raw rows are no longer needed
 
+    def describe_inputs(self) -> dict[str, Any] | None:
+        """How a raw row becomes the network's input ``x``, and its output an answer, as plain
+        JSON (scripts/export.py writes it into export.json as ``preprocessing``; the format is
+        in the README, "Using a trained model"). None before setup or a checkpoint's state."""
+        if self.preprocessor is None:
+            return None
+        target: dict[str, Any] = {"name": self.target, "task": self.task}
+        if self.task == "classification":
+            target["class_names"] = list(self.class_names)
+        elif self.target_scale:  # answer = out * target_std + target_mean
+            target.update(self.target_scale)
+        return {
+            "format": PREPROCESSING_FORMAT,
+            "kind": "table",
+            "input": "x",
+            "dtype": "float32",
+            "width": self.preprocessor.width,
+            "columns": self.preprocessor.describe(),
+            "unknown_category": "zeros",
+            "missing": {
+                "na_strings": list(NA_STRINGS),
+                "numeric": "mean",
+                "categorical": "zeros",
+                "training": self.preprocessor.missing,
+            },
+            "infinite": "refused",
+            "target": target,
+        }
+
     def state_dict(self) -> dict[str, Any]:
-        """What predict needs to encode new rows as training did (saved in every checkpoint)."""
+        """What predict needs to encode new rows as training did (saved in every checkpoint),
+        and a regression's target scale (for export.json's description)."""
         if self.preprocessor is None:
             return {}
-        return {
+        state = {
             "preprocessor": self.preprocessor.to_dict(),
             "task": self.task,
             "class_names": list(self.class_names),
             "target": self.target,
         }
+        if self.target_scale:
+            state.update(self.target_scale)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """What ``state_dict`` wrote, checked: a checkpoint is data from outside, and a wrong
@@ -373,7 +429,7 @@ class TableDataModule(TensorDataModule):
         naming ``TableDataModule.<key>`` instead). An empty state (saved before setup) is
         nothing to restore."""
         where = type(self).__qualname__
-        keys = ("preprocessor", "task", "class_names", "target")
+        keys = ("preprocessor", "task", "class_names", "target", "target_mean", "target_std")
         state = saved_mapping(state, where, keys)
         if not state:
             return
@@ -395,4 +451,17 @@ class TableDataModule(TensorDataModule):
             raise bad_state(f"{where}.class_names", "class names for a regression")
         if not isinstance(state.get("target", ""), str):
             raise bad_state(f"{where}.target", f"{state['target']!r} is not a column name")
+        scale = {}
+        if ("target_mean" in state) != ("target_std" in state):
+            raise bad_state(where, "a target_mean without a target_std, or the reverse")
+        if "target_mean" in state:
+            if task != "regression":
+                raise bad_state(f"{where}.target_mean", "a target scale for a classification")
+            scale = {
+                "target_mean": saved_number(state["target_mean"], f"{where}.target_mean"),
+                "target_std": saved_number(state["target_std"], f"{where}.target_std", True),
+            }
         self.preprocessor, self.class_names, self.task = preprocessor, class_names, task
+        if "target" in state:
+            self.target = state["target"]
+        self.target_scale = scale  # (none in a checkpoint written before it was saved)
