@@ -321,6 +321,11 @@ def test_predict_checks_the_checkpoints_table_state(tmp_path: Path, capsys) -> N
         (lambda s: s.update(class_names=["0"]), "TableDataModule.class_names: '0' are not two"),
         (lambda s: s.update(task="ranking"), "TableDataModule.task: 'ranking' is not"),
         (lambda s: s.update(extra=1), "TableDataModule: unknown key(s) 'extra'"),
+        (lambda s: s.update(target_mean=0.0), "a target_mean without a target_std"),
+        (
+            lambda s: s.update(target_mean=0.0, target_std=1.0),
+            "TableDataModule.target_mean: a target scale for a classification",
+        ),
         (lambda s: s.update(class_names=["0", "1", "2"]), "class_names has 3 names, the network 2"),
         (drop_z, "encodes inputs of shape [1], the network takes [2]"),
         (

@@ -13,7 +13,9 @@ Every image is read once (PIL), converted to ``channels`` (1: grey, 3: RGB) and 
 torchvision sets. ``normalize``: ``true`` standardises each channel with the training split's
 own mean and std; ``imagenet`` uses ImageNet's (for pretrained backbones); ``false`` keeps
 [0, 1] (the generative models). ``augment`` as for the torchvision sets: random shifts of
-``padding`` pixels, and mirror flips with ``flip``.
+``padding`` pixels, and mirror flips with ``flip``. ``describe_inputs()`` gives this
+preprocessing and the class names as plain JSON, which scripts/export.py writes into export.json
+(the format: README, "Using a trained model: predict and export").
 
 Reading is bounded (no folder or file can make a run wait forever or exhaust memory):
 

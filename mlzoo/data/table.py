@@ -23,6 +23,10 @@ did, without the training file:
   ``data.features`` naming one twice.
 - a checkpoint's ``TableDataModule`` state is checked when loaded (``load_state_dict``): the
   keys, types and shape ``state_dict`` writes, else one line naming the key.
+- ``describe_inputs()`` gives the same encoding as plain JSON (column order, mean and std,
+  categories, the missing and unknown-category rules, the target's classes or scale):
+  scripts/export.py writes it into export.json, so that an exported network is usable alone
+  (the format: README, "Using a trained model: predict and export").
 
 The task (``task: auto``): classification when the target is text, boolean, or integers with at
 most ``max_classes`` distinct values; otherwise regression (the target standardised for the loss,
