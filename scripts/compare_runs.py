@@ -5,11 +5,15 @@
     python scripts/compare_runs.py --model mlp --glob '*sgd*' --format markdown -o runs.md
     python scripts/compare_runs.py --format csv -o runs.csv
     python scripts/compare_runs.py logs/multiruns/<sweep> --plot curves.png --curve val/loss
+    python scripts/compare_runs.py --all                        (every column)
 
 Columns: the run folder, model, data, seed, status, duration, the monitored metric's best value
 (from summary.json) and the final value of every scalar in the TensorBoard events whose name
-starts with --prefix (test/ by default), then the hyperparameters that differ between the
-listed runs (from each run's config.yaml), so a sweep shows what it swept.
+starts with --prefix (test/ by default), then the hyperparameters (from each run's config.yaml).
+Only what tells the runs apart is shown: the columns whose values differ between the listed runs
+(the ones they share are named on stderr) and the hyperparameters set differently in runs that
+have them, so a sweep shows what it swept. --all: every column, and also the hyperparameters that
+only some runs have (other concepts' settings).
 """
 
 from __future__ import annotations
@@ -86,28 +90,52 @@ def load_run(run: Path, prefix: str) -> dict[str, Any]:
     return row
 
 
-def differing(rows: list[dict[str, Any]]) -> list[str]:
-    """The config keys whose values are not the same in every run."""
+def differing(rows: list[dict[str, Any]], everything: bool = False) -> list[str]:
+    """The config keys set differently in the runs that have them (``everything``: also the
+    keys some runs have and others not, such as one concept's settings beside another's)."""
     keys = sorted({k for r in rows for k in r.get("_config", {})})
     out = []
     for key in keys:
         if key.startswith(IGNORED_KEYS):
             continue
-        values = {json.dumps(r.get("_config", {}).get(key), default=str) for r in rows}
+        configs = [r.get("_config", {}) for r in rows]
+        have = configs if everything else [c for c in configs if key in c]
+        values = {json.dumps(c.get(key), default=str) for c in have}
         if len(values) > 1:
             out.append(key)
     return out
 
 
-def table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    params = differing(rows)
+def table(
+    rows: list[dict[str, Any]], everything: bool = False
+) -> tuple[list[str], list[list[str]], dict[str, str]]:
+    """(columns, cells, the columns left out as the same in every run -> their value). One run,
+    or ``everything``: every column."""
+    params = differing(rows, everything)
+    summary = [k for r in rows for k in r if k != "_config"]
+    columns = list(dict.fromkeys([*summary, *params]))  # (seed: in both)
     for r in rows:
         config = r.pop("_config", {})
         for key in params:
             r[key] = config.get(key)
-    columns = list(dict.fromkeys(k for r in rows for k in r))
     cells = [[fmt(r.get(c)) for c in columns] for r in rows]
-    return columns, cells
+    same: dict[str, str] = {}
+    if len(rows) > 1 and not everything:
+        for i, column in enumerate(columns):
+            values = {row[i] for row in cells}
+            if column != "run" and len(values) == 1:
+                same[column] = values.pop()
+        keep = [i for i, c in enumerate(columns) if c not in same]
+        columns, cells = [columns[i] for i in keep], [[row[i] for i in keep] for row in cells]
+    return columns, cells, same
+
+
+def shared_line(same: dict[str, str], runs: int, width: int = 160) -> str:
+    """``the same in all 4 runs: model=mlp, data=digits, ... (--all shows every column)``."""
+    shown = ", ".join(f"{k}={v}" if v else f"{k} (empty)" for k, v in same.items())
+    if len(shown) > width:
+        shown = shown[: width - 3].rsplit(", ", 1)[0] + ", ..."
+    return f"the same in all {runs} runs: {shown} (--all shows every column)"
 
 
 def fmt(value: Any) -> str:
@@ -175,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", type=Path, help="write there instead of printing")
     p.add_argument("--plot", type=Path, help="draw learning curves to this PNG")
     p.add_argument("--curve", default=None, help="the scalar to plot (default: the monitored)")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="every column, also the ones the same in every run (default: what differs)",
+    )
     args = p.parse_args(argv)
     from mlzoo.base.errors import ZooError
 
@@ -212,7 +245,10 @@ def _compare(args: argparse.Namespace) -> int:
             print(f"error: no run has a {tag!r} curve in its TensorBoard events", file=sys.stderr)
             return 1
         print(f"curves of {tag} for {len(runs)} runs -> {args.plot}", file=sys.stderr)
-    text = render(*table(rows), args.format)
+    columns, cells, same = table(rows, args.all)
+    text = render(columns, cells, args.format)
+    if same:
+        print(shared_line(same, len(rows)), file=sys.stderr)
     if args.output:
         with open(args.output, "x") as f:  # exclusive: never over a file made since the check
             f.write(text)

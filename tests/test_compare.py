@@ -75,3 +75,40 @@ def test_sweep_run_labels_name_what_was_swept() -> None:
     assert "/" not in run_label(["data.root=/a/b"], "x") and " " not in run_label(["k='a b'"], "x")
     long = run_label([f"model.net.hidden_sizes=[{','.join(['1024'] * 20)}]"], "x")
     assert len(long) == MAX_LABEL and long.startswith("model.net.hidden_sizes=")
+
+
+def test_by_default_only_the_columns_that_tell_the_runs_apart(tmp_path: Path, capsys) -> None:
+    """Two MLP seeds and a DQN run: the table shows what differs (seed, the model, the metrics
+    only some runs have), the shared values are named on stderr; --all shows every column and
+    the settings only one concept has."""
+    import json
+
+    def fake_run(name: str, model: str, seed: int, metric: str, settings: dict) -> None:
+        run = tmp_path / "logs" / name
+        run.mkdir(parents=True)
+        summary = {"model": model, "data": "d", "seed": seed, "status": "completed",
+                   "duration_s": 1.0, "metrics": {metric: 0.5}}  # fmt: skip
+        (run / "summary.json").write_text(json.dumps(summary))
+        config = {"seed": seed, "model": {"optimizer": {"lr": 0.01}, **settings}}
+        (run / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
+
+    fake_run("a", "mlp", 0, "test/acc", {"hidden": 64})
+    fake_run("b", "mlp", 1, "test/acc", {"hidden": 64})
+    fake_run("c", "dqn", 0, "test/return", {"gamma": 0.99})
+    compare = load_script("compare_runs")
+
+    def header(*args: str) -> tuple[list[str], str]:
+        assert compare.main([*args, "--format", "csv"]) == 0
+        out = capsys.readouterr()
+        return next(csv.reader(io.StringIO(out.out))), out.err
+
+    columns, err = header(str(tmp_path / "logs" / "a"), str(tmp_path / "logs" / "b"))
+    assert columns == ["run", "seed"], columns
+    assert "the same in all 2 runs: model=mlp, data=d" in err and "--all" in err
+    columns, _ = header(str(tmp_path / "logs"))
+    assert columns == ["run", "model", "seed", "test/acc", "test/return"], columns
+    columns, err = header(str(tmp_path / "logs"), "--all")
+    assert {"model", "data", "seed", "status", "duration_s", "model.gamma"} <= set(columns)
+    assert "model.optimizer.lr" not in columns and err == ""  # hyperparameters: what differs
+    columns, _ = header(str(tmp_path / "logs" / "a"))  # one run: all there is
+    assert {"model", "data", "seed", "test/acc"} <= set(columns)
