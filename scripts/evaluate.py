@@ -4,8 +4,9 @@
     python scripts/evaluate.py <ckpt> --episodes 100 --seed 1
     python scripts/evaluate.py <ckpt> --video            # needs `pip install moviepy`
 
-Writes nothing but, with --video, <run>/videos/<ckpt>-<time>/ (a new folder each time). Prints
-one JSON line: {"episodes", "mean_return", "std_return", "min_return", "max_return", "env_id"}.
+Writes nothing but, with --video, <run>/videos/<ckpt>-<time>/ (a new folder each time), and then
+prints each video's path first (`video: <path>`). Last, one JSON line: {"episodes",
+"mean_return", "std_return", "min_return", "max_return", "env_id"} (with --video also "videos").
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
             "min_return": float(r.min()),
             "max_return": float(r.max()),
         }
+        if args.video:  # (episode 2 before episode 10)
+            videos = sorted(folder.glob("*.mp4"), key=lambda v: (len(v.name), v.name))
+            out["videos"] = [str(v) for v in videos]
+            for video in out["videos"]:
+                print(f"video: {video}")
         print(json.dumps(out))
         return 0
     except ZooError as err:

@@ -227,6 +227,9 @@ def test_evaluate_script_reports_returns_and_refuses_non_agents(run, capsys) -> 
     assert evaluate.main([dqn["last_checkpoint"], "--episodes", "2", "--video"]) == 0
     videos = list((Path(dqn["run_dir"]) / "videos").glob("*/*.mp4"))
     assert len(videos) == 2 and all(v.stat().st_size > 1000 for v in videos), videos
+    *lines, last = capsys.readouterr().out.strip().splitlines()  # where the videos are: said
+    assert sorted(lines) == sorted(f"video: {v.resolve()}" for v in videos), lines
+    assert sorted(json.loads(last)["videos"]) == sorted(str(v.resolve()) for v in videos)
     env = {k: v for k, v in os.environ.items() if k not in ("XDG_RUNTIME_DIR", "SDL_VIDEODRIVER")}
     script = [sys.executable, str(ROOT / "scripts" / "evaluate.py"), dqn["last_checkpoint"]]
     done = subprocess.run(
