@@ -325,3 +325,48 @@ def test_a_scheduler_steps_in_the_concepts_own_update(run) -> None:
     ckpt = torch.load(summary["last_checkpoint"], weights_only=True)
     [schedule] = ckpt["lr_schedulers"]
     assert schedule["last_epoch"] == 3 and schedule["_last_lr"] == [pytest.approx(0.001 / 8)]
+
+
+def test_the_console_shows_the_run_not_lightnings_model_summary(tmp_path: Path) -> None:
+    """Lightning's model summary ("Total FLOPs: 0") and its lines that repeat the checkpoint a
+    test restores go to train.log only; the console keeps the run's own lines."""
+    out = cli("trainer=debug", "trainer.enable_model_summary=true", "logger=none", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    console = out.stdout + out.stderr
+    for noise in ("Total FLOPs", "Total params", "Restoring states", "Loaded model weights"):
+        assert noise not in console, console
+    [summary] = summaries(tmp_path / "logs")
+    log = (Path(summary["run_dir"]) / "train.log").read_text()
+    assert "Total params" in log and "Loaded model weights from the checkpoint" in log, log
+    assert "best checkpoint:" in out.stdout
+
+
+@pytest.mark.slow
+def test_a_run_built_from_an_earlier_run_names_it(run, caplog) -> None:
+    """DPO from the newest SFT run, transfer from the newest SimCLR run: each says which run,
+    checkpoint, step and score it starts from (the mlzoo logger: console and train.log), and
+    DPO's frozen reference (in eval mode by design) sets off no Lightning warning."""
+    import logging
+    import re
+    import warnings
+
+    short = ["trainer=debug", "trainer.max_steps=1", "trainer.limit_train_batches=1",
+             "trainer.limit_val_batches=1", "test=false", "logger=none"]  # fmt: skip
+    sft = run(["model=sft", *short])
+    caplog.set_level(logging.INFO, logger="mlzoo")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        run(["model=dpo", *short])
+    assert not [w for w in seen if "in eval mode" in str(w.message)], [str(w.message) for w in seen]
+    run_dir = re.escape(str(Path(sft["run_dir"]).resolve()))
+    best = re.escape(Path(sft["best_checkpoint"]).name)
+    said = re.compile(
+        rf"Using the SFT run {run_dir} \(checkpoints/{best}, step 1, val/\S+ [-\d.e]+\) as the "
+        "policy and the reference"
+    )
+    assert any(said.fullmatch(r.getMessage()) for r in caplog.records), caplog.text
+    simclr = run(["model=simclr", *short])
+    run(["model=transfer", *short])
+    expected = f"Using the SimCLR run {Path(simclr['run_dir']).resolve()} (checkpoints/"
+    assert any(r.getMessage().startswith(expected) for r in caplog.records), caplog.text
+    assert any(r.getMessage().endswith(") as the backbone") for r in caplog.records), caplog.text

@@ -55,8 +55,10 @@ responses the model actually produces.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -77,6 +79,8 @@ from mlzoo.lm.sequences import (
 )
 
 LOSSES = ("sigmoid", "robust", "ipo", "ipo_sum")
+# Lightning's warning, as fit starts, about modules in eval mode (pi_ref's are, by design)
+EVAL_MODE_WARNING = r"Found \d+ module\(s\) in eval mode at the start of training"
 
 
 def dpo_loss(
@@ -240,6 +244,14 @@ class DPOModule(TrainedWeightsOnly, ZooModule):
             check_context(splits, self.tokenizer, max_len, ["chosen", "rejected"])
 
     def on_fit_start(self) -> None:
+        # pi_ref stays in eval mode (no dropout in the reference), so Lightning warns as training
+        # starts; a warnings filter is its documented way to mark a PossibleUserWarning intended.
+        # Scoped: this fit's start only, and only while every module outside pi_ref trains.
+        if all(m.training for n, m in self.named_modules() if n.split(".")[0] != "reference"):
+            from lightning.pytorch.utilities.warnings import PossibleUserWarning
+
+            warnings.filterwarnings("ignore", EVAL_MODE_WARNING, PossibleUserWarning)
+            self._eval_mode_filter = warnings.filters[0]
         datamodule = self.trainer.datamodule
         if getattr(datamodule, "pairs", "offline") == "on_policy":
             if self.pairs_sampled is None:  # a resumed run keeps the pairs it trained on
@@ -247,6 +259,19 @@ class DPOModule(TrainedWeightsOnly, ZooModule):
             datamodule.set_train_pairs(self.pairs_sampled)
         if self.hparams.precompute_reference and not self._ref_cache:
             self._precompute_reference(datamodule.train_dataloader())
+
+    def on_train_start(self) -> None:  # Lightning has checked the modules' modes by now
+        self._drop_eval_mode_filter()
+        super().on_train_start()
+
+    def teardown(self, stage: str) -> None:  # (a fit that failed before training started)
+        self._drop_eval_mode_filter()
+        super().teardown(stage)
+
+    def _drop_eval_mode_filter(self) -> None:
+        entry, self._eval_mode_filter = getattr(self, "_eval_mode_filter", None), None
+        with contextlib.suppress(ValueError):
+            warnings.filters.remove(entry)
 
     @torch.no_grad()
     def sample_pairs(self, prompts: list[str], task) -> list[dict[str, str]]:

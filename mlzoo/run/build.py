@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import hydra
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import Callback, ModelSummary, ProgressBar
 from omegaconf import DictConfig
 
 from mlzoo.base.errors import ZooError, one_line
@@ -26,6 +26,64 @@ from mlzoo.run.targets import allowed_by_user
 
 log = logging.getLogger("mlzoo")
 NEWEST = "newest:"
+
+
+def to_train_log(message: str | logging.LogRecord) -> None:
+    """A message for the run's train.log only, not the console: written to the file handlers
+    of the root logger (Hydra's job logging; none outside a Hydra run: then it goes nowhere)."""
+    record = message
+    if not isinstance(record, logging.LogRecord):
+        record = log.makeRecord(log.name, logging.INFO, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
+            handler.handle(record)
+
+
+class TrainLogSummary(Callback):
+    """Lightning's model summary (layers, parameters, modules in train and eval mode) written to
+    train.log, not to the console: there its table (with "Total FLOPs: 0": FLOPs are counted
+    only for a model with an example_input_array) pushed what a run says out of sight."""
+
+    def __init__(self, max_depth: int = 1) -> None:
+        self.max_depth = max_depth
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        from lightning.pytorch.utilities.model_summary import summarize
+
+        if trainer.is_global_zero:
+            to_train_log(f"Model summary:\n{summarize(pl_module, max_depth=self.max_depth)}")
+
+
+# Lightning's lines that say again what the zoo says itself, kept for train.log: the checkpoint a
+# test or resume restores (the summary's "best checkpoint:", "Resuming ... in ..."), and where no
+# GPU is, that none is used.
+TRAIN_LOG_ONLY = (
+    "Restoring states from the checkpoint path at ",
+    "Restored all states from the checkpoint at ",
+    "Loaded model weights from the checkpoint at ",
+    "GPU available: False, used: False",
+)
+LIGHTNING_INFO_LOGGERS = (  # rank_zero_info logs to one of the first two
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+    "lightning.pytorch.trainer.connectors.checkpoint_connector",
+)
+
+
+class _TrainLogOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith(TRAIN_LOG_ONLY):
+            return True
+        to_train_log(record)
+        return False
+
+
+def quiet_console() -> None:
+    """Lightning's repeated lines (TRAIN_LOG_ONLY) go to train.log only; once per process."""
+    for name in LIGHTNING_INFO_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _TrainLogOnly) for f in logger.filters):
+            logger.addFilter(_TrainLogOnly())
 
 
 def instantiate_model(
@@ -225,6 +283,7 @@ def build_run(cfg: DictConfig, load: Callable[..., Any]) -> tuple:
     settings resolved (in cfg, so the run's config.yaml records the file)."""
     import lightning as L
 
+    quiet_console()
     if cfg.get("torch_threads") is not None:
         import torch
 
@@ -257,6 +316,11 @@ def build_run(cfg: DictConfig, load: Callable[..., Any]) -> tuple:
         model.manual_clip_val = float(cfg.trainer.gradient_clip_val)
         model.manual_clip_algorithm = cfg.trainer.get("gradient_clip_algorithm") or "norm"
         overrides.update(gradient_clip_val=None, gradient_clip_algorithm=None)
+    if cfg.trainer.get("enable_model_summary", True) and not any(
+        isinstance(c, ModelSummary) for c in callbacks
+    ):  # the summary goes to train.log (a ModelSummary callback of the user's: to the console)
+        callbacks.append(TrainLogSummary())
+        overrides["enable_model_summary"] = False
     if "enable_progress_bar" not in cfg.trainer and not any(
         isinstance(c, ProgressBar) for c in callbacks
     ):

