@@ -46,7 +46,7 @@ DATA_FOR_MODEL = {
 GENERATIVE = {"vae", "dcgan", "ddpm"}
 # The README's metric names (section "Metric names"): a namespace, then lower-case words; no
 # Lightning _step/_epoch suffix (each tag has one cadence); RL evaluates under val/, not eval/.
-TAG = re.compile(r"(train|val|test|rollout|params|pairs)/[a-z0-9_]+|hp/monitor|epoch")
+TAG = re.compile(r"(hp/)?(train|val|test|rollout|params|pairs)/[a-z0-9_]+|epoch")
 METRIC_NAMES = (ROOT / "README.md").read_text().split("### Metric names")[1].split("\n### ")[0]
 COMBOS = [(m, d) for m in MODELS for d in DATA_FOR_MODEL.get(m, [None])]
 
@@ -95,12 +95,18 @@ def test_few_steps_of_every_model_and_data(
 
 def check_metric_names(run_dir: Path) -> None:
     """The run's TensorBoard scalars follow the README's metric names, each named there."""
+    from omegaconf import OmegaConf
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 1})
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"train/loss", "hp/monitor"} <= tags, tags
+    monitor = OmegaConf.load(run_dir / "config.yaml").monitor.metric
+    # HPARAMS' metric: the monitored one by its own name (hp/val/acc, hp/val/return), never a
+    # column shared by different metrics; accuracy is `acc` in every concept
+    assert {"train/loss", f"hp/{monitor}"} <= tags, tags
+    assert not {t for t in tags if t.startswith("hp/")} - {f"hp/{monitor}"}, tags
+    assert not {"val/accuracy", "test/accuracy"} & tags or "dpo" in str(run_dir), tags
     assert any(t.startswith("val/") for t in tags) and any(t.startswith("test/") for t in tags)
     odd = {t for t in tags if not TAG.fullmatch(t) or t.endswith(("_step", "_epoch"))}
     assert not odd, f"tags outside the README's metric names: {sorted(odd)}"
@@ -146,12 +152,11 @@ def test_tensorboard_gets_scalars_and_hparams(run) -> None:
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss", "val/loss", "val/acc", "test/acc", "train/lr"} <= scalars
     assert "test/confusion_matrix" in events.Tags()["images"]
-    assert "hp/monitor" in scalars  # the monitored metric's best value, in every concept's runs
+    assert "hp/val/loss" in scalars  # the monitored metric's best value
     plugins = events.PluginTagToContent("hparams")
     # a session only: an experiment summary would hide every other run's hparams (issue 24)
     assert "_hparams_/session_start_info" in plugins and "_hparams_/experiment" not in plugins
-    session = plugins["_hparams_/session_start_info"].decode("utf-8", "ignore")
-    assert "model/net/hidden_sizes" in session and "monitor/metric" in session
+    assert "model.net.hidden_sizes" in session_hparams(summary["run_dir"])
     config_text = events.PluginTagToContent("text")
     assert any("config" in tag for tag in config_text), config_text.keys()
 
@@ -398,3 +403,137 @@ def test_a_run_written_before_the_house_split_still_loads_and_resumes(tmp_path: 
     )
     assert again["run_dir"] == first["run_dir"] and again["resumed_from"].endswith("last.ckpt")
     assert again["global_step"] > first["global_step"]
+
+
+# --------------------------------------------------------------------------------------------
+# run names: the folder and TensorBoard run say what a run changed (issue 39)
+# --------------------------------------------------------------------------------------------
+def run_folder(overrides: list[str]) -> Path:
+    """hydra.run.dir as `python train.py <overrides>` resolves it (relative to logs/)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        return Path(OmegaConf.select(cfg, "hydra.run.dir")).relative_to("logs/runs")
+
+
+TIME = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d{6}")
+
+
+def test_a_run_folder_carries_the_settings_it_changed() -> None:
+    from mlzoo.run.sweep import MAX_LABEL
+
+    def label(overrides: list[str]) -> tuple[str, str]:
+        folder = run_folder(overrides)
+        assert TIME.match(folder.name), folder  # the time first: folders sort by it
+        return folder.parent.name, folder.name[26:].lstrip("_")
+
+    assert label([]) == ("mlp-digits", "")
+    assert label(["model.optimizer.lr=0.1", "optimizer=sgd"]) == (
+        "mlp-digits",
+        "lr=0.1,optimizer=sgd",
+    )
+    # the defaults' own values, and what is no setting (paths, threads, logger, resume), add nothing
+    quiet = ["seed=42", "optimizer=adamw", "trainer.max_epochs=30", "model.optimizer.lr=0.001"]
+    quiet += ["paths.log_dir=logs", "torch_threads=1", "logger=csv", "ckpt_path=null"]
+    assert label(quiet) == ("mlp-digits", "")
+    # the name says model and data (RL: the env), so they are not repeated
+    assert label(["model=dqn", "env=acrobot", "model.gamma=0.9"]) == ("dqn-acrobot", "gamma=0.9")
+    assert label(["model=cnn", "data=mnist", "trainer=debug"]) == ("cnn-mnist", "trainer=debug")
+    # a preset is named by itself; what the command line changed in it follows the time
+    assert label(["experiment=transfer_imagenet", "model.mode=lora", "data=mnist"]) == (
+        "transfer_imagenet",
+        "mode=lora,data=mnist",
+    )
+    assert label(["experiment=dqn_acrobot"]) == ("dqn_acrobot", "")
+    # keys by their last part unless two would read the same
+    assert label(["model.net.dropout=0.3", "+model.dropout=0.2"]) == (
+        "mlp-digits",
+        "net.dropout=0.3,model.dropout=0.2",
+    )
+    # any value: one folder, no ':' or quotes, a path by its last part, capped with a hash
+    _, odd = label(["+model.note='a b:c\"d'", "+model.file=/x/y/data.csv"])
+    assert odd == "note=ab_cd,file=data.csv"
+    _, long = label([f"model.net.hidden_sizes=[{','.join(['1024'] * 30)}]"])
+    assert len(long) == MAX_LABEL and long.startswith("hidden_sizes=1024+1024+") and "~" in long
+    assert not re.search(r"[^\w.=,+~@%-]", long + odd)
+
+
+def test_runs_with_the_same_settings_get_their_own_folders(tmp_path: Path) -> None:
+    """Two runs of one command line, then the folder name in TensorBoard's run list."""
+    from test_cli import cli
+
+    for _ in range(2):
+        out = cli("trainer=debug", "model.optimizer.lr=0.01", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-2000:]
+    runs = sorted((tmp_path / "logs" / "runs" / "mlp-digits").iterdir())
+    assert len(runs) == 2 and all(r.name.endswith("_trainer=debug,lr=0.01") for r in runs)
+    for run_dir in runs:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["run_dir"] == str(run_dir.resolve())
+        assert list(run_dir.glob("events.out.tfevents.*"))
+
+
+def session_hparams(run_dir: str | Path) -> dict[str, object]:
+    """The hparams session a run wrote, as TensorBoard's plugin reads it."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    info = metadata.parse_session_start_info_plugin_data(content)
+    return {
+        k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+        for k, v in info.hparams.items()
+    }
+
+
+def test_hparams_hold_the_curated_keys_and_the_command_lines_settings(run) -> None:
+    summary = run(["trainer=debug", "model.net.dropout=0.25", "data.val_fraction=0.3"])
+    hparams = session_hparams(summary["run_dir"])
+    expected = {
+        "model": "mlp",
+        "data": "digits",
+        "optimizer": "adamw",
+        "model.optimizer.lr": 0.001,
+        "data.batch_size": 64,
+        "trainer.max_epochs": 30,
+        "seed": 42,
+        "model.net.hidden_sizes": "[256, 256]",
+        "model.net.activation": "relu",
+        "model.net.norm": "batch",
+        "model.net.dropout": 0.25,  # the concept's key settings ...
+        "trainer": "debug",  # ... and what the command line chose
+        "data.val_fraction": 0.3,
+    }
+    assert hparams == pytest.approx(expected), hparams  # not every flattened key
+
+
+def test_hparams_metric_is_named_by_the_monitored_metric(run) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    summary = run(["trainer=debug", "monitor.metric=val/acc", "monitor.mode=max"])
+    events = EventAccumulator(summary["run_dir"])
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert not any(t.startswith("hp/") and t != "hp/val/acc" for t in scalars), scalars
+    [best] = events.Scalars("hp/val/acc")
+    assert best.value == pytest.approx(summary["monitor"]["best"])
+    assert session_hparams(summary["run_dir"])["monitor.metric"] == "val/acc"
+
+
+def test_the_summary_says_why_a_run_has_no_best_checkpoint(run, capsys) -> None:
+    summary = run(["trainer=debug", "++trainer.check_val_every_n_epoch=5"])
+    assert summary["best_checkpoint"] is None and summary["tested"] == "final weights"
+    because = summary["no_best_because"]
+    assert "val/loss was never logged" in because and "check_val_every_n_epoch" in because
+    out = capsys.readouterr().out.replace("\n", "")
+    assert f"best checkpoint: none: {because}" in out
+    assert f"last checkpoint: {summary['last_checkpoint']}" in out
+    assert "tested:          the final weights" in out

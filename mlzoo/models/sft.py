@@ -17,7 +17,7 @@ train a LoRA adapter through peft instead of every weight). In Python::
 
 On the offline arithmetic task (mlzoo/lm/arithmetic.py) the demonstrations are
 right only 30% of the time, so the SFT model is a deliberately mediocre starting point: its
-samples are scored by the ground truth (``val/correct``, ``val/score``; ``val/accuracy`` for
+samples are scored by the ground truth (``val/correct``, ``val/score``; ``val/acc`` for
 greedy answers) for DPO to improve on.
 """
 
@@ -99,7 +99,7 @@ class SFTModule(TrainedWeightsOnly, ZooModule):
                 self.lm, self.tokenizer, batch["prompt"], task.score, hp.max_new_tokens
             )
             accuracy = right.mean()
-            self.log_stage(stage, {"accuracy": accuracy}, ("accuracy",), batch_size=n)
+            self.log_stage(stage, {"acc": accuracy}, ("acc",), batch_size=n)
 
     def validation_step(self, batch: dict[str, list[str]], batch_idx: int) -> None:
         self._evaluate(batch, "val")

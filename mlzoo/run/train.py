@@ -164,7 +164,7 @@ def _discard(
 
 
 def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config as flat ``a/b/c: value`` pairs of primitives, for TensorBoard's HPARAMS."""
+    """The resolved config as flat ``a/b/c: value`` pairs of primitives (MLflow's and W&B's params)."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     flat: dict[str, Any] = {}
 
@@ -185,20 +185,112 @@ def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     return flat
 
 
+# HPARAMS: what TensorBoard's HPARAMS tab lists for a run, besides every setting its command line
+# changed (a sweep's swept keys among them). A config group's name (model, data, optimizer, ...)
+# stands for the option chosen (data: the env for RL), a dotted key for its value; a key a run's
+# config lacks, or holds null, is left out. The whole config: config.yaml and the Text tab.
+HPARAMS = (
+    "experiment",
+    "model",
+    "data",
+    "optimizer",
+    "model.optimizer.lr",
+    "data.batch_size",
+    "model.batch_size",
+    "trainer.max_epochs",
+    "seed",
+)
+HPARAMS_OF = {  # each concept's key settings (by the model option)
+    "mlp": (
+        "model.net.hidden_sizes",
+        "model.net.activation",
+        "model.net.norm",
+        "model.net.dropout",
+    ),
+    "cnn": ("cnn_net",),
+    "rnn": ("model.net.cell", "model.net.hidden_size", "model.net.num_layers"),
+    "autoencoder": ("model.arch", "model.latent_dim", "model.noise_std"),
+    "vae": ("model.arch", "model.latent_dim", "model.beta"),
+    "simclr": ("model.temperature", "model.feature_dim"),
+    "dcgan": ("model.latent_dim", "model.width"),
+    "ddpm": ("model.schedule", "model.timesteps", "model.sample_steps", "model.conditional"),
+    "dqn": ("model.gamma", "model.double_dqn", "model.dueling"),
+    "ppo": ("model.gamma", "model.gae_lambda", "model.clip_coef", "data.num_envs"),
+    "dpo": ("model.beta", "model.loss_type", "model.policy"),
+    "sft": ("model.policy", "model.tokenizer"),
+    "transfer": ("model.mode", "model.backbone.timm", "model.backbone.torchvision", "model.lora_r"),
+}
+
+
+def _task_overrides() -> list[str]:
+    """The command line's overrides of this run (a sweep job's: its own), when Hydra runs."""
+    if HydraConfig.initialized():
+        return [str(o) for o in HydraConfig.get().overrides.task]
+    return []
+
+
+def _hparam_value(value: Any) -> Any:
+    """A value as HPARAMS shows it: numbers and text as they are, true/false as text (torch would
+    write them as 1.0/0.0), lists and mappings as their YAML-like text, null as nothing."""
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value, resolve=True)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return value
+    return str(value)
+
+
+def hparams_of(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The run's HPARAMS: HPARAMS, its concept's HPARAMS_OF, then every setting the overrides
+    (default: Hydra's task overrides) changed, keyed as on the command line."""
+    from mlzoo.run.sweep import is_setting, override_key
+
+    choices = _choices()
+    overrides = _task_overrides() if overrides is None else overrides
+    model = choices.get("model") or ""
+    keys = [*HPARAMS, *HPARAMS_OF.get(model, ())]
+    keys += [override_key(o) for o in overrides if is_setting(o) and not o.startswith("~")]
+    found: dict[str, Any] = {}
+    for key in dict.fromkeys(keys):
+        if key == "data":
+            value = choices.get("data") or choices.get("env")
+        elif key in choices:
+            value = choices[key]
+        else:
+            try:
+                value = OmegaConf.select(cfg, key.replace("/", "."))
+            except OmegaConfBaseException:
+                value = None
+        value = _hparam_value(value)
+        if value is not None:
+            found[key] = value
+    return found
+
+
+def hp_tag(cfg: DictConfig) -> str:
+    """The HPARAMS metric of a run: ``hp/`` and its monitored metric (hp/val/acc, hp/val/return),
+    so a column holds one metric, never val/loss of one concept beside val/acc of another."""
+    return f"hp/{cfg.monitor.metric}"
+
+
 def _log_hparams(loggers: list[Any], cfg: DictConfig) -> None:
-    """HPARAMS tab: this run's hyperparameters as a session; Text tab: the resolved config.
+    """HPARAMS tab: this run's hyperparameters (hparams_of) as a session; Text tab: the resolved
+    config. MLflow and W&B get every setting, flattened (their run pages search them).
 
     Only the session is written, not an hparams *experiment*: TensorBoard shows one experiment
     per log folder, picking any run's when several wrote one, and hides the hyperparameters and
     metrics of every other run. Without one it takes the union of all runs' hyperparameters and
-    scalars, so any mix of concepts and sweeps compares (hp/monitor: one column every run has)."""
+    scalars, so any mix of concepts and sweeps compares (hp/<monitored metric>: _log_monitor)."""
     from lightning.pytorch.loggers import TensorBoardLogger
     from torch.utils.tensorboard.summary import hparams
 
     for lg in loggers:
         if isinstance(lg, TensorBoardLogger):
             writer = lg.experiment.file_writer  # SummaryWriter's own FileWriter, open until close()
-            _experiment, session_start, session_end = hparams(_flat_hparams(cfg), {})
+            _experiment, session_start, session_end = hparams(hparams_of(cfg), {})
             writer.add_summary(session_start)
             writer.add_summary(session_end)
             # The resolved config in the Text tab (indented: Markdown shows it as code).
@@ -208,16 +300,15 @@ def _log_hparams(loggers: list[Any], cfg: DictConfig) -> None:
             lg.log_hyperparams(_flat_hparams(cfg))
 
 
-def _log_monitor(trainer: Any, best: float | None) -> None:
-    """hp/monitor: the best value of the run's monitored metric (its name is the hparam
-    monitor/metric), the one HPARAMS column every concept's runs share."""
+def _log_monitor(trainer: Any, cfg: DictConfig, best: float | None) -> None:
+    """hp/<monitored metric>: its best value, the run's HPARAMS metric (hp_tag)."""
     from lightning.pytorch.loggers import TensorBoardLogger
 
     if best is None or not math.isfinite(best):
         return
     for lg in trainer.loggers:
         if isinstance(lg, TensorBoardLogger):
-            lg.experiment.add_scalar("hp/monitor", best, trainer.global_step)
+            lg.experiment.add_scalar(hp_tag(cfg), best, trainer.global_step)
             lg.experiment.flush()
 
 
@@ -466,7 +557,9 @@ def _summarize(
     last = run_dir / "checkpoints" / "last.ckpt"
     metrics: dict[str, float] = {}
     status = "diverged" if diverged else "interrupted" if trainer.interrupted else "completed"
+    tested = None
     if cfg.get("test", True) and status == "completed":
+        tested = "best checkpoint" if best else "final weights"
         results = trainer.test(
             model, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False
         )
@@ -487,7 +580,9 @@ def _summarize(
             "best": float(best_score) if best_score is not None else None,
         },
         "best_checkpoint": str(Path(best).resolve()) if best else None,
+        "no_best_because": None if best else _why_no_best(cfg, trainer, status),
         "last_checkpoint": str(last.resolve()) if last.is_file() else None,
+        "tested": tested,
         "global_step": int(trainer.global_step),
         "epochs": int(trainer.current_epoch),
         "duration_s": round(time.time() - start, 3),
@@ -496,10 +591,36 @@ def _summarize(
         "status": status,
     }
     if trainer.is_global_zero:
-        _log_monitor(trainer, summary["monitor"]["best"])
+        _log_monitor(trainer, cfg, summary["monitor"]["best"])
         write_text_atomically(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         _print_summary(summary)
     return summary
+
+
+def _why_no_best(cfg: DictConfig, trainer: Any, status: str) -> str:
+    """Why a run has no best checkpoint, in words a user can act on."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    metric = cfg.monitor.metric
+    watching = [
+        cb
+        for cb in trainer.callbacks
+        if isinstance(cb, ModelCheckpoint) and cb.monitor == metric and cb.save_top_k != 0
+    ]
+    if not watching:
+        return f"no checkpoint callback keeps the best {metric} (callbacks.model_checkpoint)"
+    if metric not in trainer.callback_metrics:
+        every = int(cfg.trainer.get("check_val_every_n_epoch") or 1)
+        epochs = int(trainer.current_epoch) + (0 if status == "completed" else 1)
+        if every > 1 and epochs < every:
+            return (
+                f"{metric} was never logged: validation runs every {every} epochs "
+                f"(trainer.check_val_every_n_epoch) and this run trained {epochs} epoch(s)"
+            )
+        return f"{metric} was never logged (no validation ran, or it does not log {metric})"
+    if status != "completed":
+        return f"the run {status} before a best {metric} was saved"
+    return f"the best {metric} was not saved in this run's checkpoints/ (see the warning above)"
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -514,7 +635,18 @@ def _print_summary(summary: dict[str, Any]) -> None:
     console = Console(soft_wrap=True)  # paths stay whole, for copy and paste
     console.print(table)
     console.print(f"run dir:         {summary['run_dir']}")
-    console.print(f"best checkpoint: {summary['best_checkpoint']}")
+    monitor = summary["monitor"]
+    if summary["best_checkpoint"]:
+        score = f"{monitor['best']:.4f}" if monitor["best"] is not None else "?"
+        tested = ", tested" if summary["tested"] else ""
+        console.print(
+            f"best checkpoint: {summary['best_checkpoint']}  ({monitor['metric']} {score}{tested})"
+        )
+    else:
+        console.print(f"best checkpoint: none: {summary['no_best_because']}")
+        if summary["tested"]:
+            console.print("tested:          the final weights (as in last checkpoint)")
+    console.print(f"last checkpoint: {summary['last_checkpoint'] or 'none saved'}")
     console.print(f"duration:        {summary['duration_s']:.1f} s   (summary.json in the run dir)")
     console.print("compare runs:    tensorboard --logdir logs --host localhost")
 
