@@ -42,6 +42,7 @@ from typing import Any
 import torch
 
 from mlzoo.base.errors import ZooError, listed, one_line
+from mlzoo.base.extras import require
 from mlzoo.data.base import (
     Loaded,
     Split,
@@ -65,12 +66,9 @@ NA_STRINGS = (
 
 def read_table(path: str | Path, option: str = "data.path"):
     """A pandas DataFrame from a .csv, .tsv or .parquet file; one line for anything unreadable."""
-    try:
-        import pandas as pd
-    except ImportError:
-        raise ZooError(
-            f"{option}: reading tables needs pandas: pip install 'mlzoo[tables]'"
-        ) from None
+    pd = require("pandas", "tables", f"{option}: reading tables")
+    if str(path).lower().endswith(".parquet"):
+        require("pyarrow.parquet", "tables", f"{option}: a Parquet file", package="pyarrow")
 
     path = Path(path).expanduser()
     if not path.is_file():
