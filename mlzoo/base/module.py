@@ -23,6 +23,7 @@ names it in ``own_clip_setting`` (DQN and PPO: ``model.max_grad_norm``) and a ru
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, NamedTuple
 
@@ -43,6 +44,35 @@ class Exported(NamedTuple):
     inputs: tuple[torch.Tensor, ...]
     input_names: list[str]
     output_names: list[str]
+
+
+def replan_cosine(scheduler: torch.optim.lr_scheduler.CosineAnnealingLR, T_max: int) -> None:
+    """Re-plan a restored cosine schedule over a new length ``T_max`` (a resume with another
+    trainer.max_epochs), without a jump in the learning rate the batches train with.
+
+    The schedule becomes torch's cosine over ``T_max`` steps, its peak (``base_lrs``) rescaled so
+    that it passes through the LR of the last step trained (step ``t0 - 1``, ``t0`` =
+    ``last_epoch``, the steps taken)::
+
+        lr(t) = eta_min + (lr(t0 - 1) - eta_min) * (1 + cos(pi t / T_max))
+                                                 / (1 + cos(pi (t0 - 1) / T_max)),  t >= t0
+
+    so it keeps falling from where the run was and reaches eta_min at ``T_max``. (The LR the old
+    schedule set after its last step is not used: a finished cosine left it at eta_min, where
+    an extension would learn nothing.) Only public attributes change: ``T_max``, ``base_lrs``
+    and the optimizer's ``lr``; torch's own step continues from there. A schedule that has not
+    stepped yet just takes the new ``T_max``."""
+    old, t0, eta = scheduler.T_max, scheduler.last_epoch, scheduler.eta_min
+    if T_max == old or T_max < max(t0, 1):  # (a length already passed: mlzoo.run.resume refuses)
+        return
+    if t0 > 0:
+        groups = scheduler.optimizer.param_groups
+        for i, (group, base) in enumerate(zip(groups, scheduler.base_lrs, strict=True)):
+            last = eta + (base - eta) * (1 + math.cos(math.pi * (t0 - 1) / old)) / 2
+            peak = eta + 2 * (last - eta) / (1 + math.cos(math.pi * (t0 - 1) / T_max))
+            scheduler.base_lrs[i] = peak
+            group["lr"] = eta + (peak - eta) * (1 + math.cos(math.pi * t0 / T_max)) / 2
+    scheduler.T_max = T_max
 
 
 class ZooModule(L.LightningModule):
@@ -101,6 +131,15 @@ class ZooModule(L.LightningModule):
         if schedulers is None:
             return []
         return schedulers if isinstance(schedulers, list) else [schedulers]
+
+    def on_train_start(self) -> None:
+        # Lightning has restored the optimizers and schedules of a resumed run by now (after
+        # on_fit_start): a cosine whose length this command changes is re-planned over it.
+        planned = getattr(self.scheduler_factory, "keywords", None) or {}  # Hydra's partial
+        if isinstance(planned.get("T_max"), int):
+            for scheduler in self._schedulers():
+                if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+                    replan_cosine(scheduler, planned["T_max"])
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, **kwargs: Any):
