@@ -498,6 +498,7 @@ def test_hparams_hold_the_curated_keys_and_the_command_lines_settings(run) -> No
     summary = run(["trainer=debug", "model.net.dropout=0.25", "data.val_fraction=0.3"])
     hparams = session_hparams(summary["run_dir"])
     expected = {
+        "experiment": "none",
         "model": "mlp",
         "data": "digits",
         "optimizer": "adamw",

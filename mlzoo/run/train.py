@@ -187,8 +187,10 @@ def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
 
 # HPARAMS: what TensorBoard's HPARAMS tab lists for a run, besides every setting its command line
 # changed (a sweep's swept keys among them). A config group's name (model, data, optimizer, ...)
-# stands for the option chosen (data: the env for RL), a dotted key for its value; a key a run's
-# config lacks, or holds null, is left out. The whole config: config.yaml and the Text tab.
+# stands for the option chosen (data: the env for RL; experiment: the preset, or none), a dotted
+# key for its value; a key a run's config lacks, or holds null, is left out. TensorBoard's table
+# first shows five of them, those that differ between the runs, by name. The whole config:
+# config.yaml and the Text tab.
 HPARAMS = (
     "experiment",
     "model",
@@ -257,6 +259,8 @@ def hparams_of(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str,
     for key in dict.fromkeys(keys):
         if key == "data":
             value = choices.get("data") or choices.get("env")
+        elif key == "experiment":  # in every run: a mix of presets and plain runs tells them apart
+            value = choices.get("experiment") or "none"
         elif key in choices:
             value = choices[key]
         else:
