@@ -104,7 +104,7 @@ def test_sft_with_peft_lora_keeps_only_the_adapter_in_its_checkpoint(tmp_path: P
     folder = str(tiny_llama(tmp_path / "m"))
     common = [f"model.policy={folder}", "model.tokenizer=hf", "trainer=debug", "logger=none"]
     summary = run_training(["model=sft", *common, LORA], tmp_path / "logs")
-    assert math.isfinite(summary["metrics"]["test/loss"]) and "test/accuracy" in summary["metrics"]
+    assert math.isfinite(summary["metrics"]["test/loss"]) and "test/acc" in summary["metrics"]
     ckpt = torch.load(summary["last_checkpoint"], weights_only=True)
     assert ckpt["state_dict"] and all("lora_" in k for k in ckpt["state_dict"]), list(
         ckpt["state_dict"]
@@ -199,9 +199,9 @@ def test_dpo_runs_on_a_hugging_face_policy_with_lora(tmp_path: Path) -> None:
     assert {
         "test/reward_accuracy",
         "test/kl",
-        "test/accuracy",
-        "test/reference_accuracy",
-        "test/reference_accuracy_6_tokens",  # over all test prompts at the epoch's end
+        "test/acc",
+        "test/reference_acc",
+        "test/reference_acc_6_tokens",  # over all test prompts at the epoch's end
     } <= m.keys()
 
 
@@ -319,7 +319,7 @@ def test_dpo_on_smollm2_learns_to_add_from_its_own_samples(tmp_path: Path) -> No
     greedy accuracy >= 15 points over the base model's, with the same prompt and 12 new tokens."""
     summary = run_training(["experiment=dpo_smollm2", *SMALL, "logger=none"], tmp_path / "logs")
     m = summary["metrics"]
-    assert m["test/accuracy"] >= m["test/reference_accuracy"] + 0.15, m
+    assert m["test/acc"] >= m["test/reference_acc"] + 0.15, m
     assert 0 < m["test/kl"] < 50, m
 
 
@@ -329,7 +329,7 @@ def test_dpo_smollm2_experiment_meets_its_bar(tmp_path: Path) -> None:
     the same bar; BENCHMARKS.md records the latest result."""
     summary = run_training(["experiment=dpo_smollm2", "logger=none"], tmp_path / "logs")
     m = summary["metrics"]
-    assert m["test/accuracy"] >= m["test/reference_accuracy"] + 0.15, m
+    assert m["test/acc"] >= m["test/reference_acc"] + 0.15, m
 
 
 @pytest.mark.parametrize(

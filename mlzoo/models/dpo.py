@@ -31,8 +31,8 @@ Logged: the loss; the implicit rewards of chosen and rejected responses, beta * 
 pi_ref); reward accuracy (chosen > rejected) and margin; and, on responses the policy samples for
 held-out prompts, KL(pi || pi_ref) estimated as the mean of log pi(y|x) - log pi_ref(y|x). With a
 ground truth (the arithmetic task), ``val/win_rate``: how often the policy's sample scores better
-than the reference's for the same prompt (ties count half), and ``accuracy``: how often its
-greedy answer is right (``reference_accuracy``: the reference's).
+than the reference's for the same prompt (ties count half), and ``acc``: how often its
+greedy answer is right (``reference_acc``: the reference's).
 
 The concept is built from a policy network pi_theta (token ids -> next-token logits), its
 tokenizer, and optionally the reference pi_ref; without one, pi_ref is the policy as it starts,
@@ -384,7 +384,7 @@ class DPOModule(TrainedWeightsOnly, ZooModule):
             out["win_rate"] = ((s > s_ref).float() + 0.5 * (s == s_ref).float()).mean()
             out["score"], out["correct"] = s.mean(), (s == 0).float().mean()
             out["reference_correct"] = (s_ref == 0).float().mean()
-            out["accuracy"], out["reference_accuracy"] = self.greedy_accuracy(prompts, task)
+            out["acc"], out["reference_acc"] = self.greedy_accuracy(prompts, task)
         return out
 
     def greedy_accuracy(self, prompts: list[str], task) -> tuple[Tensor, Tensor]:
@@ -405,7 +405,7 @@ class DPOModule(TrainedWeightsOnly, ZooModule):
         if stage == "test" and self.hparams.long_budget and task is not None:
             self._long_prompts.extend(batch["prompt"])  # answered at the epoch's end, batched
         for key, value in self.compare_samples(batch["prompt"]).items():
-            prog = key in ("win_rate", "accuracy")
+            prog = key in ("win_rate", "acc")
             self.log(f"{stage}/{key}", value, batch_size=n, sync_dist=True, prog_bar=prog)
 
     def on_test_epoch_end(self) -> None:
@@ -421,7 +421,7 @@ class DPOModule(TrainedWeightsOnly, ZooModule):
             self.reference, self.tokenizer, prompts, task.score, hp.long_budget,
             hp.sample_batch_size,
         )  # fmt: skip
-        self.log(f"test/reference_accuracy_{hp.long_budget}_tokens", right.mean(), sync_dist=True)
+        self.log(f"test/reference_acc_{hp.long_budget}_tokens", right.mean(), sync_dist=True)
 
     def validation_step(self, batch: dict[str, list[str]], batch_idx: int) -> None:
         self._evaluate(batch, "val")

@@ -680,8 +680,22 @@ def main() -> None:
             key = arg.split("=", 1)[0]
             print(f"error: {key}: a {digits}-digit number is out of range", file=sys.stderr)
             sys.exit(1)
+    sys.argv[1:] = [_quoted_path(arg) for arg in sys.argv[1:]]
     guard.install()  # every config Hydra composes is checked before Hydra acts on it
     _hydra_main()
+
+
+def _quoted_path(arg: str) -> str:
+    """``ckpt_path=logs/runs/mlp-digits/<time>_optimizer=sgd,lr=0.1/checkpoints/last.ckpt``, as
+    the console prints it, quoted for Hydra: run folders carry ``key=value`` labels, and Hydra's
+    override grammar reads an unquoted ``=`` or ``,`` in a value as its own syntax. Only a value
+    with a ``/`` and an ``=`` (a path: no setting's value has both) that is not quoted already."""
+    key, sep, value = arg.partition("=")
+    if not sep or "/" not in value or "=" not in value or value[:1] in ("'", '"', "[", "{"):
+        return arg
+    if "'" in value or "${" in value:
+        return arg  # left to Hydra's own message
+    return f"{key}='{value}'"
 
 
 if __name__ == "__main__":
