@@ -417,3 +417,170 @@ def test_torchscript_export_shows_no_deprecation_warning(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "net.pt").is_file()
     assert "Warning" not in done.stderr and "deprecated" not in done.stderr, done.stderr
+
+
+# --- the built-in sets: sklearn's digits and diabetes, the torchvision sets -------------------
+
+
+def encode_digits(images: np.ndarray, spec: dict) -> np.ndarray:
+    """Raw digits (N, 8, 8), values 0..16 as ``load_digits().images`` holds them -> the
+    network's x (N, 1, H, W), from export.json's ``preprocessing`` alone (numpy; PIL for a
+    resize, as the description names it)."""
+    from PIL import Image
+
+    assert spec["format"] == 1 and spec["kind"] == "array" and spec["layout"] == "NCHW"
+    assert spec["source"] == "sklearn.datasets.load_digits().images"
+    assert list(images.shape[1:]) == spec["raw_shape"] == [8, 8]
+    x = np.asarray(images, dtype=np.float32) / np.float32(spec["scale"])
+    height, width = spec["image_size"]
+    resize = spec["resize"]
+    if resize is not None:
+        assert resize["method"] == "bilinear" and resize["antialias"] is True
+        assert resize["align_corners"] is False and "mode F" in resize["pil"]
+        bilinear = Image.Resampling.BILINEAR
+        x = np.stack([np.asarray(Image.fromarray(d).resize((width, height), bilinear)) for d in x])
+        x = x.clip(*resize["clamp"])
+    assert x.shape[1:] == (height, width)
+    mean = np.float32(spec["mean"])[:, None, None]
+    std = np.float32(spec["std"])[:, None, None]
+    return ((x[:, None] - mean) / std).astype(spec["dtype"])
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["model=mlp"], ["model=cnn"], ["model=cnn", "data.image_size=12"]],
+    ids=["mlp", "cnn", "cnn-resized"],
+)
+def test_a_raw_digit_through_export_json_and_onnxruntime_answers_as_the_model(
+    overrides: list[str], tmp_path: Path
+) -> None:
+    """A digits run exported as ONNX: every digit of load_digits (8x8, 0..16), encoded with
+    numpy from export.json alone, is the input the data module makes of it, and onnxruntime
+    gives the checkpoint's own classes and probabilities."""
+    from sklearn.datasets import load_digits
+
+    pytest.importorskip("onnxruntime")
+    summary = run_training([*overrides, "trainer=debug", "logger=none"], tmp_path / "logs")
+    ckpt = summary["last_checkpoint"]
+    assert load_script("export").main([ckpt, "--format", "onnx", "-o", str(tmp_path / "o")]) == 0
+    manifest = json.loads((tmp_path / "o" / "export.json").read_text())
+    spec = manifest["preprocessing"]
+    assert spec["target"] == {"task": "classification", "class_names": list("0123456789")}
+    raw = load_digits().images  # (1797, 8, 8) float64
+    x = encode_digits(raw, spec)
+    assert list(x.shape[1:]) == manifest["networks"]["net"]["inputs"]["x"][0]
+    model, datamodule, _ = load_checkpoint(ckpt)
+    mine = datamodule.encode(raw)  # what the data module trains on
+    np.testing.assert_allclose(x, mine.numpy(), atol=1e-6, rtol=0)
+    datamodule.setup()
+    for split in datamodule.splits.values():  # each input of the run's splits is one of them
+        same = (split.x[:, None] == mine[None]).flatten(2).all(dim=2)  # (split, raw digit)
+        assert same.any(dim=1).all()
+    classes, probs = onnx_answers(tmp_path / "o", x)
+    with torch.no_grad():
+        want = model(mine).softmax(dim=-1).numpy()
+    assert classes == [spec["target"]["class_names"][i] for i in want.argmax(axis=1)]
+    np.testing.assert_allclose(probs, want, atol=1e-5)
+
+
+def test_a_raw_diabetes_row_through_export_json_and_onnxruntime_answers_as_the_model(
+    tmp_path: Path,
+) -> None:
+    """A diabetes run exported as ONNX: load_diabetes' rows, encoded with numpy from
+    export.json alone, are the rows the run's splits hold, and onnxruntime's value (in the
+    target's units, from the description's target scale) is the checkpoint's."""
+    from sklearn.datasets import load_diabetes
+
+    ort = pytest.importorskip("onnxruntime")
+    run = ["model=mlp", "data=diabetes", "trainer=debug", "logger=none"]
+    ckpt = run_training(run, tmp_path / "logs")["last_checkpoint"]
+    assert load_script("export").main([ckpt, "--format", "onnx", "-o", str(tmp_path / "o")]) == 0
+    manifest = json.loads((tmp_path / "o" / "export.json").read_text())
+    spec = manifest["preprocessing"]
+    bunch = load_diabetes()
+    assert [c["name"] for c in spec["columns"]] == list(bunch.feature_names)
+    assert spec["width"] == 10 and spec["target"]["task"] == "regression"
+    assert spec["target"]["target_mean"] == pytest.approx(manifest["target_mean"])
+    assert spec["target"]["target_std"] == pytest.approx(manifest["target_std"])
+    rows = [dict(zip(bunch.feature_names, map(str, r), strict=True)) for r in bunch.data]
+    x = np.stack([encode_row(row, {**spec, "missing": {"na_strings": []}}) for row in rows])
+    model, datamodule, _ = load_checkpoint(ckpt)
+    datamodule.setup()
+    held = torch.cat([s.x for s in datamodule.splits.values()]).numpy()  # standardised rows
+    gap = np.abs(held[:, None, :] - x[None, :, :]).max(axis=2)
+    assert gap.min(axis=1).max() < 1e-5  # every row of the run's splits is an encoded raw row
+    session = ort.InferenceSession(str(tmp_path / "o" / manifest["networks"]["net"]["file"]))
+    (out,) = session.run(None, {"x": x})
+    got = out.reshape(-1) * spec["target"]["target_std"] + spec["target"]["target_mean"]
+    with torch.no_grad():
+        want = model(torch.from_numpy(held)).reshape(-1) * model.target_std + model.target_mean
+    np.testing.assert_allclose(got[gap.argmin(axis=1)], want.numpy(), rtol=1e-5, atol=1e-3)
+
+
+TORCHVISION_SETS = {  # name: (mode, size, torchvision's class names)
+    "MNIST": ("L", 28, [f"{d} - {w}" for d, w in enumerate(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])]),
+    "FashionMNIST": ("L", 28, ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                               "Shirt", "Sneaker", "Bag", "Ankle boot"]),
+    "CIFAR10": ("RGB", 32, ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                            "horse", "ship", "truck"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(TORCHVISION_SETS))
+def test_a_torchvision_sets_description_encodes_as_its_transform(
+    name: str, tmp_path: Path, monkeypatch
+) -> None:
+    """MNIST, Fashion-MNIST and CIFAR-10 describe their inputs without any file (grey or RGB
+    at the set's own size, no resize, [0, 1] then the set's mean and std; torchvision's class
+    names); from fake files in the published formats, the raw uint8 images encoded from the
+    description alone equal the data module's transform, normalised or not."""
+    from mlzoo.data import vision
+
+    from fakedata import skip_cifar_md5, write_cifar10, write_mnist
+
+    mode, size, class_names = TORCHVISION_SETS[name]
+    cls = {
+        "MNIST": vision.MNISTDataModule,
+        "FashionMNIST": vision.FashionMNISTDataModule,
+        "CIFAR10": vision.CIFAR10DataModule,
+    }[name]
+    channels = len(mode)
+    for normalize in (True, False):
+        dm = cls(root=str(tmp_path / "nothing"), normalize=normalize)
+        spec = json.loads(json.dumps(dm.describe_inputs()))  # plain JSON, no file read
+        assert not (tmp_path / "nothing").exists()
+        assert spec == {
+            "format": 1,
+            "kind": "image",
+            "source": f"torchvision.datasets.{name}",
+            "input": "x",
+            "mode": mode,
+            "channels": channels,
+            "image_size": [size, size],
+            "resize": None,
+            "layout": "NCHW",
+            "dtype": "float32",
+            "scale": 255.0,
+            "value_range": [0.0, 1.0],
+            "normalize": normalize,
+            "mean": list(cls.mean) if normalize else [0.0] * channels,
+            "std": list(cls.std) if normalize else [1.0] * channels,
+            "recipe": "x[c] = (pixels[c] / scale - mean[c]) / std[c]",
+            "target": {"task": "classification", "class_names": class_names},
+        }
+    if name == "CIFAR10":
+        skip_cifar_md5(monkeypatch)
+        write_cifar10(tmp_path)
+    else:
+        write_mnist(tmp_path, folder=name)
+    for normalize in (True, False):
+        dm = cls(root=str(tmp_path), normalize=normalize, batch_size=16)
+        dm.setup()
+        spec = dm.describe_inputs()
+        pixels = dm.splits["test"].x  # uint8 (N, C, H, W), as read from the files
+        assert list(pixels.shape[1:]) == [spec["channels"], *spec["image_size"]]
+        mean = np.float32(spec["mean"])[:, None, None]
+        std = np.float32(spec["std"])[:, None, None]
+        x = (pixels.numpy().astype(np.float32) / np.float32(spec["scale"]) - mean) / std
+        np.testing.assert_allclose(x, dm.transform(pixels).numpy(), atol=1e-6, rtol=0)

@@ -9,6 +9,11 @@ training device (``transform``). ``data.augment=true`` passes each training imag
 torchvision's random transforms (crops; flips too for CIFAR-10); with ``data.on_device=true`` the
 same augmentation runs batched on the training device (``random_shift``, ``random_hflip``: every
 image draws its own shift and flip).
+
+``describe_inputs()`` says, as plain JSON, how a raw image (the data set's own: grey 28x28 or RGB
+32x32 pixels 0..255) becomes the network's input and what its classes are (torchvision's
+``classes``); scripts/export.py writes it into export.json as ``preprocessing`` (the format:
+README, "Using a trained model: predict and export"). It needs no files.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import pickle
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +34,9 @@ from torchvision.transforms import v2
 
 from mlzoo.base.errors import ZooError, one_line
 from mlzoo.data.base import Loaded, Split, TensorDataModule
+
+# The version of the ``preprocessing`` description export.json carries (describe_inputs)
+PREPROCESSING_FORMAT = 1
 
 
 def random_shift(x: Tensor, padding: int, generator: torch.Generator) -> Tensor:
@@ -56,6 +65,8 @@ class TorchvisionDataModule(TensorDataModule):
     dataset_cls: type = datasets.MNIST
     folder = "MNIST/raw"  # where torchvision looks, relative to root
     num_classes = 10
+    image_shape: tuple[int, int, int] = (1, 28, 28)  # (channels, height, width) of every image
+    class_names: tuple[str, ...] = tuple(datasets.MNIST.classes)  # torchvision's names, label order
     mean: tuple[float, ...] = (0.1307,)
     std: tuple[float, ...] = (0.3081,)
 
@@ -155,6 +166,34 @@ class TorchvisionDataModule(TensorDataModule):
             x = (x - mean) / std
         return x
 
+    def describe_inputs(self) -> dict[str, Any] | None:
+        """How a raw image of this data set (uint8 pixels, grey or RGB, at its own size: nothing
+        is resized) becomes the network's input ``x`` (``transform``), and what its classes are,
+        as plain JSON (scripts/export.py writes it into export.json as ``preprocessing``; the
+        format is in the README, "Using a trained model"). Fixed by the data set: no files."""
+        channels, height, width = self.image_shape
+        mean = self.mean if self.normalize else (0.0,) * channels
+        std = self.std if self.normalize else (1.0,) * channels
+        return {
+            "format": PREPROCESSING_FORMAT,
+            "kind": "image",
+            "source": f"torchvision.datasets.{self.dataset_cls.__name__}",
+            "input": "x",
+            "mode": {1: "L", 3: "RGB"}[channels],
+            "channels": channels,
+            "image_size": [height, width],
+            "resize": None,  # trained on the data set's own size only
+            "layout": "NCHW",
+            "dtype": "float32",
+            "scale": 255.0,
+            "value_range": [0.0, 1.0],
+            "normalize": bool(self.normalize),
+            "mean": [float(v) for v in mean],
+            "std": [float(v) for v in std],
+            "recipe": "x[c] = (pixels[c] / scale - mean[c]) / std[c]",
+            "target": {"task": "classification", "class_names": list(self.class_names)},
+        }
+
 
 class MNISTDataModule(TorchvisionDataModule):
     """MNIST handwritten digits, 28x28 grey, 60,000 train / 10,000 test."""
@@ -165,6 +204,7 @@ class FashionMNISTDataModule(TorchvisionDataModule):
 
     dataset_cls = datasets.FashionMNIST
     folder = "FashionMNIST/raw"
+    class_names = tuple(datasets.FashionMNIST.classes)
     mean = (0.2860,)
     std = (0.3530,)
 
@@ -195,6 +235,11 @@ class CIFAR10DataModule(TorchvisionDataModule):
 
     dataset_cls = datasets.CIFAR10
     folder = "cifar-10-batches-py"
+    image_shape = (3, 32, 32)
+    # torchvision reads these from the files' batches.meta (label_names): the published names
+    class_names = (
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    )  # fmt: skip
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2470, 0.2435, 0.2616)
     padding, flip = 4, True  # the usual CIFAR recipe: pad 4, random 32x32 crop, random flip
