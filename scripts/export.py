@@ -7,8 +7,9 @@
 
 ``onnx`` / ``torchscript``: a folder with one file per network (``<name>.onnx`` or
 ``<name>.pt``, the batch dimension free) and ``export.json`` naming each one's inputs and
-outputs, and, for a ``data=table`` or ``data=image_folder`` run, ``preprocessing``: how a raw
-row or image file becomes the input ``x`` and the output an answer (feature order, scaling,
+outputs, and ``preprocessing`` (every data set of the zoo: digits, diabetes, the torchvision
+sets, tables, image folders): how a raw row, array or image file becomes the input ``x`` and the
+output an answer (feature order, scaling,
 one-hot categories, class names; image size, channels, resize, normalisation), in plain numbers
 (``"format": 1``; the fields are in the README, "Using a trained model: predict and export"), so
 that the folder is usable alone (numpy, PIL, onnxruntime):
