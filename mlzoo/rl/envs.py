@@ -40,7 +40,8 @@ import lightning as L
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from mlzoo.base.errors import ZooError
+from mlzoo.base.errors import ZooError, one_line
+from mlzoo.base.extras import installed, missing, require
 
 Wrapper = Callable[[gym.Env], gym.Env]
 _PLAIN = (bool, int, float, str, type(None))
@@ -93,13 +94,26 @@ def _restore(obj: Any, state: dict[str, Any]) -> None:
 def register_extra_envs(env_id: str) -> None:
     """Atari ids (ALE/Pong-v5, ...) exist once ale-py's environments are registered."""
     if env_id.startswith("ALE/"):
-        try:
-            import ale_py
-        except ImportError:
-            raise ZooError(
-                f"env: {env_id} needs ale-py and opencv: pip install 'mlzoo[rl]'"
-            ) from None
-        gym.register_envs(ale_py)
+        gym.register_envs(require("ale_py", "rl", f"env: {env_id}", package="ale-py"))
+
+
+# What the rl extra installs for gymnasium, as gymnasium's DependencyNotInstalled names it:
+# (a word of its message, the module, the package to name)
+RL_PACKAGES = (
+    ("box2d", "Box2D", "Box2D"),
+    ("opencv", "cv2", "opencv"),
+    ("moviepy", "moviepy", "moviepy"),
+)
+
+
+def _missing_rl_package(env_id: str, err: Exception) -> ZooError | None:
+    """gymnasium's "Box2D is not installed, you can install it by run `pip install swig` ..." as
+    the zoo's one line naming the extra, for a package the rl extra installs; else None."""
+    text = str(err).lower()
+    for word, module, package in RL_PACKAGES:
+        if word in text and not installed(module):
+            return missing(f"env: {env_id}", package, "rl")
+    return None
 
 
 def make_env(
@@ -107,16 +121,19 @@ def make_env(
 ) -> gym.Env:
     """One environment, wrapped and seeded; a clear error for an unknown id or a missing extra."""
     register_extra_envs(env_id)
+    for wrap in wrappers:  # before the env is made (ALE prints its banner then)
+        if getattr(wrap, "func", wrap) is gym.wrappers.AtariPreprocessing:  # resizes with opencv
+            require("cv2", "rl", f"env: {env_id} (AtariPreprocessing)", package="opencv")
     try:
         env = gym.make(env_id, **kwargs)
         for wrap in wrappers:
             env = wrap(env)
+    except (gym.error.DependencyNotInstalled, ImportError) as err:  # LunarLander without Box2D
+        raise _missing_rl_package(env_id, err) or ZooError(
+            f"env: cannot make {env_id!r}: {one_line(err, None)}"
+        ) from None
     except gym.error.Error as err:
         raise ZooError(f"env: cannot make {env_id!r}: {err}") from None
-    except ImportError as err:  # e.g. LunarLander without gymnasium[box2d]
-        raise ZooError(
-            f"env: {env_id} needs an extra package (pip install 'mlzoo[rl]'): {err}"
-        ) from None
     env.reset(seed=seed)
     env.action_space.seed(seed)
     return env

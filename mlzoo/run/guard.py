@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mlzoo.base.errors import ZooError, one_line
+from mlzoo.base.extras import missing
 from mlzoo.run.files import check_can_create, run_artifacts
 from mlzoo.run.private import wrap_hydra_composition
 from mlzoo.run.targets import check_interpolations, check_tree
@@ -111,6 +112,32 @@ def _nearest_keys(message: str, overrides: list[str], compose_with) -> str | Non
     )
 
 
+# Hydra's plugins the sweep extra installs: the config group options they add
+PLUGINS = {
+    ("hydra/sweeper", "optuna"): "hydra-optuna-sweeper",
+    ("hydra/launcher", "submitit_local"): "hydra-submitit-launcher",
+    ("hydra/launcher", "submitit_slurm"): "hydra-submitit-launcher",
+}
+
+
+def _missing_plugin(err: Exception, overrides: list[str]) -> str | None:
+    """For Hydra's "Could not find 'hydra/sweeper/optuna'" (or "Could not load
+    'hydra/launcher/submitit_slurm'", inside hydra/launcher=slurm) when the plugin that adds the
+    option is not installed: one line naming the extra, and the override that asked for it."""
+    found = re.search(r"Could not (?:find|load) '(hydra/\w+)/([^'/]+)'", str(err))
+    plugin = PLUGINS.get(found.groups()) if found else None
+    if plugin is None:
+        return None
+    group, option = found.groups()
+    what = f"{group}={option}"
+    for item in overrides:  # hparams_search=mlp_optuna, hydra/launcher=slurm: what the user typed
+        key, _, value = item.lstrip("+~").partition("=")
+        if key in ("hparams_search", group) and value and value != option:
+            what = f"{key}={value} ({what})"
+            break
+    return str(missing(what, plugin, "sweep"))
+
+
 def _missing_option(err: Exception) -> str | None:
     """For Hydra's "Could not find 'model/mlpp'" (an option no config group has, which Hydra
     answers with a dozen lines): one line with the nearest option and the whole list."""
@@ -152,7 +179,8 @@ def install() -> None:
             print(f"error: cannot read the override {err.override!r}: {said}", file=sys.stderr)
             sys.exit(1)
         except ConfigCompositionException as err:
-            hint = _missing_option(err) or _nearest_keys(str(err), list(overrides), lambda o: compose(
+            hint = _missing_plugin(err, list(overrides)) or _missing_option(err)
+            hint = hint or _nearest_keys(str(err), list(overrides), lambda o: compose(
                 self, config_name, o, run_mode, *args, **kwargs))  # fmt: skip
             if hint is None:
                 raise
