@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationKeyError
 
 from mlzoo.base.errors import ZooError, one_line
 from mlzoo.base.extras import missing
@@ -50,6 +51,11 @@ def _resolved(cfg: DictConfig, key: str) -> str | None:
     try:
         holder.set_config(copy.deepcopy(cfg))
         value = OmegaConf.select(holder.cfg, key)
+    except InterpolationKeyError as err:  # a run folder's name holds the overrides (seed=${nope})
+        said = str(err).splitlines()[0]
+        raise ZooError(
+            f"{key} cannot be resolved: {said} (an interpolation on the command line?)"
+        ) from None
     except Exception:
         return None  # not resolvable yet: Hydra itself will report it
     finally:

@@ -358,9 +358,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     keep = {p.name for p in fresh_dir.glob("*")} - {".hydra", "train.log"}
     try:  # the mistakes a config shows without importing torch or Lightning: answered in a second
         check_before_imports(cfg)
-    except ZooError:
+    except (ZooError, OmegaConfBaseException) as err:
         _discard(fresh_dir, keep, Path(cfg.paths.log_dir))
-        raise
+        raise ZooError(error_line(err)) from None
     import lightning  # noqa: F401  (first: importing it adds the console handlers quieted next)
 
     from mlzoo.run.build import build_run  # torch and Lightning: only once a run starts
