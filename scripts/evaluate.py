@@ -2,7 +2,7 @@
 
     python scripts/evaluate.py logs/runs/dqn-cartpole/<run>/checkpoints/last.ckpt
     python scripts/evaluate.py <ckpt> --episodes 100 --seed 1
-    python scripts/evaluate.py <ckpt> --video            # needs `pip install moviepy`
+    python scripts/evaluate.py <ckpt> --video            # needs moviepy: pip install 'mlzoo[rl]'
 
 Writes nothing but, with --video, <run>/videos/<ckpt>-<time>/ (a new folder each time), and then
 prints each video's path first (`video: <path>`). Last, one JSON line: {"episodes",
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 import moviepy  # noqa: F401
             except ImportError:
-                raise ZooError("--video needs `pip install moviepy`") from None
+                raise ZooError("--video needs moviepy: pip install 'mlzoo[rl]'") from None
             kwargs["render_mode"] = "rgb_array"
             # frames are drawn off screen: SDL's dummy video driver needs no display and does not
             # print "error: XDG_RUNTIME_DIR is invalid" where no desktop session is running

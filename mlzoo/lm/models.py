@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from mlzoo.base.errors import ZooError
+from mlzoo.base.extras import installed, missing
 from mlzoo.lm.hf import HFCausalLM
 from mlzoo.lm.tokenizer import DEFAULT_ALPHABET, CharTokenizer, HFTokenizer
 from mlzoo.nets.gpt import GPT
@@ -40,6 +41,8 @@ def build_lm(
         if lora:
             raise ZooError("model.lora is for Hugging Face policies (the zoo's GPT trains whole)")
         return GPT(tokenizer.vocab_size, **(gpt or {}))
+    if lora and not installed("peft"):  # before loading the model (tens of seconds)
+        raise missing("model.lora (LoRA on a Hugging Face model)", "peft", "pretrained")
     lm = HFCausalLM(policy, download, lora)
     if lm.vocab_size < tokenizer.vocab_size:
         raise ZooError(

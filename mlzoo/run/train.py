@@ -155,7 +155,7 @@ def _discard(
         return
     root = root.resolve()
     for parent in run_dir.resolve().parents:
-        if parent == root or root not in parent.parents:
+        if parent != root and root not in parent.parents:
             break
         try:
             parent.rmdir()  # only an empty folder goes
