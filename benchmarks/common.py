@@ -18,8 +18,6 @@ from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
-from mlzoo.base.extras import installed, missing
-
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "BENCHMARKS.md"  # where tables are appended; run.py sets it from --report
 RESULTS = ROOT / "benchmarks" / "results"  # where records are appended; run.py: --results
@@ -40,6 +38,8 @@ ENV_NEEDS = {
 def refuse_missing(what: str, needs: list[tuple[str, str, str]]) -> bool:
     """Print one ``error:`` line naming the extra for the first of ``needs`` that is not
     installed (before any run starts, instead of a run's failure later); True if one was."""
+    from mlzoo.base.extras import installed, missing  # (--help imports nothing of the zoo)
+
     for module, package, extra in needs:
         if not installed(module):
             print(f"error: {missing(what, package, extra)}", file=sys.stderr)
